@@ -1,0 +1,568 @@
+//! The task of one call: the tokio shell around [`Bridge`](super::core::Bridge).
+//!
+//! ```text
+//! INVITE ─► route (dialplan) ─► RTP port ─► SDP answer/offer ─► open Realtime session (≤ timeout)
+//!        ─► 200 OK ─► ACK ─► media loop ─► BYE / CANCEL / error / shutdown ─► teardown ─► call record
+//! ```
+//!
+//! Failures before the answer become final responses: 404 (no route), 488/400 (SDP), 503 (no RTP
+//! port, or no Realtime session within the connect timeout). After the answer, a failure ends the
+//! call with BYE. Every path releases the RTP port, closes the WebSocket and writes the call record.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::core::{Bridge, MediaParams, RtpOutcome};
+use crate::dialplan::{AgentProfile, Dialplan};
+use crate::media::g711::Law;
+use crate::media::ports::PortPool;
+use crate::realtime::client::{RealtimeSocket, RealtimeTarget};
+use crate::realtime::protocol::{self, ServerEvent, SessionSettings, TurnDetection};
+use crate::sdp::{self, Negotiated};
+use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, Transport};
+use crate::store::{CallEnd, NewCall, Store};
+
+/// Largest UDP datagram we read on an RTP socket, in bytes.
+const RTP_READ_BUFFER: usize = 2048;
+/// How many RTP ports to try when the chosen one is already in use by another program.
+const PORT_BIND_ATTEMPTS: usize = 16;
+/// Longest wait for the ACK of our 2xx when we need its SDP answer (late offer): 64·T1 (RFC 3261 §13.3.1.4).
+const ACK_TIMEOUT: Duration = Duration::from_secs(32);
+/// How long closing the WebSocket may take at teardown.
+const WS_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What every call task shares.
+pub struct CallContext {
+    /// The database.
+    pub store: Store,
+    /// The dialplan calls are routed with.
+    pub dialplan: Arc<Dialplan>,
+    /// Free RTP ports.
+    pub ports: Mutex<PortPool>,
+    /// IP advertised in SDP.
+    pub media_ip: IpAddr,
+    /// Where Realtime sessions are opened.
+    pub realtime: RealtimeTarget,
+    /// How long opening a session may take before the INVITE is refused with 503.
+    pub connect_timeout: Duration,
+}
+
+/// How a call ended, for the call record.
+#[derive(Debug, Clone)]
+struct Outcome {
+    reason: String,
+    initiator: &'static str,
+    sip_status: Option<u16>,
+}
+
+impl Outcome {
+    fn remote(reason: &str) -> Outcome {
+        Outcome {
+            reason: reason.to_owned(),
+            initiator: "remote",
+            sip_status: None,
+        }
+    }
+    fn local(reason: &str) -> Outcome {
+        Outcome {
+            reason: reason.to_owned(),
+            initiator: "local",
+            sip_status: None,
+        }
+    }
+    fn rejected(status: u16, reason: &str) -> Outcome {
+        Outcome {
+            reason: reason.to_owned(),
+            initiator: "local",
+            sip_status: Some(status),
+        }
+    }
+}
+
+/// Runs one call to its end. Never panics on network, SDP or model input; every failure is logged
+/// with the call's span (which carries the Call-ID) and recorded.
+pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: CancellationToken) {
+    let IncomingCall {
+        call_id,
+        from_uri,
+        caller_user,
+        to_uri,
+        called_user,
+        offer,
+        source,
+        transport,
+        handle,
+        mut events,
+    } = call;
+    info!(
+        from = %caller_user.as_deref().unwrap_or("anonymous"),
+        to = %called_user.as_deref().unwrap_or("-"),
+        source = ?source,
+        transport = ?transport,
+        "incoming call"
+    );
+    let transport_name = match transport {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+        Transport::Other => "other",
+    };
+    let row = ctx
+        .store
+        .call_started(&NewCall {
+            call_id: &call_id,
+            from_uri: &from_uri,
+            to_uri: &to_uri,
+            caller: caller_user.as_deref(),
+            called: called_user.as_deref(),
+            transport: transport_name,
+            started_at: Utc::now(),
+        })
+        .await
+        .map_err(|e| warn!(error = %e, "cannot record the call"))
+        .ok();
+
+    let mut record = CallEnd::default();
+    let outcome = drive(
+        &ctx,
+        row,
+        called_user.as_deref(),
+        offer,
+        &handle,
+        &mut events,
+        &cancel,
+        &mut record,
+    )
+    .await;
+    if outcome.initiator == "local" && outcome.sip_status.is_none() {
+        if let Err(e) = handle.hangup(&outcome.reason).await {
+            debug!(error = %e, "BYE failed");
+        }
+    }
+    if let Some(status) = outcome.sip_status {
+        if status != 200 {
+            if let Err(e) = handle.reject(status, Some(&outcome.reason)) {
+                debug!(error = %e, "rejecting the INVITE failed");
+            }
+        }
+    }
+    record.end_reason = outcome.reason.clone();
+    record.end_initiator = outcome.initiator.to_owned();
+    if record.sip_status.is_none() {
+        record.sip_status = outcome.sip_status;
+    }
+    info!(
+        end_reason = %record.end_reason,
+        initiator = %record.end_initiator,
+        packets_in = record.packets_in,
+        packets_out = record.packets_out,
+        concealed_frames = record.concealed_frames,
+        "call ended"
+    );
+    if let Some(id) = row {
+        if let Err(e) = ctx.store.call_ended(id, &record, Utc::now()).await {
+            warn!(error = %e, "cannot record the end of the call");
+        }
+    }
+}
+
+/// Returns the RTP port to the pool when the call is over.
+struct PortLease<'a> {
+    pool: &'a Mutex<PortPool>,
+    port: u16,
+}
+
+impl Drop for PortLease<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.release(self.port);
+        }
+    }
+}
+
+async fn bind_rtp(ctx: &CallContext) -> Option<(UdpSocket, PortLease<'_>)> {
+    for _ in 0..PORT_BIND_ATTEMPTS {
+        let port = ctx.ports.lock().ok()?.allocate()?;
+        let lease = PortLease {
+            pool: &ctx.ports,
+            port,
+        };
+        let specific = UdpSocket::bind(SocketAddr::new(ctx.media_ip, port)).await;
+        let socket = match specific {
+            Ok(s) => Ok(s),
+            // The advertised IP is not ours (e.g. a NAT's public address): listen on all interfaces.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                let any: IpAddr = if ctx.media_ip.is_ipv6() {
+                    IpAddr::from([0u16; 8])
+                } else {
+                    IpAddr::from([0u8; 4])
+                };
+                UdpSocket::bind(SocketAddr::new(any, port)).await
+            }
+            Err(e) => Err(e),
+        };
+        match socket {
+            Ok(s) => return Some((s, lease)),
+            Err(e) => debug!(port, error = %e, "RTP port busy, trying another"),
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    ctx: &CallContext,
+    row: Option<i64>,
+    called: Option<&str>,
+    offer: Option<Vec<u8>>,
+    handle: &CallHandle,
+    events: &mut CallEvents,
+    cancel: &CancellationToken,
+    record: &mut CallEnd,
+) -> Outcome {
+    // 1. Route.
+    let Some(route) = ctx.dialplan.route(called) else {
+        info!(
+            called = called.unwrap_or("-"),
+            "no dialplan route for this number"
+        );
+        return Outcome::rejected(404, "no-route");
+    };
+    let profile = route.agent.clone();
+    info!(route = %route.name, agent = %profile.name, "routed");
+    if let Some(id) = row {
+        if let Err(e) = ctx.store.call_routed(id, &profile.name).await {
+            warn!(error = %e, "cannot record the route");
+        }
+    }
+
+    // 2. RTP port.
+    let Some((socket, _lease)) = bind_rtp(ctx).await else {
+        warn!("no free RTP port; refusing the call");
+        return Outcome::rejected(503, "no-rtp-port");
+    };
+    let local_rtp = SocketAddr::new(
+        ctx.media_ip,
+        socket.local_addr().map(|a| a.port()).unwrap_or_default(),
+    );
+
+    // 3. SDP offer/answer.
+    let session_id = u64::from(rand::random::<u32>());
+    let (negotiated, local_sdp) = match &offer {
+        Some(offer) => match sdp::answer(offer, local_rtp, session_id) {
+            Ok((n, answer)) => (Some(n), answer),
+            Err(e) => {
+                info!(error = %e, "unacceptable SDP offer");
+                return Outcome::rejected(e.sip_status(), &format!("sdp-{}", e.sip_status()));
+            }
+        },
+        None => (None, sdp::offer(local_rtp, session_id)),
+    };
+
+    // 4. Open the Realtime session, unless the caller gives up first.
+    let model = profile.model.clone();
+    let opening = open_session(&ctx.realtime, &model);
+    let ws = tokio::select! {
+        r = tokio::time::timeout(ctx.connect_timeout, opening) => match r {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(reason)) => {
+                warn!(%reason, "cannot open a Realtime session; refusing the call with 503");
+                return Outcome::rejected(503, "realtime-unavailable");
+            }
+            Err(_) => {
+                warn!(timeout = ?ctx.connect_timeout, "Realtime session did not open in time; refusing the call with 503");
+                return Outcome::rejected(503, "realtime-timeout");
+            }
+        },
+        ev = wait_for_end(events) => return ev,
+        _ = cancel.cancelled() => return Outcome::rejected(503, "shutdown"),
+    };
+
+    // 5. Answer.
+    if let Err(e) = handle.answer(local_sdp) {
+        warn!(error = %e, "cannot send 200 OK");
+        return Outcome::remote("gone-before-answer");
+    }
+    record.sip_status = Some(200);
+    let negotiated = match negotiated {
+        Some(n) => n,
+        None => match wait_for_ack_answer(events, cancel).await {
+            Ok(n) => n,
+            Err(outcome) => return outcome,
+        },
+    };
+    let codec = match negotiated.law {
+        Law::Mu => "PCMU",
+        Law::A => "PCMA",
+    };
+    if let Some(id) = row {
+        if let Err(e) = ctx.store.call_answered(id, codec, Utc::now()).await {
+            warn!(error = %e, "cannot record the answer");
+        }
+    }
+    info!(codec, remote_rtp = %negotiated.remote_rtp, local_rtp = %local_rtp, "call answered");
+
+    // 6. Media.
+    media_loop(
+        ctx,
+        &profile,
+        &negotiated,
+        socket,
+        ws,
+        events,
+        cancel,
+        record,
+    )
+    .await
+}
+
+async fn open_session(target: &RealtimeTarget, model: &str) -> Result<RealtimeSocket, String> {
+    let mut ws = target.connect(model).await.map_err(|e| e.to_string())?;
+    // The session is open once the server says so (session.created is its first event).
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => match protocol::parse_server_event(&text) {
+                Ok(ServerEvent::SessionCreated { session_id, .. }) => {
+                    info!(
+                        session_id = session_id.as_deref().unwrap_or("-"),
+                        "Realtime session opened"
+                    );
+                    return Ok(ws);
+                }
+                Ok(ServerEvent::Error { message, .. }) => {
+                    return Err(format!("the server refused the session: {message}"))
+                }
+                Ok(_) => continue,
+                Err(e) => return Err(format!("unexpected first event: {e}")),
+            },
+            Some(Ok(Message::Close(frame))) => {
+                return Err(format!(
+                    "the server closed the session: {}",
+                    frame
+                        .map(|f| format!("{} {}", f.code, f.reason))
+                        .unwrap_or_default()
+                ))
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("the server closed the connection".into()),
+        }
+    }
+}
+
+/// Waits until the dialog ends before we answered (CANCEL, or the transaction died).
+async fn wait_for_end(events: &mut CallEvents) -> Outcome {
+    loop {
+        match events.recv().await {
+            Some(CallEvent::Cancelled) => {
+                info!("caller cancelled before the answer");
+                return Outcome {
+                    reason: "cancelled".into(),
+                    initiator: "remote",
+                    sip_status: Some(487),
+                };
+            }
+            Some(CallEvent::Bye) => return Outcome::remote("remote-bye"),
+            Some(CallEvent::Terminated { reason }) => return Outcome::remote(reason),
+            Some(_) => continue,
+            None => return Outcome::remote("dialog-gone"),
+        }
+    }
+}
+
+/// Late offer: our offer went in the 200 OK, the caller's answer comes in the ACK (RFC 3264 §5).
+async fn wait_for_ack_answer(
+    events: &mut CallEvents,
+    cancel: &CancellationToken,
+) -> Result<Negotiated, Outcome> {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(CallEvent::Ack {
+                    answer: Some(answer),
+                }) => {
+                    return sdp::accept_answer(&answer).map_err(|e| {
+                        warn!(error = %e, "unacceptable SDP answer in the ACK");
+                        Outcome::local("bad-sdp-answer")
+                    })
+                }
+                Some(CallEvent::Ack { answer: None }) => {
+                    warn!("the ACK carried no SDP answer to our offer");
+                    return Err(Outcome::local("no-sdp-answer"));
+                }
+                Some(CallEvent::Bye) => return Err(Outcome::remote("remote-bye")),
+                Some(CallEvent::Cancelled) => return Err(Outcome::remote("cancelled")),
+                Some(CallEvent::Terminated { reason }) => return Err(Outcome::remote(reason)),
+                Some(CallEvent::Info { .. }) => continue,
+                None => return Err(Outcome::remote("dialog-gone")),
+            }
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(ACK_TIMEOUT, wait) => r.unwrap_or_else(|_| Err(Outcome::local("ack-timeout"))),
+        _ = cancel.cancelled() => Err(Outcome::local("shutdown")),
+    }
+}
+
+fn session_settings(profile: &AgentProfile, law: Law) -> SessionSettings {
+    SessionSettings {
+        model: profile.model.clone(),
+        instructions: profile.instructions.clone(),
+        voice: profile.voice.clone(),
+        law,
+        turn_detection: TurnDetection {
+            threshold: profile.vad.threshold,
+            prefix_padding_ms: profile.vad.prefix_padding_ms,
+            silence_duration_ms: profile.vad.silence_duration_ms,
+            create_response: true,
+            interrupt_response: true,
+        },
+        transcription_model: profile.transcription_model.clone(),
+        tools: Vec::new(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn media_loop(
+    ctx: &CallContext,
+    profile: &AgentProfile,
+    negotiated: &Negotiated,
+    socket: UdpSocket,
+    mut ws: RealtimeSocket,
+    events: &mut CallEvents,
+    cancel: &CancellationToken,
+    record: &mut CallEnd,
+) -> Outcome {
+    let now = tokio::time::Instant::now().into_std();
+    let media = MediaParams {
+        law: negotiated.law,
+        payload_type: negotiated.payload_type,
+        ssrc: rand::random(),
+        first_seq: rand::random(),
+        first_ts: rand::random(),
+    };
+    let settings = session_settings(profile, negotiated.law);
+    let mut bridge = Bridge::new(
+        now,
+        &media,
+        ctx.realtime.dialect,
+        settings.turn_detection.interrupt_response,
+    );
+    bridge.start_session(&settings, &profile.greeting);
+    let mut remote = negotiated.remote_rtp;
+    let mut latched = false;
+    let mut buf = vec![0u8; RTP_READ_BUFFER];
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+
+    let outcome = loop {
+        // Drain: client events first, then due RTP.
+        let mut ws_failed = None;
+        while let Some(event) = bridge.poll_ws() {
+            if let Err(e) = ws.send(Message::Text(event.into())).await {
+                ws_failed = Some(e.to_string());
+                break;
+            }
+        }
+        if let Some(e) = ws_failed {
+            warn!(error = %e, "Realtime session failed; hanging up");
+            break Outcome::local("realtime-failed");
+        }
+        let now = tokio::time::Instant::now().into_std();
+        while let Some(t) = bridge.poll_rtp(now) {
+            if negotiated.should_send() {
+                if let Err(e) = socket.send_to(&t.packet, remote).await {
+                    debug!(error = %e, %remote, "RTP send failed");
+                }
+            }
+        }
+        match bridge.poll_timeout() {
+            Some(deadline) => sleep.as_mut().reset(deadline.into()),
+            None => sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + Duration::from_secs(3600)),
+        }
+
+        tokio::select! {
+            _ = cancel.cancelled() => break Outcome::local("shutdown"),
+            ev = events.recv() => match ev {
+                Some(CallEvent::Bye) => {
+                    info!("caller hung up");
+                    break Outcome::remote("remote-bye");
+                }
+                Some(CallEvent::Cancelled) => break Outcome::remote("cancelled"),
+                Some(CallEvent::Terminated { reason }) => break Outcome::remote(reason),
+                Some(CallEvent::Info { content_type, body }) => {
+                    debug!(content_type = content_type.as_deref().unwrap_or("-"), bytes = body.len(), "SIP INFO");
+                }
+                Some(CallEvent::Ack { .. }) => {}
+                None => break Outcome::remote("dialog-gone"),
+            },
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let now = tokio::time::Instant::now().into_std();
+                    if let RtpOutcome::Rtp(_) = bridge.handle_rtp(now, &buf[..n]) {
+                        // Symmetric RTP: send where the caller's RTP actually comes from.
+                        if from != remote {
+                            if !latched {
+                                info!(sdp = %remote, actual = %from, "latched RTP to the caller's source address");
+                            }
+                            remote = from;
+                        }
+                        latched = true;
+                    }
+                }
+                Err(e) => debug!(error = %e, "RTP receive error"),
+            },
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    let now = tokio::time::Instant::now().into_std();
+                    match protocol::parse_server_event(&text) {
+                        Ok(event) => bridge.handle_server_event(now, event),
+                        Err(e) => warn!(error = %e, "unreadable Realtime event"),
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    warn!(close = ?frame.map(|f| format!("{} {}", f.code, f.reason)), "Realtime session closed by the server; hanging up");
+                    break Outcome::local("realtime-closed");
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    warn!(error = %e, "Realtime connection failed; hanging up");
+                    break Outcome::local("realtime-failed");
+                }
+                None => {
+                    warn!("Realtime connection closed; hanging up");
+                    break Outcome::local("realtime-closed");
+                }
+            },
+            _ = &mut sleep => {
+                let now = tokio::time::Instant::now().into_std();
+                bridge.handle_timeout(now);
+            }
+        }
+    };
+
+    let stats = bridge.stats();
+    record.packets_in = stats.inbound.received;
+    record.packets_out = stats.outbound.packets_sent;
+    record.concealed_frames = stats.inbound.concealed_frames;
+    info!(
+        appends = stats.appends,
+        barge_ins = stats.barge_ins,
+        truncates = stats.truncates,
+        server_errors = stats.server_errors,
+        late = stats.inbound.late,
+        duplicates = stats.inbound.duplicates,
+        "media summary"
+    );
+    let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, ws.close(None)).await;
+    outcome
+}

@@ -1,0 +1,344 @@
+//! The per-call bridge between caller RTP and a Realtime session, as a sans-IO state machine.
+//!
+//! [`Bridge`] owns the call's [`InboundAudio`] (caller RTP → continuous 20 ms frames), its
+//! [`PlayoutPacer`] (model audio → paced RTP) and the conversation state it needs from the server
+//! events: the response in progress, the assistant item being played, items interrupted by the
+//! caller, and function calls waiting for their outputs.
+//!
+//! Inputs: [`Bridge::handle_rtp`], [`Bridge::handle_server_event`], [`Bridge::handle_timeout`], each
+//! with an explicit `now`. Outputs: [`Bridge::poll_ws`] (client events to send, in order),
+//! [`Bridge::poll_rtp`] (due RTP packets) and [`Bridge::poll_timeout`].
+//!
+//! Drain rule: after every `handle_*` call, drain `poll_ws` and `poll_rtp` until they return `None`,
+//! then sleep until `poll_timeout`. No I/O, no clock reads.
+//!
+//! Barge-in (realtime-protocol.md §5.1–5.2): on `input_audio_buffer.speech_started` the queued model
+//! audio is dropped at once (at most the frame already handed out is still sent), the interrupted
+//! assistant item is truncated at the milliseconds actually sent as RTP (never more than was received,
+//! and no truncate when nothing was cut), late deltas of that item are discarded, and
+//! `response.cancel` is sent only when a response is in progress and the server will not cancel it
+//! itself (`interrupt_response: false`).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
+
+use crate::media::g711::{Law, BYTES_PER_MS};
+use crate::media::inbound::{Disposition, InboundAudio, InboundStats};
+use crate::media::pacer::{PacerStats, PlayoutPacer, Transmit};
+use crate::media::rtp;
+use crate::realtime::protocol::{self, Dialect, ServerEvent, SessionSettings};
+
+/// How many interrupted item ids are remembered to discard their late deltas.
+const REMEMBERED_INTERRUPTED_ITEMS: usize = 8;
+
+/// Fixed facts of the call's media, from SDP negotiation.
+#[derive(Debug, Clone)]
+pub struct MediaParams {
+    /// G.711 law of the call (and of the Realtime session; no transcoding).
+    pub law: Law,
+    /// RTP payload type of the audio codec (0 PCMU, 8 PCMA, or a dynamic one).
+    pub payload_type: u8,
+    /// Our RTP SSRC (random per call, RFC 3550 §8).
+    pub ssrc: u32,
+    /// First RTP sequence number (random, RFC 3550 §5.1).
+    pub first_seq: u16,
+    /// First RTP timestamp (random, RFC 3550 §5.1).
+    pub first_ts: u32,
+}
+
+/// What happened to an RTP datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtpOutcome {
+    /// A valid RTP packet (any payload type); the shell may latch its source address.
+    Rtp(Disposition),
+    /// An RTCP packet (rtcp-mux); ignored for now.
+    Rtcp,
+    /// Not RTP at all.
+    Invalid,
+}
+
+/// Counters of one call, for the call record and the summary log line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BridgeStats {
+    /// Caller RTP.
+    pub inbound: InboundStats,
+    /// Our RTP.
+    pub outbound: PacerStats,
+    /// `input_audio_buffer.append` events sent.
+    pub appends: u64,
+    /// Times the caller interrupted the agent.
+    pub barge_ins: u64,
+    /// `conversation.item.truncate` events sent.
+    pub truncates: u64,
+    /// `error` events received.
+    pub server_errors: u64,
+    /// Audio deltas discarded because their item had been interrupted.
+    pub late_deltas_dropped: u64,
+}
+
+#[derive(Debug, Clone)]
+struct PlayingItem {
+    id: String,
+    tag: u64,
+    content_index: u32,
+}
+
+/// A function call the model made, waiting for the response that carried it to finish.
+#[derive(Debug, Clone)]
+struct PendingToolCall {
+    call_id: String,
+    name: String,
+}
+
+/// The sans-IO bridge of one call. See the module docs.
+pub struct Bridge {
+    dialect: Dialect,
+    interrupt_response: bool,
+    inbound: InboundAudio,
+    pacer: PlayoutPacer,
+    ws_out: VecDeque<String>,
+    response_active: Option<String>,
+    playing: Option<PlayingItem>,
+    items: Vec<(String, u64)>,
+    next_tag: u64,
+    interrupted: VecDeque<String>,
+    pending_tools: Vec<PendingToolCall>,
+    stats: BridgeStats,
+}
+
+impl Bridge {
+    /// A bridge for a call whose media was negotiated as `media`, speaking `dialect`.
+    pub fn new(
+        now: Instant,
+        media: &MediaParams,
+        dialect: Dialect,
+        interrupt_response: bool,
+    ) -> Bridge {
+        Bridge {
+            dialect,
+            interrupt_response,
+            inbound: InboundAudio::new(media.law, media.payload_type, now),
+            pacer: PlayoutPacer::new(
+                media.law,
+                media.payload_type,
+                media.ssrc,
+                media.first_seq,
+                media.first_ts,
+                now,
+            ),
+            ws_out: VecDeque::new(),
+            response_active: None,
+            playing: None,
+            items: Vec::new(),
+            next_tag: 1,
+            interrupted: VecDeque::new(),
+            pending_tools: Vec::new(),
+            stats: BridgeStats::default(),
+        }
+    }
+
+    /// Queues the session configuration and, if `greeting` is not empty, a response that speaks it.
+    /// Call once, right after the session opened.
+    pub fn start_session(&mut self, settings: &SessionSettings, greeting: &str) {
+        self.ws_out
+            .push_back(protocol::session_update(self.dialect, settings));
+        if !greeting.trim().is_empty() {
+            let instructions = format!(
+                "Greet the caller now. Say exactly this, then wait for them to answer: {greeting}"
+            );
+            self.ws_out
+                .push_back(protocol::response_create(Some(&instructions)));
+        }
+    }
+
+    /// Feeds one UDP datagram received on the call's RTP port.
+    pub fn handle_rtp(&mut self, now: Instant, datagram: &[u8]) -> RtpOutcome {
+        if rtp::is_rtcp(datagram) {
+            return RtpOutcome::Rtcp;
+        }
+        let Ok(packet) = rtp::parse(datagram) else {
+            return RtpOutcome::Invalid;
+        };
+        let disposition = self.inbound.push(now, &packet);
+        self.drain_inbound();
+        RtpOutcome::Rtp(disposition)
+    }
+
+    /// Advances timers: conceals missing caller audio.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.inbound.handle_timeout(now);
+        self.drain_inbound();
+    }
+
+    fn drain_inbound(&mut self) {
+        while let Some(frame) = self.inbound.poll_frame() {
+            // base64 grows 4/3; the JSON envelope adds ~50 bytes.
+            let mut event = String::with_capacity(frame.audio.len() * 4 / 3 + 64);
+            protocol::input_audio_buffer_append(&mut event, &frame.audio);
+            self.ws_out.push_back(event);
+            self.stats.appends += 1;
+        }
+    }
+
+    /// Feeds one server event.
+    pub fn handle_server_event(&mut self, now: Instant, event: ServerEvent) {
+        match event {
+            ServerEvent::AudioDelta {
+                response_id: _,
+                item_id,
+                content_index,
+                audio,
+            } => self.on_audio_delta(now, item_id, content_index, &audio),
+            ServerEvent::SpeechStarted { audio_start_ms, .. } => {
+                debug!(audio_start_ms, "caller started speaking");
+                self.barge_in();
+            }
+            ServerEvent::ResponseCreated { response_id } => {
+                self.response_active = Some(response_id);
+            }
+            ServerEvent::ResponseDone {
+                response_id,
+                status,
+                ..
+            } => {
+                if self.response_active.as_deref() == Some(response_id.as_str()) {
+                    self.response_active = None;
+                }
+                debug!(%response_id, %status, "response done");
+                self.flush_tool_outputs();
+            }
+            ServerEvent::FunctionCallArgumentsDone { call_id, name, .. } => {
+                let name = name.unwrap_or_default();
+                self.pending_tools.push(PendingToolCall { call_id, name });
+                if self.response_active.is_none() {
+                    self.flush_tool_outputs();
+                }
+            }
+            ServerEvent::Error {
+                kind,
+                code,
+                message,
+                ..
+            } => {
+                self.stats.server_errors += 1;
+                warn!(error_type = %kind, code = code.as_deref().unwrap_or("-"), %message, "Realtime server error");
+            }
+            ServerEvent::InputTranscriptionCompleted { transcript, .. } => {
+                info!(transcript = %transcript.trim(), "caller said");
+            }
+            ServerEvent::TranscriptDone { transcript, .. } => {
+                info!(transcript = %transcript.trim(), "agent said");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_audio_delta(&mut self, now: Instant, item_id: String, content_index: u32, audio: &[u8]) {
+        if self.interrupted.iter().any(|i| *i == item_id) {
+            self.stats.late_deltas_dropped += 1;
+            return;
+        }
+        let tag = match self.items.iter().find(|(id, _)| *id == item_id) {
+            Some((_, tag)) => *tag,
+            None => {
+                let tag = self.next_tag;
+                self.next_tag += 1;
+                self.items.push((item_id.clone(), tag));
+                if self.items.len() > 16 {
+                    self.items.remove(0);
+                }
+                tag
+            }
+        };
+        self.playing = Some(PlayingItem {
+            id: item_id,
+            tag,
+            content_index,
+        });
+        self.pacer.push(now, tag, audio);
+    }
+
+    /// The caller started speaking: stop the agent at once and tell the server what was heard.
+    fn barge_in(&mut self) {
+        let Some(item) = self.playing.take() else {
+            return;
+        };
+        let received = self.pacer.received_bytes(item.tag);
+        let flushed = self.pacer.flush();
+        let played = self.pacer.played_bytes(item.tag);
+        let was_cut = played < received;
+        if !was_cut {
+            // The item had been played completely: nothing to truncate.
+            return;
+        }
+        self.stats.barge_ins += 1;
+        let audio_end_ms = played.min(received) / BYTES_PER_MS;
+        info!(
+            item_id = %item.id,
+            played_ms = audio_end_ms,
+            received_ms = received / BYTES_PER_MS,
+            flushed_ms = flushed.total_bytes as u64 / BYTES_PER_MS,
+            "caller interrupted the agent"
+        );
+        self.ws_out.push_back(protocol::conversation_item_truncate(
+            &item.id,
+            item.content_index,
+            audio_end_ms,
+        ));
+        self.stats.truncates += 1;
+        if self.response_active.is_some() && !self.interrupt_response {
+            self.ws_out.push_back(protocol::response_cancel());
+        }
+        self.interrupted.push_back(item.id);
+        if self.interrupted.len() > REMEMBERED_INTERRUPTED_ITEMS {
+            self.interrupted.pop_front();
+        }
+    }
+
+    /// Answers function calls once their response is done. No tools are enabled yet, so each call
+    /// gets a structured error the model can speak about.
+    fn flush_tool_outputs(&mut self) {
+        if self.pending_tools.is_empty() {
+            return;
+        }
+        for call in self.pending_tools.drain(..) {
+            warn!(tool = %call.name, "the model called a tool that this profile does not offer");
+            let output = serde_json::json!({
+                "error": format!("the tool '{}' is not available on this line", call.name)
+            })
+            .to_string();
+            self.ws_out
+                .push_back(protocol::function_call_output(&call.call_id, &output));
+        }
+        self.ws_out.push_back(protocol::response_create(None));
+    }
+
+    /// The next client event to send on the WebSocket.
+    pub fn poll_ws(&mut self) -> Option<String> {
+        self.ws_out.pop_front()
+    }
+
+    /// The next RTP packet due at `now`.
+    pub fn poll_rtp(&mut self, now: Instant) -> Option<Transmit> {
+        self.pacer.poll_transmit(now)
+    }
+
+    /// When to call [`Bridge::handle_timeout`] / [`Bridge::poll_rtp`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.pacer.poll_timeout(), self.inbound.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> BridgeStats {
+        BridgeStats {
+            inbound: self.inbound.stats(),
+            outbound: self.pacer.stats(),
+            ..self.stats
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Command-line interface (clap): `frontdesk serve`, `frontdesk sim`, `frontdesk db migrate`,
+//! `frontdesk dialplan check`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::PortRange;
+
+/// frontdesk answers phone calls (SIP) with an AI receptionist that talks through an OpenAI
+/// Realtime session, and books appointments in a local calendar.
+///
+/// Start it with `frontdesk serve`. Without OPENAI_API_KEY it talks to the built-in Realtime
+/// simulator, so you can call it from any SIP phone for free.
+#[derive(Debug, Parser)]
+#[command(name = "frontdesk", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Answer SIP calls (UDP and TCP) and bridge them to the voice model.
+    Serve(ServeArgs),
+    /// Run the local Realtime simulator: a WebSocket server at /v1/realtime that speaks the OpenAI
+    /// Realtime protocol (GA, or beta when the client sends `OpenAI-Beta: realtime=v1`).
+    Sim(SimArgs),
+    /// Database maintenance.
+    Db {
+        /// Database command.
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Dialplan tools for admins.
+    Dialplan {
+        /// Dialplan command.
+        #[command(subcommand)]
+        command: DialplanCommand,
+    },
+}
+
+/// `frontdesk serve` flags. Each overrides the same setting of `--config`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see README "Configuration").
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// SIP listen address, used for both UDP and TCP [default: 0.0.0.0:5060].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub sip_listen: Option<SocketAddr>,
+    /// IP address advertised in SDP for RTP (and in Contact) [default: the listen IP, or the
+    /// address of the default-route interface].
+    #[arg(long, value_name = "IP")]
+    pub media_ip: Option<IpAddr>,
+    /// UDP port range for RTP; even ports are used, RTCP takes the odd one above [default: 10000-20000].
+    #[arg(long, value_name = "LOW-HIGH")]
+    pub rtp_ports: Option<PortRange>,
+    /// SQLite database file, created and migrated at start [default: ./frontdesk.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Directory of dialplan *.toml files [default: ./dialplans].
+    #[arg(long, value_name = "DIR")]
+    pub dialplans: Option<PathBuf>,
+    /// Realtime WebSocket URL [default: wss://api.openai.com/v1/realtime, or the built-in
+    /// simulator when OPENAI_API_KEY is not set].
+    #[arg(long, value_name = "URL", env = "FRONTDESK_REALTIME_URL")]
+    pub realtime_url: Option<String>,
+    /// Realtime protocol dialect: `ga` (default) or `beta` (`OpenAI-Beta: realtime=v1`, for
+    /// gateways that still speak it).
+    #[arg(long, value_name = "ga|beta")]
+    pub realtime_protocol: Option<String>,
+    /// Scenario file for the built-in simulator (only used when no API key and no URL are given).
+    #[arg(long, value_name = "FILE")]
+    pub sim_scenario: Option<PathBuf>,
+}
+
+/// `frontdesk sim` flags.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8089.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8089")]
+    pub listen: SocketAddr,
+    /// Scenario file (TOML): greeting, replies per caller turn, function calls. See docs/simulator.md.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Append every client event received, verbatim, one JSON object per line.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Append every server event sent, one JSON object per line.
+    #[arg(long, value_name = "FILE")]
+    pub record_server: Option<PathBuf>,
+    /// Echo mode: each reply is the caller's own last turn (for load tests).
+    #[arg(long)]
+    pub echo: bool,
+}
+
+/// `frontdesk db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the database if needed and apply pending migrations.
+    Migrate {
+        /// SQLite database file.
+        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
+        db: PathBuf,
+    },
+}
+
+/// `frontdesk dialplan` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DialplanCommand {
+    /// Check the dialplan files: report every error (exit 1) or print the routing table.
+    Check {
+        /// Dialplan directory.
+        #[arg(value_name = "DIR", default_value = "./dialplans")]
+        dir: PathBuf,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = crate::server::ServeSettings::resolve(args)?;
+            crate::server::run(settings, crate::server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(args) => {
+            crate::server::run_sim(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db {
+            command: DbCommand::Migrate { db },
+        } => {
+            crate::store::Store::open(&db).await?;
+            println!("database {} is up to date", db.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dialplan {
+            command: DialplanCommand::Check { dir },
+        } => match crate::dialplan::Dialplan::load_dir(&dir) {
+            Ok(plan) => {
+                println!("dialplan {} is valid; routes in order:", dir.display());
+                for (i, r) in plan.routes().iter().enumerate() {
+                    let to = match &r.to {
+                        crate::dialplan::NumberMatch::Any => "*".to_owned(),
+                        crate::dialplan::NumberMatch::Prefix(p) => format!("{p}*"),
+                        crate::dialplan::NumberMatch::Exact(e) => e.clone(),
+                    };
+                    println!(
+                        "  {:>2}. {:<20} to={:<16} agent={}",
+                        i + 1,
+                        r.name,
+                        to,
+                        r.agent.name
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!("{} error(s) in dialplan {}", errors.len(), dir.display());
+                Ok(ExitCode::from(1))
+            }
+        },
+    }
+}

@@ -1,0 +1,231 @@
+//! Configuration: the optional TOML file (`--config`), overridden by command-line flags and
+//! environment variables. Unknown keys in the file are errors.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::realtime::protocol::Dialect;
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid (syntax, unknown key, bad value).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong (with line and column).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {setting}: {message}")]
+    Invalid {
+        /// The setting name.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// An inclusive range of UDP ports for RTP, e.g. `10000-20000`. Only even ports are used (RFC 3550 §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// Lowest port (even).
+    pub low: u16,
+    /// Highest port.
+    pub high: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("'{s}' is not a port range like 10000-20000"))?;
+        let low: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{a}' is not a port number"))?;
+        let high: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{b}' is not a port number"))?;
+        if low < 1024 || high <= low {
+            return Err(format!(
+                "port range {low}-{high} must satisfy 1024 <= low < high"
+            ));
+        }
+        // Start on an even port; RTCP uses the odd port above each RTP port.
+        let low = low + low % 2;
+        if high <= low {
+            return Err(format!(
+                "port range {s} holds no even RTP port with its RTCP port"
+            ));
+        }
+        Ok(PortRange { low, high })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `[sip]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipFile {
+    /// UDP+TCP listen address.
+    pub listen: Option<SocketAddr>,
+    /// IP advertised in SDP and Contact.
+    pub media_ip: Option<IpAddr>,
+    /// RTP port range.
+    pub rtp_ports: Option<PortRange>,
+}
+
+/// The `[realtime]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeFile {
+    /// WebSocket URL.
+    pub url: Option<String>,
+    /// `ga` or `beta`.
+    pub protocol: Option<String>,
+    /// Seconds to wait for a session to open before refusing the call.
+    pub connect_timeout_secs: Option<u64>,
+}
+
+/// The config file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// SQLite database path.
+    pub db: Option<PathBuf>,
+    /// Dialplan directory.
+    pub dialplans: Option<PathBuf>,
+    /// SIP and media.
+    #[serde(default)]
+    pub sip: SipFile,
+    /// Realtime service.
+    #[serde(default)]
+    pub realtime: RealtimeFile,
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file.
+    ///
+    /// # Errors
+    /// [`Error::Read`] or [`Error::Parse`].
+    pub fn load(path: &Path) -> Result<ConfigFile, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| Error::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Parses a dialect name (`ga` or `beta`).
+///
+/// # Errors
+/// [`Error::Invalid`] for anything else.
+pub fn parse_dialect(s: &str) -> Result<Dialect, Error> {
+    s.parse().map_err(|_| Error::Invalid {
+        setting: "realtime protocol",
+        message: format!("'{s}' is not a protocol; use 'ga' (default) or 'beta'"),
+    })
+}
+
+/// Picks the IP to advertise in SDP when none is configured: the listen IP if it is specific,
+/// else the address of the interface that routes to the Internet (found without sending a
+/// packet), else 127.0.0.1.
+pub fn default_media_ip(listen: IpAddr) -> IpAddr {
+    if !listen.is_unspecified() {
+        return listen;
+    }
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+        // connect() on UDP only selects a route; nothing is sent.
+        s.connect("192.0.2.1:9")?;
+        s.local_addr()
+    });
+    match probe {
+        Ok(addr) if !addr.ip().is_unspecified() => addr.ip(),
+        _ => IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(
+            "10000-20000".parse(),
+            Ok(PortRange {
+                low: 10000,
+                high: 20000
+            })
+        );
+        assert_eq!(
+            "10001-10010".parse(),
+            Ok(PortRange {
+                low: 10002,
+                high: 10010
+            })
+        );
+        assert!("20000-10000".parse::<PortRange>().is_err());
+        assert!("80-90".parse::<PortRange>().is_err());
+        assert!("abc".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/frontdesk.example.toml"
+        ));
+        let cfg = ConfigFile::load(path).expect("example config parses");
+        assert_eq!(cfg.sip.listen, Some(SocketAddr::from(([0, 0, 0, 0], 5060))));
+        assert_eq!(
+            cfg.realtime
+                .protocol
+                .as_deref()
+                .map(parse_dialect)
+                .and_then(Result::ok),
+            Some(Dialect::Ga)
+        );
+    }
+
+    #[test]
+    fn unknown_config_keys_are_errors() {
+        let e = toml::from_str::<ConfigFile>("[sip]\nlisten = \"0.0.0.0:5060\"\nlsiten = 1\n");
+        assert!(e.is_err());
+        let ok: ConfigFile = toml::from_str(
+            "db = \"x.db\"\n[sip]\nlisten = \"127.0.0.1:5070\"\nrtp_ports = \"30000-30100\"\n[realtime]\nprotocol = \"beta\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            ok.sip.rtp_ports,
+            Some(PortRange {
+                low: 30000,
+                high: 30100
+            })
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! The `frontdesk` command; see `frontdesk --help`.
+
+fn main() -> std::process::ExitCode {
+    frontdesk::cli::main()
+}

@@ -1,0 +1,25 @@
+//! The media core: G.711 RTP in and out of a call, as sans-IO state machines.
+//!
+//! This module owns everything between a UDP datagram and the bytes exchanged with the Realtime
+//! session, except the sockets and the clock themselves:
+//!
+//! - [`g711`]: the two companding laws, their silence bytes and frame constants (20 ms = 160 bytes).
+//! - [`rtp`]: parsing and writing RTP packets (RFC 3550 §5.1), RTCP demultiplexing (RFC 5761 §4) and
+//!   extended sequence numbers / timestamps (RFC 3550 §A.1).
+//! - [`pacer`]: [`pacer::PlayoutPacer`], which turns model audio (any chunk size, faster than real
+//!   time) into 20 ms RTP packets on an absolute, drift-free schedule.
+//! - [`inbound`]: [`inbound::InboundAudio`], which turns caller RTP into a continuous stream of
+//!   frames for the model, filling losses and pauses with G.711 silence.
+//! - [`ports`]: [`ports::PortPool`], the pool of even local RTP ports.
+//!
+//! Invariants shared by every state machine here: no I/O, no tokio, no sockets, and no reading of the
+//! clock. Every method that needs the time takes `now: Instant` from the caller (the shell); time that
+//! goes backwards is ignored, and early or repeated timeouts are no-ops. Audio is never transcoded:
+//! payload bytes pass through untouched, and only silence bytes of the call's own law are inserted.
+//! Outputs are drained with `poll_*` until they return `None`; the next deadline is `poll_timeout()`.
+
+pub mod g711;
+pub mod inbound;
+pub mod pacer;
+pub mod ports;
+pub mod rtp;

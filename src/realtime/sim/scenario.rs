@@ -1,0 +1,746 @@
+//! Scenario files: what the simulator says, turn by turn, and how fast it delivers it.
+//!
+//! Loading has two stages, as for every admin-edited file: the TOML is deserialised into raw
+//! structs (unknown keys are errors), then compiled into a [`Scenario`] (templates parsed, audio
+//! files read relative to the scenario file, every problem collected and reported with the
+//! path). The format is documented in `docs/simulator.md`.
+//!
+//! Reading files happens only in [`Scenario::load`]; a compiled scenario is plain data used by
+//! the sans-IO session core.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::audio::{self, Clip};
+use super::Error;
+use crate::media::g711::Law;
+
+/// Greeting spoken when the scenario has none.
+const DEFAULT_GREETING: &str =
+    "Hello, you have reached the frontdesk simulator. How can I help you today?";
+/// Reply to every caller turn when the scenario has no turns at all.
+const DEFAULT_REPLY: &str = "This is the simulator. I heard {heard_ms} milliseconds of audio.";
+/// Reply when `idle_timeout_ms` fires.
+const DEFAULT_IDLE_REPLY: &str = "Are you still there?";
+/// Defaults of the delivery knobs.
+const DEFAULT_MS_PER_CHAR: u32 = 65;
+const DEFAULT_DELTA_BYTES: usize = 1234;
+const DEFAULT_REALTIME_FACTOR: f64 = 5.0;
+const DEFAULT_FIRST_AUDIO_DELAY_MS: u64 = 150;
+/// Upper bounds keeping every deadline far from `Instant` overflow.
+const MAX_FIRST_AUDIO_DELAY_MS: u64 = 60_000;
+const MAX_SESSION_S: u64 = 7 * 24 * 3600;
+
+/// A compiled scenario. Build one with [`Scenario::load`]; [`Scenario::default`] is the built-in
+/// scenario (default greeting, a generic reply to every turn).
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub(crate) greeting: Speech,
+    pub(crate) idle_reply: Speech,
+    pub(crate) turns: Vec<Turn>,
+    pub(crate) fallback: Option<Turn>,
+    pub(crate) timing: Timing,
+    /// Overrides the session cap (60 min GA, 30 min beta).
+    pub(crate) max_session: Option<Duration>,
+}
+
+/// How responses are delivered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Timing {
+    /// Synthesised speech pace.
+    pub(crate) ms_per_char: u32,
+    /// Size of one audio delta in G.711 bytes (8 per ms; PCM16 deltas carry the same duration).
+    pub(crate) delta_bytes: usize,
+    /// Audio is sent this many times faster than real time (`inf`: all at once).
+    pub(crate) realtime_factor: f64,
+    /// Delay between `response.created` and the first audio delta.
+    pub(crate) first_audio_delay: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            ms_per_char: DEFAULT_MS_PER_CHAR,
+            delta_bytes: DEFAULT_DELTA_BYTES,
+            realtime_factor: DEFAULT_REALTIME_FACTOR,
+            first_audio_delay: Duration::from_millis(DEFAULT_FIRST_AUDIO_DELAY_MS),
+        }
+    }
+}
+
+/// Something to say: a transcript template and optionally recorded audio replacing the
+/// synthesised voice.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Speech {
+    pub(crate) text: Template,
+    pub(crate) clip: Option<Clip>,
+}
+
+impl Speech {
+    pub(crate) fn text(text: &str) -> Speech {
+        Speech {
+            text: Template::literal(text),
+            clip: None,
+        }
+    }
+}
+
+/// One caller turn's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Turn {
+    /// Spoken answer (after the tool output when `call` is set).
+    pub(crate) say: Speech,
+    /// A function call made before answering.
+    pub(crate) call: Option<Call>,
+    /// Spoken in the same response, before the function call.
+    pub(crate) preamble: Option<Speech>,
+    /// Transcript of the caller's turn, sent when input transcription is enabled.
+    pub(crate) heard: Option<String>,
+}
+
+/// A function call the simulated model makes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Call {
+    pub(crate) name: String,
+    /// The JSON text sent as `arguments` (verbatim when the scenario gives a string).
+    pub(crate) arguments: String,
+}
+
+/// A reply text with `{…}` placeholders. See `docs/simulator.md`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    /// `{output}` or `{output.a[0].b}`.
+    Output(Vec<Seg>),
+    /// `{turn}`: 1-based number of the caller turn.
+    Turn,
+    /// `{heard_ms}`: duration of the caller's turn.
+    HeardMs,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Values available to a template.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TemplateCtx<'a> {
+    pub(crate) output: Option<&'a str>,
+    pub(crate) turn: usize,
+    pub(crate) heard_ms: u64,
+}
+
+impl Template {
+    pub(crate) fn literal(text: &str) -> Template {
+        Template {
+            parts: vec![Part::Lit(text.to_string())],
+        }
+    }
+
+    /// Parses `text`; `{{` and `}}` are literal braces.
+    fn parse(text: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '}' => return Err("unmatched '}' (write '}}' for a literal brace)".into()),
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => name.push(c),
+                            None => return Err(format!("unclosed placeholder '{{{name}'")),
+                        }
+                    }
+                    if !lit.is_empty() {
+                        parts.push(Part::Lit(std::mem::take(&mut lit)));
+                    }
+                    parts.push(Self::placeholder(name.trim())?);
+                }
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Template { parts })
+    }
+
+    fn placeholder(name: &str) -> Result<Part, String> {
+        match name {
+            "turn" => return Ok(Part::Turn),
+            "heard_ms" => return Ok(Part::HeardMs),
+            _ => {}
+        }
+        let Some(mut rest) = name.strip_prefix("output") else {
+            return Err(format!(
+                "unknown placeholder '{{{name}}}' (known: {{output}}, {{output.field}}, {{output.list[0]}}, {{turn}}, {{heard_ms}})"
+            ));
+        };
+        let mut path = Vec::new();
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix('.') {
+                let end = r.find(['.', '[']).unwrap_or(r.len());
+                let key = &r[..end];
+                if key.is_empty() {
+                    return Err(format!("empty field name in '{{{name}}}'"));
+                }
+                path.push(Seg::Key(key.to_string()));
+                rest = &r[end..];
+            } else if let Some(r) = rest.strip_prefix('[') {
+                let end = r
+                    .find(']')
+                    .ok_or_else(|| format!("missing ']' in '{{{name}}}'"))?;
+                let index = r[..end]
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad index '{}' in '{{{name}}}'", &r[..end]))?;
+                path.push(Seg::Index(index));
+                rest = &r[end + 1..];
+            } else {
+                return Err(format!("unknown placeholder '{{{name}}}'"));
+            }
+        }
+        Ok(Part::Output(path))
+    }
+
+    fn uses_output(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Output(_)))
+    }
+
+    /// Renders the template. Missing output fields render as nothing.
+    pub(crate) fn render(&self, ctx: &TemplateCtx<'_>) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Turn => out.push_str(&ctx.turn.to_string()),
+                Part::HeardMs => out.push_str(&ctx.heard_ms.to_string()),
+                Part::Output(path) if path.is_empty() => out.push_str(ctx.output.unwrap_or("")),
+                Part::Output(path) => {
+                    let parsed: Option<Value> =
+                        ctx.output.and_then(|o| serde_json::from_str(o).ok());
+                    let mut node = parsed.as_ref();
+                    for seg in path {
+                        node = match seg {
+                            Seg::Key(k) => node.and_then(|n| n.get(k.as_str())),
+                            Seg::Index(i) => node.and_then(|n| n.get(*i)),
+                        };
+                    }
+                    if let Some(v) = node {
+                        out.push_str(&speakable(v));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How a JSON value reads in a sentence: strings bare, lists of scalars joined with ", ",
+/// anything else as compact JSON.
+fn speakable(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            items.iter().map(speakable).collect::<Vec<_>>().join(", ")
+        }
+        other => other.to_string(),
+    }
+}
+
+impl Default for Scenario {
+    fn default() -> Scenario {
+        Scenario {
+            greeting: Speech::text(DEFAULT_GREETING),
+            idle_reply: Speech::text(DEFAULT_IDLE_REPLY),
+            turns: Vec::new(),
+            fallback: None,
+            timing: Timing::default(),
+            max_session: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    greeting: Option<String>,
+    greeting_audio_file: Option<String>,
+    idle_reply: Option<String>,
+    speech_ms_per_char: Option<u32>,
+    delta_bytes: Option<usize>,
+    delta_ms: Option<u64>,
+    realtime_factor: Option<f64>,
+    first_audio_delay_ms: Option<u64>,
+    max_session_s: Option<u64>,
+    #[serde(default, rename = "turn")]
+    turns: Vec<RawTurn>,
+    fallback: Option<RawTurn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTurn {
+    say: Option<String>,
+    audio_file: Option<String>,
+    call: Option<RawCall>,
+    preamble: Option<String>,
+    heard: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCall {
+    name: String,
+    arguments: Option<toml::Value>,
+}
+
+fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Collects problems while compiling.
+struct Compiler<'a> {
+    dir: &'a Path,
+    problems: Vec<String>,
+}
+
+impl Compiler<'_> {
+    fn template(&mut self, what: &str, text: &str, allow_output: bool) -> Template {
+        match Template::parse(text) {
+            Ok(t) if t.uses_output() && !allow_output => {
+                self.problems.push(format!(
+                    "{what}: {{output…}} placeholders are only allowed in the `say` of a turn with a `call`"
+                ));
+                t
+            }
+            Ok(t) => t,
+            Err(e) => {
+                self.problems.push(format!("{what}: {e}"));
+                Template::literal(text)
+            }
+        }
+    }
+
+    fn clip(&mut self, what: &str, file: &str) -> Option<Clip> {
+        let path: PathBuf = self.dir.join(file);
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problems.push(format!(
+                    "{what}: cannot read audio file {}: {e}",
+                    path.display()
+                ));
+                return None;
+            }
+        };
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let clip = match ext.as_str() {
+            "ul" | "ulaw" | "mulaw" | "pcmu" | "u8" => Ok(Clip::G711 {
+                law: Law::Mu,
+                bytes: data,
+            }),
+            "al" | "alaw" | "pcma" => Ok(Clip::G711 {
+                law: Law::A,
+                bytes: data,
+            }),
+            "wav" => audio::parse_wav(&data),
+            _ => Err(
+                "unknown audio file type; use .ul/.ulaw (raw µ-law), .al/.alaw (raw A-law) or .wav"
+                    .to_string(),
+            ),
+        };
+        match clip {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.problems
+                    .push(format!("{what}: {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    fn turn(&mut self, what: &str, raw: &RawTurn) -> Turn {
+        if raw.say.is_none() && raw.audio_file.is_none() {
+            self.problems
+                .push(format!("{what}: needs `say` or `audio_file`"));
+        }
+        if raw.preamble.is_some() && raw.call.is_none() {
+            self.problems
+                .push(format!("{what}: `preamble` needs a `call`"));
+        }
+        let has_call = raw.call.is_some();
+        let text = raw.say.as_deref().unwrap_or("");
+        let say = Speech {
+            text: self.template(&format!("{what}.say"), text, has_call),
+            clip: raw
+                .audio_file
+                .as_deref()
+                .and_then(|f| self.clip(&format!("{what}.audio_file"), f)),
+        };
+        let preamble = raw.preamble.as_deref().map(|p| Speech {
+            text: self.template(&format!("{what}.preamble"), p, false),
+            clip: None,
+        });
+        let call = raw.call.as_ref().map(|c| {
+            if c.name.trim().is_empty() {
+                self.problems
+                    .push(format!("{what}.call: `name` must not be empty"));
+            }
+            let arguments = match &c.arguments {
+                None => "{}".to_string(),
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(toml::Value::Table(t)) => {
+                    toml_to_json(&toml::Value::Table(t.clone())).to_string()
+                }
+                Some(_) => {
+                    self.problems.push(format!(
+                        "{what}.call.arguments: must be a table or a JSON string"
+                    ));
+                    "{}".to_string()
+                }
+            };
+            Call {
+                name: c.name.clone(),
+                arguments,
+            }
+        });
+        Turn {
+            say,
+            call,
+            preamble,
+            heard: raw.heard.clone(),
+        }
+    }
+}
+
+impl Scenario {
+    /// Loads and compiles a TOML scenario file; audio files are resolved relative to it.
+    ///
+    /// # Errors
+    /// [`Error::Read`] if the file cannot be read; [`Error::Scenario`] listing every problem
+    /// (TOML syntax, unknown keys, bad templates, unreadable audio files).
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use frontdesk::realtime::sim::Scenario;
+    /// let scenario = Scenario::load(std::path::Path::new("tests/scenarios/basic.toml"))?;
+    /// # Ok::<(), frontdesk::realtime::sim::Error>(())
+    /// ```
+    pub fn load(path: &Path) -> Result<Scenario, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Compiles scenario text as if read from `path`.
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Scenario, Error> {
+        let fail = |problems: Vec<String>| Error::Scenario {
+            path: path.to_path_buf(),
+            problems,
+        };
+        let raw: RawScenario =
+            toml::from_str(text).map_err(|e| fail(vec![e.to_string().trim_end().to_string()]))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut c = Compiler {
+            dir,
+            problems: Vec::new(),
+        };
+        let mut scenario = Scenario::default();
+        if raw.greeting.is_some() || raw.greeting_audio_file.is_some() {
+            scenario.greeting = Speech {
+                text: c.template("greeting", raw.greeting.as_deref().unwrap_or(""), false),
+                clip: raw
+                    .greeting_audio_file
+                    .as_deref()
+                    .and_then(|f| c.clip("greeting_audio_file", f)),
+            };
+        }
+        if let Some(idle) = &raw.idle_reply {
+            scenario.idle_reply = Speech {
+                text: c.template("idle_reply", idle, false),
+                clip: None,
+            };
+        }
+        scenario.turns = raw
+            .turns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| c.turn(&format!("turn {}", i + 1), t))
+            .collect();
+        scenario.fallback = raw.fallback.as_ref().map(|t| c.turn("fallback", t));
+        let t = &mut scenario.timing;
+        if let Some(v) = raw.speech_ms_per_char {
+            if v == 0 || v > 1000 {
+                c.problems
+                    .push("speech_ms_per_char: must be 1..=1000".into());
+            }
+            t.ms_per_char = v.clamp(1, 1000);
+        }
+        if let Some(v) = raw.delta_bytes {
+            if v == 0 || v > 1_000_000 {
+                c.problems.push("delta_bytes: must be 1..=1000000".into());
+            }
+            t.delta_bytes = v.clamp(1, 1_000_000);
+        }
+        if let Some(ms) = raw.delta_ms {
+            if raw.delta_bytes.is_some() {
+                c.problems
+                    .push("set either delta_bytes or delta_ms, not both".into());
+            }
+            if ms == 0 || ms > 100_000 {
+                c.problems.push("delta_ms: must be 1..=100000".into());
+            }
+            t.delta_bytes = (ms.clamp(1, 100_000) * 8) as usize;
+        }
+        if let Some(v) = raw.realtime_factor {
+            if v.is_nan() || v <= 0.0 {
+                c.problems
+                    .push("realtime_factor: must be > 0 (inf sends everything at once)".into());
+            } else {
+                t.realtime_factor = v;
+            }
+        }
+        if let Some(v) = raw.first_audio_delay_ms {
+            if v > MAX_FIRST_AUDIO_DELAY_MS {
+                c.problems.push(format!(
+                    "first_audio_delay_ms: must be at most {MAX_FIRST_AUDIO_DELAY_MS}"
+                ));
+            }
+            t.first_audio_delay = Duration::from_millis(v.min(MAX_FIRST_AUDIO_DELAY_MS));
+        }
+        if let Some(v) = raw.max_session_s {
+            if v == 0 || v > MAX_SESSION_S {
+                c.problems
+                    .push(format!("max_session_s: must be 1..={MAX_SESSION_S}"));
+            }
+            scenario.max_session = Some(Duration::from_secs(v.clamp(1, MAX_SESSION_S)));
+        }
+        if c.problems.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(fail(c.problems))
+        }
+    }
+
+    /// The answer to caller turn `index` (0-based): that turn, else `fallback`, else the last
+    /// turn, else the built-in reply.
+    pub(crate) fn turn(&self, index: usize) -> Turn {
+        self.turns
+            .get(index)
+            .or(self.fallback.as_ref())
+            .or(self.turns.last())
+            .cloned()
+            .unwrap_or_else(|| Turn {
+                say: Speech {
+                    text: default_reply(),
+                    clip: None,
+                },
+                call: None,
+                preamble: None,
+                heard: None,
+            })
+    }
+}
+
+fn default_reply() -> Template {
+    // The built-in template is known to parse.
+    Template::parse(DEFAULT_REPLY).unwrap_or_else(|_| Template::literal(DEFAULT_REPLY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario, Error> {
+        Scenario::parse(text, Path::new("/nonexistent/scenario.toml"))
+    }
+
+    #[test]
+    fn parses_full_scenario() {
+        let s = parse(
+            r#"
+            greeting = "Hi there."
+            speech_ms_per_char = 50
+            delta_bytes = 1000
+            realtime_factor = 4.0
+            first_audio_delay_ms = 0
+            max_session_s = 60
+            [[turn]]
+            say = "We are open."
+            heard = "When are you open?"
+            [[turn]]
+            preamble = "Let me check."
+            call = { name = "check_availability", arguments = { service = "cleaning", n = 2 } }
+            say = "I have {output.slots[0]} or {output.slots}. Raw: {output}"
+            [fallback]
+            say = "Turn {turn}, {heard_ms} ms."
+            "#,
+        )
+        .expect("valid scenario");
+        assert_eq!(s.turns.len(), 2);
+        assert_eq!(s.timing.delta_bytes, 1000);
+        assert_eq!(s.max_session, Some(Duration::from_secs(60)));
+        let call = s.turns[1].call.as_ref().expect("call");
+        assert_eq!(call.arguments, r#"{"n":2,"service":"cleaning"}"#);
+        let out = r#"{"slots":["9:00","10:30"]}"#;
+        let ctx = TemplateCtx {
+            output: Some(out),
+            turn: 2,
+            heard_ms: 0,
+        };
+        assert_eq!(
+            s.turns[1].say.text.render(&ctx),
+            format!("I have 9:00 or 9:00, 10:30. Raw: {out}")
+        );
+        let fb = s.turn(7);
+        let ctx = TemplateCtx {
+            output: None,
+            turn: 8,
+            heard_ms: 1234,
+        };
+        assert_eq!(fb.say.text.render(&ctx), "Turn 8, 1234 ms.");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_templates_are_reported_with_the_path() {
+        let err = parse("greting = \"x\"").expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("/nonexistent/scenario.toml"), "{msg}");
+        assert!(msg.contains("greting"), "{msg}");
+
+        let err = parse("[[turn]]\nsay = \"x\"\ncolour = 1").expect_err("unknown turn key");
+        assert!(err.to_string().contains("colour"), "{err}");
+
+        let err = parse(
+            "[[turn]]\nsay = \"{output.x}\"\n[[turn]]\nsay = \"{bogus}\"\n[[turn]]\npreamble = \"a\"\nsay = \"b\"",
+        )
+        .expect_err("bad templates");
+        let Error::Scenario { problems, .. } = err else {
+            panic!("wrong error {err:?}")
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+
+        let err = parse("[[turn]]\naudio_file = \"missing.ul\"").expect_err("missing audio");
+        assert!(err.to_string().contains("missing.ul"), "{err}");
+    }
+
+    #[test]
+    fn turn_selection_falls_back() {
+        let s = parse("[[turn]]\nsay = \"one\"\n[[turn]]\nsay = \"two\"").expect("valid");
+        let ctx = TemplateCtx::default();
+        assert_eq!(s.turn(0).say.text.render(&ctx), "one");
+        assert_eq!(s.turn(5).say.text.render(&ctx), "two");
+        let d = Scenario::default();
+        let ctx = TemplateCtx {
+            heard_ms: 900,
+            ..TemplateCtx::default()
+        };
+        assert!(d.turn(0).say.text.render(&ctx).contains("900 milliseconds"));
+    }
+
+    #[test]
+    fn templates_escape_braces_and_render_missing_fields_as_nothing() {
+        let t = Template::parse("{{literal}} {output.a.b} {output[1]}!").expect("template");
+        let ctx = TemplateCtx {
+            output: Some(r#"[{"x":1},{"y":true}]"#),
+            ..TemplateCtx::default()
+        };
+        assert_eq!(t.render(&ctx), r#"{literal}  {"y":true}!"#);
+        let ctx = TemplateCtx {
+            output: Some("not json"),
+            ..TemplateCtx::default()
+        };
+        assert_eq!(t.render(&ctx), "{literal}  !");
+        assert!(Template::parse("{output").is_err());
+        assert!(Template::parse("a } b").is_err());
+        assert!(Template::parse("{output[x]}").is_err());
+    }
+
+    #[test]
+    fn example_scenarios_load() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios"));
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("tests/scenarios exists") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "example scenarios found: {n}");
+    }
+
+    #[test]
+    fn delta_ms_and_delta_bytes_are_exclusive() {
+        let s = parse("delta_ms = 150").expect("delta_ms");
+        assert_eq!(s.timing.delta_bytes, 1200);
+        assert!(parse("delta_ms = 150\ndelta_bytes = 1000").is_err());
+        assert!(parse("realtime_factor = 0.0").is_err());
+        assert!(parse("realtime_factor = inf").is_ok());
+    }
+
+    #[test]
+    fn loads_audio_files_relative_to_the_scenario() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("hello.ul"), [0x10u8; 800]).expect("write clip");
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "greeting_audio_file = \"hello.ul\"\ngreeting = \"Hello\"\n",
+        )
+        .expect("write scenario");
+        let s = Scenario::load(&path).expect("scenario with audio");
+        assert_eq!(
+            s.greeting.clip,
+            Some(Clip::G711 {
+                law: Law::Mu,
+                bytes: vec![0x10; 800]
+            })
+        );
+        let err = Scenario::load(&dir.path().join("nope.toml")).expect_err("missing file");
+        assert!(matches!(err, Error::Read { .. }));
+    }
+}

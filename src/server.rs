@@ -1,0 +1,321 @@
+//! `frontdesk serve`: wires the SIP endpoint, the store, the dialplan and the Realtime target
+//! together and supervises one task per call. Also hosts `frontdesk sim`.
+//!
+//! Shutdown order (SIGINT/SIGTERM or the `shutdown` future): new INVITEs get 503, every call task is
+//! cancelled and hangs up with BYE, the supervisor waits for them (bounded), then SIP stops.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn, Instrument as _};
+
+use crate::bridge::call::{self, CallContext};
+use crate::cli::{ServeArgs, SimArgs};
+use crate::config::{self, ConfigFile, PortRange};
+use crate::dialplan::Dialplan;
+use crate::media::ports::PortPool;
+use crate::realtime::client::{ApiKey, RealtimeTarget, OPENAI_REALTIME_URL};
+use crate::realtime::protocol::Dialect;
+use crate::realtime::sim;
+use crate::sip::{SipConfig, SipEndpoint};
+use crate::store::Store;
+
+/// How long calls get to hang up during shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default time to open a Realtime session before refusing the call with 503.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where Realtime sessions come from.
+#[derive(Debug, Clone)]
+pub enum RealtimeBackend {
+    /// A WebSocket endpoint (OpenAI, a gateway, or an external simulator).
+    Remote(RealtimeTarget),
+    /// The simulator, started inside this process on a loopback port.
+    BuiltInSimulator {
+        /// Scenario for it.
+        scenario: Option<PathBuf>,
+        /// Dialect to speak to it.
+        dialect: Dialect,
+    },
+}
+
+/// Everything `serve` needs, after merging flags, environment and the config file.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// SIP UDP+TCP listen address.
+    pub sip_listen: SocketAddr,
+    /// IP advertised in SDP.
+    pub media_ip: IpAddr,
+    /// RTP ports.
+    pub rtp_ports: PortRange,
+    /// SQLite file.
+    pub db: PathBuf,
+    /// Dialplan directory.
+    pub dialplans: PathBuf,
+    /// Realtime backend.
+    pub realtime: RealtimeBackend,
+    /// Session-open timeout.
+    pub connect_timeout: Duration,
+}
+
+impl ServeSettings {
+    /// Merges command-line flags (and `OPENAI_API_KEY`, `FRONTDESK_REALTIME_URL`) over the config file.
+    ///
+    /// # Errors
+    /// An unreadable or invalid config file, or an invalid value.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeSettings> {
+        let file = match &args.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let sip_listen = args
+            .sip_listen
+            .or(file.sip.listen)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5060)));
+        let media_ip = args
+            .media_ip
+            .or(file.sip.media_ip)
+            .unwrap_or_else(|| config::default_media_ip(sip_listen.ip()));
+        let rtp_ports = args.rtp_ports.or(file.sip.rtp_ports).unwrap_or(PortRange {
+            low: 10_000,
+            high: 20_000,
+        });
+        let dialect = match args
+            .realtime_protocol
+            .as_deref()
+            .or(file.realtime.protocol.as_deref())
+        {
+            Some(p) => config::parse_dialect(p)?,
+            None => Dialect::Ga,
+        };
+        let api_key = std::env::var("OPENAI_API_KEY").ok().and_then(ApiKey::new);
+        let url = args.realtime_url.or(file.realtime.url);
+        let realtime = match (url, api_key) {
+            (Some(url), api_key) => RealtimeBackend::Remote(RealtimeTarget {
+                url,
+                dialect,
+                api_key,
+            }),
+            (None, Some(api_key)) => RealtimeBackend::Remote(RealtimeTarget {
+                url: OPENAI_REALTIME_URL.to_owned(),
+                dialect,
+                api_key: Some(api_key),
+            }),
+            (None, None) => RealtimeBackend::BuiltInSimulator {
+                scenario: args.sim_scenario,
+                dialect,
+            },
+        };
+        Ok(ServeSettings {
+            sip_listen,
+            media_ip,
+            rtp_ports,
+            db: args
+                .db
+                .or(file.db)
+                .unwrap_or_else(|| PathBuf::from("./frontdesk.db")),
+            dialplans: args
+                .dialplans
+                .or(file.dialplans)
+                .unwrap_or_else(|| PathBuf::from("./dialplans")),
+            realtime,
+            connect_timeout: file
+                .realtime
+                .connect_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        })
+    }
+}
+
+/// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    info!("shutdown requested");
+}
+
+/// Installs rustls's `ring` crypto provider for the process (tokio-tungstenite's rustls features
+/// compile without one and would panic on the first `wss://` connect). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Runs `frontdesk serve` until `shutdown` resolves.
+///
+/// # Errors
+/// Start-up failures: database, dialplan, SIP bind, simulator bind.
+pub async fn run(
+    settings: ServeSettings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let store = Store::open(&settings.db)
+        .await
+        .with_context(|| format!("cannot use database {}", settings.db.display()))?;
+    let dialplan = match Dialplan::load_dir(&settings.dialplans) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            for e in &errors {
+                error!("dialplan: {e}");
+            }
+            anyhow::bail!(
+                "the dialplan in {} has {} error(s); fix them (see `frontdesk dialplan check`)",
+                settings.dialplans.display(),
+                errors.len()
+            );
+        }
+    };
+
+    let sim_token = CancellationToken::new();
+    let target = match &settings.realtime {
+        RealtimeBackend::Remote(t) => {
+            info!(url = %t.url, protocol = ?t.dialect, authenticated = t.api_key.is_some(), "Realtime sessions go to a remote service");
+            t.clone()
+        }
+        RealtimeBackend::BuiltInSimulator { scenario, dialect } => {
+            let scenario = match scenario {
+                Some(path) => Some(sim::Scenario::load(path)?),
+                None => None,
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("cannot start the built-in Realtime simulator")?;
+            let addr = listener.local_addr()?;
+            let opts = sim::SimOptions {
+                scenario,
+                ..sim::SimOptions::default()
+            };
+            let token = sim_token.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sim::serve(listener, opts, token).await {
+                    error!(error = %e, "built-in Realtime simulator stopped");
+                }
+            });
+            let url = format!("ws://{addr}/v1/realtime");
+            warn!(%url, "OPENAI_API_KEY is not set: calls talk to the built-in Realtime SIMULATOR, not to OpenAI (set OPENAI_API_KEY to use OpenAI)");
+            RealtimeTarget {
+                url,
+                dialect: *dialect,
+                api_key: None,
+            }
+        }
+    };
+
+    let sip_token = CancellationToken::new();
+    let sip_config = SipConfig {
+        listen: settings.sip_listen,
+        advertised_ip: settings.media_ip,
+        user_agent: format!("frontdesk/{}", env!("CARGO_PKG_VERSION")),
+    };
+    let (endpoint, mut incoming) = SipEndpoint::bind(&sip_config, sip_token.clone()).await?;
+    let admission = endpoint.admission();
+    let sip_addr = endpoint.local_addr();
+    let sip_task = tokio::spawn(endpoint.run());
+    let ports = PortPool::new(settings.rtp_ports.low, settings.rtp_ports.high)
+        .map_err(|e| anyhow::anyhow!("invalid RTP port range: {e}"))?;
+    let ctx = Arc::new(CallContext {
+        store: store.clone(),
+        dialplan: Arc::new(dialplan),
+        ports: Mutex::new(ports),
+        media_ip: settings.media_ip,
+        realtime: target,
+        connect_timeout: settings.connect_timeout,
+    });
+    info!(
+        sip = %sip_addr,
+        media_ip = %settings.media_ip,
+        rtp_ports = %format!("{}-{}", settings.rtp_ports.low, settings.rtp_ports.high),
+        db = %settings.db.display(),
+        "frontdesk is ready: listening for SIP on UDP and TCP"
+    );
+
+    let calls_token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            call = incoming.recv() => {
+                let Some(call) = call else { break };
+                let span = tracing::info_span!("call", call_id = %call.call_id);
+                let ctx = ctx.clone();
+                let token = calls_token.child_token();
+                tracker.spawn(call::run(ctx, call, token).instrument(span));
+            }
+        }
+    }
+
+    admission.stop_accepting();
+    info!(
+        active_calls = tracker.len(),
+        "stopping: new calls get 503, hanging up active calls"
+    );
+    calls_token.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some calls did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    sip_token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;
+    sim_token.cancel();
+    store.close().await;
+    info!("frontdesk stopped");
+    Ok(())
+}
+
+/// Runs `frontdesk sim` until SIGINT/SIGTERM.
+///
+/// # Errors
+/// Bind failures or an invalid scenario file.
+pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let scenario = match &args.scenario {
+        Some(path) => Some(sim::Scenario::load(path)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let opts = sim::SimOptions {
+        scenario,
+        record: args.record,
+        record_server: args.record_server,
+        echo: args.echo,
+    };
+    let token = CancellationToken::new();
+    let stopper = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stopper.cancel();
+    });
+    info!(url = %format!("ws://{addr}/v1/realtime"), "Realtime simulator listening");
+    sim::serve(listener, opts, token).await?;
+    Ok(())
+}

@@ -1,0 +1,625 @@
+//! SIP user-agent server (UAS) facade over `rsipstack` (RFC 3261).
+//!
+//! This module owns the SIP endpoint: one UDP socket and one TCP listener on the same address, the
+//! transaction layer and the INVITE dialogs. It is the only place where `rsipstack` types appear;
+//! the rest of frontdesk sees [`IncomingCall`], [`CallEvent`] and the commands on [`CallHandle`].
+//!
+//! Request routing (RFC 3261 §8.2, §12.2.2, §9.2):
+//!
+//! ```text
+//! INVITE without To tag ──► new dialog ──► IncomingCall on the calls channel (503 if full or draining)
+//! in-dialog request      ──► its dialog (BYE, ACK, INFO, OPTIONS, re-INVITE, UPDATE)
+//! in-dialog, no dialog   ──► 481 Call/Transaction Does Not Exist
+//! OPTIONS outside dialog ──► 200 OK with Allow/Accept
+//! CANCEL                 ──► 200 for the CANCEL (transaction layer), 487 for the INVITE (dialog)
+//! other methods          ──► 405 Method Not Allowed
+//! ```
+//!
+//! Known rsipstack defects (issue 2's measurements): it logs every packet at INFO (our log filter sets
+//! its target to `warn`); a non-UTF-8 header line drops later headers; `%XX` escapes are re-encoded on
+//! output; comma-joined Via values are not split. None of them affects the UAS path used here.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::HeadersExt as _;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::{
+    tcp_listener::TcpListenerConnection, udp::UdpConnection, TransportLayer,
+};
+use rsipstack::EndpointBuilder;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Capacity of the channel that hands new calls to the call supervisor. When it is full, further
+/// INVITEs are answered 503 Service Unavailable with Retry-After (the supervisor is overloaded).
+pub const INCOMING_CALLS_CAPACITY: usize = 64;
+
+/// Methods we accept, announced in `Allow` (RFC 3261 §20.5).
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+
+/// Errors of the SIP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding the SIP listen address failed.
+    #[error("failed to listen for SIP on {addr}: {reason}")]
+    Bind {
+        /// The address we tried.
+        addr: SocketAddr,
+        /// What the transport reported.
+        reason: String,
+    },
+    /// A command on a dialog failed (the transaction or dialog is gone).
+    #[error("SIP dialog {call_id}: {reason}")]
+    Dialog {
+        /// Call-ID of the dialog.
+        call_id: String,
+        /// What rsipstack reported.
+        reason: String,
+    },
+}
+
+/// Settings of the SIP endpoint.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// Address for both UDP and TCP (e.g. `0.0.0.0:5060`).
+    pub listen: SocketAddr,
+    /// Host (IP) to put in our Contact when `listen` is a wildcard address.
+    pub advertised_ip: std::net::IpAddr,
+    /// Value of the `User-Agent`/`Server` header.
+    pub user_agent: String,
+}
+
+/// Transport a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// RFC 3261 §18 over UDP.
+    Udp,
+    /// RFC 3261 §18 over TCP.
+    Tcp,
+    /// Anything else rsipstack supports (TLS, WebSocket); not listened on by frontdesk today.
+    Other,
+}
+
+/// A new call: the initial INVITE's facts, a handle to answer or end it and its event stream.
+pub struct IncomingCall {
+    /// The Call-ID header value.
+    pub call_id: String,
+    /// The From URI, e.g. `sip:+15551234567@pbx.example`.
+    pub from_uri: String,
+    /// User part of P-Asserted-Identity (RFC 3325) if present, else of From.
+    pub caller_user: Option<String>,
+    /// The To URI.
+    pub to_uri: String,
+    /// User part of the Request-URI (the called number), falling back to To's user part.
+    pub called_user: Option<String>,
+    /// The SDP offer, if the INVITE carried one (`Content-Type: application/sdp`).
+    pub offer: Option<Vec<u8>>,
+    /// Where the INVITE came from (transport source address).
+    pub source: Option<SocketAddr>,
+    /// Transport the INVITE used.
+    pub transport: Transport,
+    /// Commands for this call.
+    pub handle: CallHandle,
+    /// Events of this call, in order.
+    pub events: CallEvents,
+}
+
+/// Why a call ended, or what happened in its dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// The ACK for our 2xx arrived; `answer` is the SDP it carried (late offer, RFC 3264 §5).
+    Ack {
+        /// SDP answer in the ACK body, if any.
+        answer: Option<Vec<u8>>,
+    },
+    /// The caller sent CANCEL before we answered; 200 and 487 have been sent.
+    Cancelled,
+    /// The caller sent BYE; 200 has been sent.
+    Bye,
+    /// The dialog ended for another reason (our BYE, our rejection, no ACK within 64·T1, ...).
+    Terminated {
+        /// Short machine-readable reason, e.g. `ack-timeout`, `local-bye`, `rejected`.
+        reason: &'static str,
+    },
+    /// A SIP INFO request body (e.g. `application/dtmf-relay`); already answered 200.
+    Info {
+        /// Content-Type of the body.
+        content_type: Option<String>,
+        /// The body.
+        body: Vec<u8>,
+    },
+}
+
+/// Commands for one call. Cheap to clone.
+#[derive(Clone)]
+pub struct CallHandle {
+    dialog: InviteDialog,
+    call_id: String,
+    local_sdp: Arc<parking_lot_lite::Slot>,
+}
+
+/// A tiny mutex-protected slot for our current SDP (re-INVITEs are answered with it).
+mod parking_lot_lite {
+    use std::sync::Mutex;
+
+    /// Holds the last SDP we sent.
+    #[derive(Default)]
+    pub(super) struct Slot(Mutex<Option<Vec<u8>>>);
+
+    impl Slot {
+        pub(super) fn set(&self, v: Vec<u8>) {
+            if let Ok(mut g) = self.0.lock() {
+                *g = Some(v);
+            }
+        }
+        pub(super) fn get(&self) -> Option<Vec<u8>> {
+            self.0.lock().ok().and_then(|g| g.clone())
+        }
+    }
+}
+
+impl CallHandle {
+    /// The Call-ID of this call.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// Answers the INVITE with 200 OK carrying `sdp` (`Content-Type: application/sdp`). The 2xx is
+    /// retransmitted by the transaction layer until the ACK arrives (RFC 3261 §13.3.1.4).
+    ///
+    /// # Errors
+    /// [`Error::Dialog`] if the INVITE transaction is already gone (e.g. the caller cancelled).
+    pub fn answer(&self, sdp: Vec<u8>) -> Result<(), Error> {
+        self.local_sdp.set(sdp.clone());
+        let headers = vec![Header::ContentType("application/sdp".into())];
+        self.dialog
+            .accept(Some(headers), Some(sdp))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Rejects the INVITE with a final non-2xx `code` (e.g. 488, 503); `reason` becomes the text of
+    /// a `Reason` header (RFC 3326) for the peer's logs. A no-op once the call is answered.
+    ///
+    /// # Errors
+    /// [`Error::Dialog`] if the response could not be queued.
+    pub fn reject(&self, code: u16, reason: Option<&str>) -> Result<(), Error> {
+        // Reason header per RFC 3326: protocol, cause and a quoted text.
+        let reason = reason.map(|r| format!("SIP;cause={code};text=\"{}\"", r.replace('"', "'")));
+        self.dialog
+            .reject(Some(StatusCode::from(code)), reason)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Ends the call: BYE once answered (RFC 3261 §15.1.1), or 480 Temporarily Unavailable when it
+    /// was not answered yet. `reason` goes into a `Reason` header (RFC 3326) for the peer's logs.
+    ///
+    /// # Errors
+    /// [`Error::Dialog`] if the BYE could not be sent.
+    pub async fn hangup(&self, reason: &str) -> Result<(), Error> {
+        match self.dialog.state() {
+            DialogState::Confirmed(..) | DialogState::WaitAck(..) => self
+                .dialog
+                .hangup_with_reason(format!(
+                    "SIP;cause=200;text=\"{}\"",
+                    reason.replace('"', "'")
+                ))
+                .await
+                .map_err(|e| self.err(e)),
+            DialogState::Terminated(..) => Ok(()),
+            _ => self.reject(480, Some(reason)),
+        }
+    }
+
+    fn err(&self, e: rsipstack::Error) -> Error {
+        Error::Dialog {
+            call_id: self.call_id.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The event stream of one call (wraps the dialog's state channel).
+///
+/// Dropping it forgets the dialog: later requests for it get 481.
+pub struct CallEvents {
+    rx: DialogStateReceiver,
+    dialog: InviteDialog,
+    dialogs: Arc<DialogLayer>,
+    local_sdp: Arc<parking_lot_lite::Slot>,
+    done: bool,
+}
+
+impl CallEvents {
+    /// The next event of this call, or `None` after the dialog ended (the last event returned is
+    /// always `Cancelled`, `Bye` or `Terminated`).
+    pub async fn recv(&mut self) -> Option<CallEvent> {
+        if self.done {
+            return None;
+        }
+        while let Some(state) = self.rx.recv().await {
+            match state {
+                DialogState::Confirmed(..) => {
+                    // Each Confirmed follows an ACK (initial INVITE or re-INVITE) or the return from
+                    // an in-dialog transaction; only the first one matters to the call.
+                    let answer = self
+                        .dialog
+                        .last_remote_ack()
+                        .map(|ack| ack.body().clone())
+                        .filter(|b| !b.is_empty());
+                    return Some(CallEvent::Ack { answer });
+                }
+                DialogState::Terminated(_, reason) => {
+                    self.done = true;
+                    return Some(match reason {
+                        TerminatedReason::UacCancel => CallEvent::Cancelled,
+                        TerminatedReason::UacBye => CallEvent::Bye,
+                        TerminatedReason::Timeout => CallEvent::Terminated {
+                            reason: "ack-timeout",
+                        },
+                        TerminatedReason::UasBye => CallEvent::Terminated {
+                            reason: "local-bye",
+                        },
+                        TerminatedReason::UasDecline
+                        | TerminatedReason::UasBusy
+                        | TerminatedReason::UasOther(_) => {
+                            CallEvent::Terminated { reason: "rejected" }
+                        }
+                        _ => CallEvent::Terminated {
+                            reason: "dialog-error",
+                        },
+                    });
+                }
+                DialogState::Info(_, req, handle) => {
+                    let content_type = req.header_value("Content-Type");
+                    let body = req.body().clone();
+                    handle.reply(StatusCode::OK).await.ok();
+                    return Some(CallEvent::Info { content_type, body });
+                }
+                DialogState::Updated(_, _req, handle) => {
+                    // re-INVITE / UPDATE: keep the session as it is and answer with our last SDP.
+                    // (Hold, resume and address changes are a later milestone.)
+                    let body = self.local_sdp.get();
+                    let headers = body
+                        .as_ref()
+                        .map(|_| vec![Header::ContentType("application/sdp".into())]);
+                    handle.respond(StatusCode::OK, headers, body).await.ok();
+                }
+                DialogState::Options(_, _, handle) => {
+                    handle.reply(StatusCode::OK).await.ok();
+                }
+                DialogState::Notify(_, _, handle)
+                | DialogState::Refer(_, _, handle)
+                | DialogState::Message(_, _, handle)
+                | DialogState::Publish(_, _, handle) => {
+                    handle.reply(StatusCode::NotImplemented).await.ok();
+                }
+                _ => {}
+            }
+        }
+        self.done = true;
+        None
+    }
+}
+
+impl Drop for CallEvents {
+    fn drop(&mut self) {
+        self.dialogs.remove_dialog(&self.dialog.id());
+    }
+}
+
+/// The running SIP endpoint.
+pub struct SipEndpoint {
+    endpoint: rsipstack::transaction::Endpoint,
+    dialogs: Arc<DialogLayer>,
+    calls: mpsc::Sender<IncomingCall>,
+    accepting: Arc<AtomicBool>,
+    cancel: CancellationToken,
+    contact_host: String,
+    local_addr: SocketAddr,
+}
+
+/// Switch that makes the endpoint answer new INVITEs 503 (graceful shutdown).
+#[derive(Clone)]
+pub struct AdmissionSwitch(Arc<AtomicBool>);
+
+impl AdmissionSwitch {
+    /// Stop accepting new calls: INVITEs get 503 Service Unavailable from now on.
+    pub fn stop_accepting(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+impl SipEndpoint {
+    /// Binds UDP and TCP on `config.listen` (port 0 picks a free port, the same for both) and
+    /// returns the endpoint plus the channel of new calls.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] when either socket cannot be bound.
+    pub async fn bind(
+        config: &SipConfig,
+        cancel: CancellationToken,
+    ) -> Result<(SipEndpoint, mpsc::Receiver<IncomingCall>), Error> {
+        let bind_err = |addr: SocketAddr, e: rsipstack::Error| Error::Bind {
+            addr,
+            reason: e.to_string(),
+        };
+        let transport_layer = TransportLayer::new(cancel.child_token());
+        let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| bind_err(config.listen, e))?;
+        let udp_addr = udp
+            .get_addr()
+            .get_socketaddr()
+            .map_err(|e| bind_err(config.listen, e))?;
+        // TCP on the same port as UDP (when port 0 was asked for, use the one UDP got).
+        let tcp_addr = SocketAddr::new(config.listen.ip(), udp_addr.port());
+        let tcp = TcpListenerConnection::new(tcp_addr, None)
+            .await
+            .map_err(|e| bind_err(tcp_addr, e))?;
+        transport_layer.add_transport(udp.into());
+        transport_layer.add_transport(tcp.into());
+
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(cancel.child_token())
+            .with_transport_layer(transport_layer)
+            .with_user_agent(&config.user_agent)
+            .with_allows(vec![
+                Method::Invite,
+                Method::Ack,
+                Method::Cancel,
+                Method::Bye,
+                Method::Options,
+                Method::Info,
+            ])
+            .build();
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let (calls, calls_rx) = mpsc::channel(INCOMING_CALLS_CAPACITY);
+        let host_ip = if config.listen.ip().is_unspecified() {
+            config.advertised_ip
+        } else {
+            config.listen.ip()
+        };
+        let contact_host = match host_ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:{}", udp_addr.port()),
+            std::net::IpAddr::V4(v4) => format!("{v4}:{}", udp_addr.port()),
+        };
+        Ok((
+            SipEndpoint {
+                endpoint,
+                dialogs,
+                calls,
+                accepting: Arc::new(AtomicBool::new(true)),
+                cancel,
+                contact_host,
+                local_addr: SocketAddr::new(config.listen.ip(), udp_addr.port()),
+            },
+            calls_rx,
+        ))
+    }
+
+    /// The bound address (UDP and TCP share the port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A switch to stop admitting calls during shutdown.
+    pub fn admission(&self) -> AdmissionSwitch {
+        AdmissionSwitch(self.accepting.clone())
+    }
+
+    /// Serves SIP until the cancellation token fires.
+    pub async fn run(self) {
+        let mut incoming = match self.endpoint.incoming_transactions() {
+            Ok(rx) => rx,
+            Err(e) => {
+                warn!(error = %e, "SIP endpoint has no transaction receiver");
+                return;
+            }
+        };
+        let serve = self.endpoint.serve();
+        tokio::pin!(serve);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = &mut serve => break,
+                tx = incoming.recv() => match tx {
+                    Some(tx) => self.route(tx).await,
+                    None => break,
+                },
+            }
+        }
+        self.endpoint.shutdown();
+    }
+
+    async fn route(&self, mut tx: Transaction) {
+        let has_to_tag = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|to| to.tag().ok().flatten())
+            .is_some();
+        let method = tx.original.method;
+        debug!(%method, has_to_tag, "SIP request");
+        if has_to_tag {
+            match self.dialogs.match_dialog(&tx) {
+                Some(Dialog::Invite(mut dialog)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = dialog.handle(&mut tx).await {
+                            debug!(error = %e, "in-dialog request failed");
+                        }
+                    });
+                }
+                _ if method == Method::Ack => {}
+                _ => reply(&mut tx, 481, vec![]).await,
+            }
+            return;
+        }
+        match method {
+            Method::Invite => self.new_call(tx).await,
+            Method::Options => {
+                let headers = vec![
+                    Header::Other("Allow".into(), ALLOW.into()),
+                    Header::Other("Accept".into(), "application/sdp".into()),
+                ];
+                reply(&mut tx, 200, headers).await;
+            }
+            Method::Ack => {}
+            Method::Cancel => reply(&mut tx, 481, vec![]).await,
+            Method::Bye | Method::Info => reply(&mut tx, 481, vec![]).await,
+            _ => {
+                let headers = vec![Header::Other("Allow".into(), ALLOW.into())];
+                reply(&mut tx, 405, headers).await;
+            }
+        }
+    }
+
+    async fn new_call(&self, mut tx: Transaction) {
+        let req = &tx.original;
+        let call_id = match req.call_id_header() {
+            Ok(c) => c.value().to_string(),
+            Err(_) => return reply(&mut tx, 400, vec![]).await,
+        };
+        if !self.accepting.load(Ordering::SeqCst) {
+            info!(%call_id, "INVITE refused: shutting down");
+            let headers = vec![Header::Other("Retry-After".into(), "30".into())];
+            return reply(&mut tx, 503, headers).await;
+        }
+        let permit = match self.calls.clone().try_reserve_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                warn!(%call_id, "INVITE refused: call supervisor is overloaded");
+                let headers = vec![Header::Other("Retry-After".into(), "5".into())];
+                return reply(&mut tx, 503, headers).await;
+            }
+        };
+        let from_uri = req.from_header().ok().and_then(|h| h.uri().ok());
+        let to_uri = req.to_header().ok().and_then(|h| h.uri().ok());
+        let pai_user = req
+            .header_value("P-Asserted-Identity")
+            .and_then(|v| user_of_name_addr(&v));
+        let caller_user =
+            pai_user.or_else(|| from_uri.as_ref().and_then(|u| u.user().map(str::to_owned)));
+        let called_user = req
+            .uri()
+            .user()
+            .map(str::to_owned)
+            .or_else(|| to_uri.as_ref().and_then(|u| u.user().map(str::to_owned)));
+        let is_sdp = req
+            .header_value("Content-Type")
+            .map(|ct| ct.to_ascii_lowercase().starts_with("application/sdp"))
+            .unwrap_or(false);
+        let offer = (is_sdp && !req.body().is_empty()).then(|| req.body().clone());
+        let transport = match tx.connection.as_ref().map(|c| c.transport()) {
+            Some(rsipstack::sip::Transport::Udp) => Transport::Udp,
+            Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+            _ => Transport::Other,
+        };
+        // The peer's address as the top Via says (with received/rport, RFC 3581).
+        let source = self
+            .endpoint
+            .inner
+            .get_destination_from_request(&tx.original)
+            .await
+            .and_then(|a| a.get_socketaddr().ok());
+        let contact = match transport {
+            Transport::Tcp => format!("sip:frontdesk@{};transport=tcp", self.contact_host),
+            _ => format!("sip:frontdesk@{}", self.contact_host),
+        };
+        let contact = rsipstack::sip::Uri::try_from(contact.as_str()).ok();
+        let (state_tx, state_rx) = self.dialogs.new_dialog_state_channel();
+        let dialog = match self
+            .dialogs
+            .get_or_create_server_invite(&tx, state_tx, None, contact)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                info!(%call_id, error = %e, "INVITE refused: cannot create dialog");
+                return reply(&mut tx, 400, vec![]).await;
+            }
+        };
+        let local_sdp = Arc::new(parking_lot_lite::Slot::default());
+        let call = IncomingCall {
+            call_id: call_id.clone(),
+            from_uri: from_uri.map(|u| u.to_string()).unwrap_or_default(),
+            caller_user,
+            to_uri: to_uri.map(|u| u.to_string()).unwrap_or_default(),
+            called_user,
+            offer,
+            source,
+            transport,
+            handle: CallHandle {
+                dialog: dialog.clone(),
+                call_id,
+                local_sdp: local_sdp.clone(),
+            },
+            events: CallEvents {
+                rx: state_rx,
+                dialog: dialog.clone(),
+                dialogs: self.dialogs.clone(),
+                local_sdp,
+                done: false,
+            },
+        };
+        let mut dialog_for_tx = dialog;
+        tokio::spawn(async move {
+            // Drives the INVITE server transaction: 100 Trying, 2xx retransmission until ACK, CANCEL.
+            if let Err(e) = dialog_for_tx.handle(&mut tx).await {
+                debug!(error = %e, "INVITE transaction ended with an error");
+            }
+        });
+        permit.send(call);
+    }
+}
+
+/// Sends a stateless-style final response on a server transaction, logging failures.
+async fn reply(tx: &mut Transaction, code: u16, headers: Vec<Header>) {
+    if let Err(e) = tx.reply_with(StatusCode::from(code), headers, None).await {
+        debug!(error = %e, code, "failed to send SIP response");
+    }
+}
+
+/// Extracts the user part from a name-addr such as `"Alice" <sip:+1555@host>;tag=1` (RFC 3261 §25.1).
+fn user_of_name_addr(value: &str) -> Option<String> {
+    let uri = match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => &value[a + 1..b],
+        _ => value.split(';').next().unwrap_or(value).trim(),
+    };
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+        .or_else(|| uri.strip_prefix("tel:"))?;
+    let user = match rest.find('@') {
+        Some(at) => &rest[..at],
+        None if uri.starts_with("tel:") => rest.split(';').next().unwrap_or(rest),
+        None => return None,
+    };
+    let user = user.split(';').next().unwrap_or(user);
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_of_name_addr;
+
+    #[test]
+    fn user_part_of_name_addr() {
+        assert_eq!(
+            user_of_name_addr("\"Alice\" <sip:+15551234@pbx.example;user=phone>").as_deref(),
+            Some("+15551234")
+        );
+        assert_eq!(
+            user_of_name_addr("<tel:+4930123;ext=1>").as_deref(),
+            Some("+4930123")
+        );
+        assert_eq!(user_of_name_addr("sip:bob@host").as_deref(), Some("bob"));
+        assert_eq!(user_of_name_addr("<sip:host.example>"), None);
+        assert_eq!(user_of_name_addr("garbage"), None);
+    }
+}

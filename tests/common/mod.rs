@@ -1,0 +1,553 @@
+//! Shared harness of the end-to-end tests: starts `frontdesk serve` and `frontdesk sim` as real
+//! processes on loopback ports, runs SIPp scenarios against them, captures RTP with dumpcap/tshark
+//! and makes speech audio with espeak-ng and sox. Every process is killed when its guard drops.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+/// The frontdesk binary under test.
+pub const FRONTDESK: &str = env!("CARGO_BIN_EXE_frontdesk");
+/// The repository root.
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Fails the test with a clear message when a required tool is missing.
+pub fn require_tool(name: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{name}` is not installed: install the Debian package `{package}` (tests/run.sh and .ci/run do this)"
+    );
+}
+
+/// A temp directory that survives the test when `FRONTDESK_KEEP_TEST_DIRS` is set (for debugging).
+pub struct TestDir {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("frontdesk-{name}-"))
+            .tempdir()
+            .expect("tempdir");
+        let path = dir.path().to_owned();
+        if std::env::var_os("FRONTDESK_KEEP_TEST_DIRS").is_some() {
+            eprintln!("test dir kept: {}", path.display());
+            let _ = dir.keep();
+            return TestDir { dir: None, path };
+        }
+        TestDir {
+            dir: Some(dir),
+            path,
+        }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let path = dir.keep();
+                eprintln!("test failed; its files are in {}", path.display());
+            }
+        }
+    }
+}
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A loopback port free for both UDP and TCP (even, with port+1..port+3 free too, as SIPp's media
+/// port needs port+2), chosen from a range that depends on the process id to keep parallel test
+/// binaries apart.
+pub fn free_port() -> u16 {
+    let base = 21_000 + (std::process::id() % 400) as u16 * 100;
+    for _ in 0..2000 {
+        let offset = NEXT_PORT.fetch_add(4, Ordering::SeqCst) % 20_000;
+        let port = 21_000 + (base - 21_000 + offset) % 40_000;
+        let port = port - port % 2;
+        let ok = (0..4).all(|i| UdpSocket::bind(("127.0.0.1", port + i)).is_ok())
+            && TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if ok {
+            return port;
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+/// A child process killed on drop; its stderr goes to a log file.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the process to exit; returns its exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- {} log ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.log_text(), 80)
+            );
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until `addr` answers a SIP OPTIONS over UDP with 200, or panics after `within`.
+pub fn wait_for_sip(addr: SocketAddr, within: Duration) {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let local = sock.local_addr().expect("addr");
+    let deadline = Instant::now() + within;
+    let mut n = 0;
+    while Instant::now() < deadline {
+        n += 1;
+        let msg = format!(
+            "OPTIONS sip:probe@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe{n}\r\nFrom: <sip:probe@{local}>;tag=p{n}\r\nTo: <sip:probe@{addr}>\r\nCall-ID: probe-{n}@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let _ = sock.send_to(msg.as_bytes(), addr);
+        let mut buf = [0u8; 2048];
+        if let Ok((len, _)) = sock.recv_from(&mut buf) {
+            if String::from_utf8_lossy(&buf[..len]).starts_with("SIP/2.0 200") {
+                return;
+            }
+        }
+    }
+    panic!("frontdesk did not answer OPTIONS on {addr} within {within:?}");
+}
+
+/// Waits until a TCP port accepts connections.
+pub fn wait_for_tcp(addr: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {addr} after {within:?}");
+}
+
+/// A running simulator.
+pub struct Sim {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub record: PathBuf,
+    pub record_server: PathBuf,
+}
+
+impl Sim {
+    pub fn start(dir: &TestDir, scenario: Option<&Path>) -> Sim {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let record = dir.join("sim-client-events.jsonl");
+        let record_server = dir.join("sim-server-events.jsonl");
+        let mut cmd = Command::new(FRONTDESK);
+        cmd.arg("sim")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--record")
+            .arg(&record)
+            .arg("--record-server")
+            .arg(&record_server);
+        if let Some(s) = scenario {
+            cmd.arg("--scenario").arg(s);
+        }
+        let proc = Proc::spawn("sim", cmd, dir.join("sim.log"));
+        wait_for_tcp(addr, Duration::from_secs(10));
+        Sim {
+            proc,
+            addr,
+            record,
+            record_server,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/realtime", self.addr)
+    }
+}
+
+/// A running `frontdesk serve`.
+pub struct Serve {
+    pub proc: Proc,
+    pub sip: SocketAddr,
+    pub db: PathBuf,
+}
+
+impl Serve {
+    /// Starts `frontdesk serve` on a free loopback port with the given extra flags.
+    pub fn start(dir: &TestDir, dialplans: &Path, extra: &[&str]) -> Serve {
+        let port = free_port();
+        let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let rtp_low = free_port();
+        let db = dir.join("frontdesk.db");
+        let mut cmd = Command::new(FRONTDESK);
+        cmd.arg("serve")
+            .arg("--sip-listen")
+            .arg(sip.to_string())
+            .arg("--media-ip")
+            .arg("127.0.0.1")
+            .arg("--rtp-ports")
+            .arg(format!("{}-{}", rtp_low, rtp_low + 40))
+            .arg("--db")
+            .arg(&db)
+            .arg("--dialplans")
+            .arg(dialplans)
+            .args(extra)
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("FRONTDESK_REALTIME_URL")
+            .env("RUST_LOG", "info,rsipstack=warn,frontdesk=debug");
+        let proc = Proc::spawn("frontdesk", cmd, dir.join("frontdesk.log"));
+        wait_for_sip(sip, Duration::from_secs(20));
+        Serve { proc, sip, db }
+    }
+}
+
+/// Result of one SIPp run.
+pub struct SippRun {
+    pub success: bool,
+    pub output: String,
+}
+
+/// Runs a SIPp scenario from tests/sipp against `target` (one call), in `dir` (where the audio
+/// files are), with the call hold time `hold_ms` (`<pause/>`), over UDP or TCP.
+pub fn run_sipp(
+    dir: &TestDir,
+    scenario: &str,
+    target: SocketAddr,
+    media_port: u16,
+    hold_ms: u64,
+    tcp: bool,
+) -> SippRun {
+    require_tool("sipp", "sip-tester");
+    let sip_port = free_port();
+    let scenario_path = Path::new(ROOT).join("tests/sipp").join(scenario);
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(dir.path())
+        .arg("-sf")
+        .arg(&scenario_path)
+        .arg(target.to_string())
+        .arg("-s")
+        .arg("frontdesk")
+        .arg("-i")
+        .arg("127.0.0.1")
+        .arg("-p")
+        .arg(sip_port.to_string())
+        .arg("-mi")
+        .arg("127.0.0.1")
+        .arg("-mp")
+        .arg(media_port.to_string())
+        .arg("-m")
+        .arg("1")
+        .arg("-d")
+        .arg(hold_ms.to_string())
+        .arg("-nostdin")
+        .arg("-timeout")
+        .arg("60s")
+        .arg("-timeout_error")
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(dir.join(&format!("{scenario}.errors.log")))
+        .arg("-trace_msg")
+        .arg("-message_file")
+        .arg(dir.join(&format!("{scenario}.messages.log")));
+    if tcp {
+        cmd.arg("-t").arg("t1");
+    }
+    let out = cmd.output().expect("run sipp");
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    for f in ["errors", "messages"] {
+        output.push_str(&format!("\n---- {f} ----\n"));
+        output.push_str(
+            &std::fs::read_to_string(dir.join(&format!("{scenario}.{f}.log"))).unwrap_or_default(),
+        );
+    }
+    SippRun {
+        success: out.status.success(),
+        output,
+    }
+}
+
+/// A running packet capture on the loopback interface.
+pub struct Capture {
+    proc: Proc,
+    pub file: PathBuf,
+}
+
+impl Capture {
+    /// Captures UDP packets to or from `port` on `lo` (needs root or capture rights).
+    pub fn start(dir: &TestDir, port: u16) -> Capture {
+        require_tool("dumpcap", "tshark");
+        let file = dir.join(&format!("rtp-{port}.pcap"));
+        let log = dir.join(&format!("dumpcap-{port}.log"));
+        let mut cmd = Command::new("dumpcap");
+        cmd.arg("-i")
+            .arg("lo")
+            .arg("-f")
+            .arg(format!("udp port {port}"))
+            .arg("-w")
+            .arg(&file);
+        let proc = Proc::spawn("dumpcap", cmd, log.clone());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if proc.log_text().contains("Capturing on") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dumpcap did not start: {}",
+                proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        Capture { proc, file }
+    }
+
+    /// Stops the capture and returns the RTP packets sent to `dst_port` (from any other port).
+    pub fn stop(mut self, dst_port: u16) -> Vec<RtpRecord> {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.proc.child.id().to_string())
+            .status();
+        let _ = self.proc.child.wait();
+        read_rtp(&self.file, dst_port)
+    }
+}
+
+/// One RTP packet seen on the wire.
+#[derive(Debug, Clone)]
+pub struct RtpRecord {
+    pub time: f64,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload_type: u8,
+    pub ssrc: u32,
+    pub payload: Vec<u8>,
+}
+
+/// Decodes the RTP packets sent to `dst_port` (from another port) in a pcap, with tshark.
+pub fn read_rtp(pcap: &Path, dst_port: u16) -> Vec<RtpRecord> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .arg("-d")
+        .arg(format!("udp.port=={dst_port},rtp"))
+        .arg("-Y")
+        .arg(format!(
+            "rtp && udp.dstport=={dst_port} && udp.srcport!={dst_port}"
+        ))
+        .arg("-T")
+        .arg("fields")
+        .arg("-E")
+        .arg("separator=;")
+        .arg("-e")
+        .arg("frame.time_epoch")
+        .arg("-e")
+        .arg("rtp.seq")
+        .arg("-e")
+        .arg("rtp.timestamp")
+        .arg("-e")
+        .arg("rtp.marker")
+        .arg("-e")
+        .arg("rtp.p_type")
+        .arg("-e")
+        .arg("rtp.ssrc")
+        .arg("-e")
+        .arg("rtp.payload")
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(';').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            let marker = matches!(f[3], "1" | "True" | "true");
+            let ssrc = u32::from_str_radix(f[5].trim_start_matches("0x"), 16).ok()?;
+            let payload = hex(f[6].replace(':', "").as_str());
+            Some(RtpRecord {
+                time: f[0].parse().ok()?,
+                seq: f[1].parse().ok()?,
+                timestamp: f[2].parse().ok()?,
+                marker,
+                payload_type: f[4].parse().ok()?,
+                ssrc,
+                payload,
+            })
+        })
+        .collect()
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+/// Makes `name.ul` (raw µ-law) and `name.al` (raw A-law), 8 kHz mono, of `text` spoken by espeak-ng.
+pub fn speech(dir: &TestDir, name: &str, text: &str) -> (Vec<u8>, Vec<u8>) {
+    require_tool("espeak-ng", "espeak-ng");
+    require_tool("sox", "sox");
+    let wav = dir.join(&format!("{name}.wav"));
+    let st = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng");
+    assert!(st.success(), "espeak-ng failed");
+    let mut out = Vec::new();
+    for (ext, kind) in [("ul", "ul"), ("al", "al")] {
+        let path = dir.join(&format!("{name}.{ext}"));
+        let st = Command::new("sox")
+            .arg(&wav)
+            .args(["-r", "8000", "-c", "1", "-t", kind])
+            .arg(&path)
+            .status()
+            .expect("sox");
+        assert!(st.success(), "sox failed");
+        out.push(std::fs::read(&path).expect("read audio"));
+    }
+    let al = out.pop().expect("al");
+    let ul = out.pop().expect("ul");
+    (ul, al)
+}
+
+/// Parses a JSONL file of events.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("bad JSON line in {}: {e}: {l}", path.display()))
+        })
+        .collect()
+}
+
+/// Decodes base64 text.
+pub fn b64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap_or_else(|e| panic!("bad base64: {e}"))
+}
+
+/// Position of `needle` in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Runs tests/protocol/validate_events.py on a JSONL file; panics with its output on failure.
+pub fn validate_events(dialect: &str, direction: &str, file: &Path) -> String {
+    let python = std::env::var("FRONTDESK_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(ROOT).join("tests/protocol/validate_events.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg("--dialect")
+        .arg(dialect)
+        .arg("--direction")
+        .arg(direction)
+        // Session objects carry id/object/expires_at, which the SDK's session models do not declare.
+        .args([
+            "--allow-undeclared",
+            "session.*:$.session.id",
+            "--allow-undeclared",
+            "session.*:$.session.object",
+            "--allow-undeclared",
+            "session.*:$.session.expires_at",
+        ])
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{direction} events in {} do not validate as {dialect} against the openai SDK models:\n{text}",
+        file.display()
+    );
+    text
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs frontdesk's whole test suite: unit tests, SIP signalling tests and end-to-end calls with
+# SIPp, the Realtime simulator, espeak-ng speech and packet captures, plus protocol conformance
+# checks against the official `openai` Python SDK.
+#
+# On Debian it installs what is missing (as root, or through sudo). The packet captures need root
+# or dumpcap capture rights (`sudo dpkg-reconfigure wireshark-common` + group `wireshark`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv)
+TOOLS=(sipp espeak-ng sox tshark dumpcap)
+
+missing=()
+for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/run.sh: missing tools: ${missing[*]}; installing Debian packages: ${DEBIAN_PACKAGES[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${DEBIAN_PACKAGES[@]}" >/dev/null
+fi
+
+# Python with the openai SDK, for validating Realtime events against the SDK's models.
+VENV="${FRONTDESK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/frontdesk/venv}"
+if ! "$VENV/bin/python" -c "import openai" >/dev/null 2>&1; then
+  echo "tests/run.sh: creating $VENV with the openai package"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check openai
+fi
+export FRONTDESK_TEST_PYTHON="$VENV/bin/python"
+
+# Packet capture rights (dumpcap on the loopback interface).
+if ! dumpcap -D >/dev/null 2>&1 || ! timeout 3 dumpcap -i lo -c 1 -a duration:1 -w /dev/null -q >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh: dumpcap cannot capture on 'lo'; run as root or grant capture rights" >&2
+    exit 1
+  fi
+fi
+
+cargo test --locked --all-targets

@@ -1,0 +1,75 @@
+//! SIP signalling of `frontdesk serve` against SIPp (RFC 3261): OPTIONS, unknown dialogs, codec
+//! refusal, CANCEL before answer, and 503 when no Realtime session can be opened.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A "Realtime service" that accepts TCP connections and never answers the WebSocket handshake,
+/// so sessions never open. Returns its URL; the listener lives as long as the returned guard.
+fn black_hole() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr: SocketAddr = l.local_addr().expect("addr");
+    let keep = l.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in keep.incoming().flatten() {
+            held.push(s); // hold connections open, say nothing
+        }
+    });
+    (l, format!("ws://{addr}/v1/realtime"))
+}
+
+fn serve_with_black_hole(dir: &TestDir) -> (Serve, TcpListener) {
+    let (hole, url) = black_hole();
+    let dialplans = Path::new(ROOT).join("dialplans");
+    let serve = Serve::start(dir, &dialplans, &["--realtime-url", &url]);
+    (serve, hole)
+}
+
+fn expect_sipp_ok(dir: &TestDir, serve: &Serve, scenario: &str, tcp: bool) {
+    let run = run_sipp(dir, scenario, serve.sip, free_port(), 0, tcp);
+    assert!(
+        run.success,
+        "{scenario} failed:\n{}\n---- frontdesk ----\n{}",
+        run.output,
+        serve.proc.log_text()
+    );
+}
+
+#[test]
+fn options_unknown_dialog_and_bad_codec_get_the_right_answers() {
+    let dir = TestDir::new("signalling");
+    let (serve, _hole) = serve_with_black_hole(&dir);
+    expect_sipp_ok(&dir, &serve, "options.xml", false);
+    expect_sipp_ok(&dir, &serve, "options.xml", true);
+    expect_sipp_ok(&dir, &serve, "bye_unknown_dialog.xml", false);
+    expect_sipp_ok(&dir, &serve, "invite_g729_only.xml", false);
+}
+
+#[test]
+fn cancel_before_answer_gets_200_and_487() {
+    let dir = TestDir::new("cancel");
+    let (serve, _hole) = serve_with_black_hole(&dir);
+    expect_sipp_ok(&dir, &serve, "uac_cancel.xml", false);
+    let log = serve.proc.log_text();
+    assert!(log.contains("caller cancelled before the answer"), "{log}");
+}
+
+#[test]
+fn no_realtime_session_within_timeout_answers_503() {
+    let dir = TestDir::new("unavailable");
+    let (serve, _hole) = serve_with_black_hole(&dir);
+    let started = Instant::now();
+    expect_sipp_ok(&dir, &serve, "invite_expect_503.xml", false);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(12),
+        "503 came after {took:?}, expected about the 5 s connect timeout"
+    );
+    assert!(serve.proc.log_text().contains("did not open in time"));
+}
