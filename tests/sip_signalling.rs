@@ -73,3 +73,47 @@ fn no_realtime_session_within_timeout_answers_503() {
     );
     assert!(serve.proc.log_text().contains("did not open in time"));
 }
+
+#[test]
+fn sigterm_hangs_up_active_calls_with_bye_and_exits() {
+    let dir = TestDir::new("shutdown");
+    let sim = Sim::start(&dir, None);
+    let dialplans = Path::new(ROOT).join("dialplans");
+    let mut serve = Serve::start(&dir, &dialplans, &["--realtime-url", &sim.url()]);
+    let caller = sipp_command(
+        &dir,
+        "uac_wait_for_bye.xml",
+        serve.sip,
+        free_port(),
+        0,
+        false,
+    )
+    .spawn()
+    .expect("start sipp");
+    // Wait until the call is up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !serve.proc.log_text().contains("call answered") {
+        assert!(
+            Instant::now() < deadline,
+            "the call was not answered:\n{}",
+            serve.proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let status = serve.proc.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "frontdesk did not exit cleanly: {status:?}\n{}",
+        serve.proc.log_text()
+    );
+    let out = caller.wait_with_output().expect("sipp");
+    let run = sipp_result(&dir, "uac_wait_for_bye.xml", out);
+    assert!(run.success, "the caller did not get a BYE:\n{}", run.output);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rows = rt.block_on(async {
+        let store = frontdesk::store::Store::open(&serve.db).await.expect("db");
+        store.recent_calls(5).await.expect("rows")
+    });
+    assert_eq!(rows[0].end_reason.as_deref(), Some("shutdown"), "{rows:?}");
+}

@@ -162,4 +162,33 @@ mod tests {
         };
         assert_eq!(t.url_for("gpt-realtime"), "ws://h/v1/realtime?model=x");
     }
+
+    /// Regression guard: tokio-tungstenite's rustls features compile without a crypto provider and
+    /// then panic on the first `wss://` handshake. With the provider installed at start, a TLS
+    /// handshake against a peer that is not a TLS server must fail with an error, not a panic.
+    #[tokio::test]
+    async fn wss_handshake_fails_cleanly_with_the_provider_installed() {
+        crate::server::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt as _;
+                let _ = s.write_all(b"HTTP/1.1 400 Not TLS\r\n\r\n").await;
+            }
+        });
+        let target = RealtimeTarget {
+            url: format!("wss://localhost:{}/v1/realtime", addr.port()),
+            dialect: Dialect::Ga,
+            api_key: ApiKey::new("sk-test".into()),
+        };
+        let err = target
+            .connect("gpt-realtime")
+            .await
+            .expect_err("not a TLS server");
+        assert!(matches!(err, Error::Handshake { .. }), "{err}");
+        assert!(!err.to_string().contains("sk-test"));
+    }
 }

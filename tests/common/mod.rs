@@ -285,6 +285,21 @@ pub fn run_sipp(
     hold_ms: u64,
     tcp: bool,
 ) -> SippRun {
+    let out = sipp_command(dir, scenario, target, media_port, hold_ms, tcp)
+        .output()
+        .expect("run sipp");
+    sipp_result(dir, scenario, out)
+}
+
+/// Builds the SIPp command of [`run_sipp`] without running it (for tests that act during the call).
+pub fn sipp_command(
+    dir: &TestDir,
+    scenario: &str,
+    target: SocketAddr,
+    media_port: u16,
+    hold_ms: u64,
+    tcp: bool,
+) -> Command {
     require_tool("sipp", "sip-tester");
     let sip_port = free_port();
     let scenario_path = Path::new(ROOT).join("tests/sipp").join(scenario);
@@ -320,7 +335,14 @@ pub fn run_sipp(
     if tcp {
         cmd.arg("-t").arg("t1");
     }
-    let out = cmd.output().expect("run sipp");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Collects the outcome and logs of a finished SIPp run.
+pub fn sipp_result(dir: &TestDir, scenario: &str, out: std::process::Output) -> SippRun {
     let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
     output.push_str(&String::from_utf8_lossy(&out.stderr));
     for f in ["errors", "messages"] {
