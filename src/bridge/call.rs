@@ -27,7 +27,7 @@ use crate::media::ports::PortPool;
 use crate::realtime::client::{RealtimeSocket, RealtimeTarget};
 use crate::realtime::protocol::{self, ServerEvent, SessionSettings, TurnDetection};
 use crate::sdp::{self, Negotiated};
-use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, Transport};
+use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite, Transport};
 use crate::store::{CallEnd, NewCall, Store};
 
 /// Largest UDP datagram we read on an RTP socket, in bytes.
@@ -99,8 +99,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         offer,
         source,
         transport,
-        handle,
-        mut events,
+        invite,
     } = call;
     info!(
         from = %caller_user.as_deref().unwrap_or("anonymous"),
@@ -135,24 +134,11 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         row,
         called_user.as_deref(),
         offer,
-        &handle,
-        &mut events,
+        invite,
         &cancel,
         &mut record,
     )
     .await;
-    if outcome.initiator == "local" && outcome.sip_status.is_none() {
-        if let Err(e) = handle.hangup(&outcome.reason).await {
-            debug!(error = %e, "BYE failed");
-        }
-    }
-    if let Some(status) = outcome.sip_status {
-        if status != 200 {
-            if let Err(e) = handle.reject(status, Some(&outcome.reason)) {
-                debug!(error = %e, "rejecting the INVITE failed");
-            }
-        }
-    }
     record.end_reason = outcome.reason.clone();
     record.end_initiator = outcome.initiator.to_owned();
     if record.sip_status.is_none() {
@@ -216,14 +202,12 @@ async fn bind_rtp(ctx: &CallContext) -> Option<(UdpSocket, PortLease<'_>)> {
     None
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn drive(
     ctx: &CallContext,
     row: Option<i64>,
     called: Option<&str>,
     offer: Option<Vec<u8>>,
-    handle: &CallHandle,
-    events: &mut CallEvents,
+    invite: PendingInvite,
     cancel: &CancellationToken,
     record: &mut CallEnd,
 ) -> Outcome {
@@ -246,6 +230,7 @@ async fn drive(
     // 2. RTP port.
     let Some((socket, _lease)) = bind_rtp(ctx).await else {
         warn!("no free RTP port; refusing the call");
+        invite.reject(503, "no free RTP port").await;
         return Outcome::rejected(503, "no-rtp-port");
     };
     let local_rtp = SocketAddr::new(
@@ -260,13 +245,64 @@ async fn drive(
             Ok((n, answer)) => (Some(n), answer),
             Err(e) => {
                 info!(error = %e, "unacceptable SDP offer");
+                invite.reject(e.sip_status(), &e.to_string()).await;
                 return Outcome::rejected(e.sip_status(), &format!("sdp-{}", e.sip_status()));
             }
         },
         None => (None, sdp::offer(local_rtp, session_id)),
     };
 
-    // 4. Open the Realtime session, unless the caller gives up first.
+    // 4. The dialog exists from here on; open the Realtime session unless the caller gives up.
+    let (handle, mut events) = match invite.start().await {
+        Ok(pair) => pair,
+        Err(e) => {
+            info!(error = %e, "cannot create the dialog");
+            return Outcome::rejected(400, "bad-invite");
+        }
+    };
+    let outcome = dialog_phase(
+        ctx,
+        row,
+        &profile,
+        negotiated,
+        local_sdp,
+        local_rtp,
+        socket,
+        &handle,
+        &mut events,
+        cancel,
+        record,
+    )
+    .await;
+    if let Some(status) = outcome.sip_status {
+        if status >= 300 {
+            if let Err(e) = handle.reject(status, Some(&outcome.reason)) {
+                debug!(error = %e, "rejecting the INVITE failed");
+            }
+        }
+    } else if outcome.initiator == "local" {
+        if let Err(e) = handle.hangup(&outcome.reason).await {
+            debug!(error = %e, "BYE failed");
+        }
+    }
+    outcome
+}
+
+/// The part of the call with a dialog: open the session, answer, run the media.
+#[allow(clippy::too_many_arguments)]
+async fn dialog_phase(
+    ctx: &CallContext,
+    row: Option<i64>,
+    profile: &AgentProfile,
+    negotiated: Option<Negotiated>,
+    local_sdp: Vec<u8>,
+    local_rtp: SocketAddr,
+    socket: UdpSocket,
+    handle: &CallHandle,
+    events: &mut CallEvents,
+    cancel: &CancellationToken,
+    record: &mut CallEnd,
+) -> Outcome {
     let model = profile.model.clone();
     let opening = open_session(&ctx.realtime, &model);
     let ws = tokio::select! {

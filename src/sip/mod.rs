@@ -105,10 +105,82 @@ pub struct IncomingCall {
     pub source: Option<SocketAddr>,
     /// Transport the INVITE used.
     pub transport: Transport,
-    /// Commands for this call.
-    pub handle: CallHandle,
-    /// Events of this call, in order.
-    pub events: CallEvents,
+    /// The INVITE transaction, waiting for a decision: redirect, reject, or start the dialog.
+    pub invite: PendingInvite,
+}
+
+/// An INVITE that has been answered 100 Trying and waits for the call task's decision.
+///
+/// Dropping it without a decision leaves the transaction to time out; always call one of
+/// [`PendingInvite::start`], [`PendingInvite::reject`] or [`PendingInvite::redirect`].
+pub struct PendingInvite {
+    tx: Transaction,
+    dialogs: Arc<DialogLayer>,
+    contact: Option<rsipstack::sip::Uri>,
+    call_id: String,
+}
+
+impl PendingInvite {
+    /// Answers the INVITE with a final non-2xx `code`; `reason` becomes the text of a `Reason`
+    /// header (RFC 3326). No dialog is created.
+    pub async fn reject(mut self, code: u16, reason: &str) {
+        let headers = vec![Header::Reason(
+            format!("SIP;cause={code};text=\"{}\"", reason.replace('"', "'")).into(),
+        )];
+        reply(&mut self.tx, code, headers).await;
+    }
+
+    /// Redirects the caller with 302 Moved Temporarily to `target` (a SIP URI), RFC 3261 §21.3.3.
+    pub async fn redirect(mut self, target: &str) {
+        let headers = vec![Header::Other("Contact".into(), format!("<{target}>"))];
+        reply(&mut self.tx, 302, headers).await;
+    }
+
+    /// Creates the dialog (our To tag) and returns its command handle and event stream. The INVITE
+    /// transaction is then driven in the background (2xx retransmission, ACK, CANCEL).
+    ///
+    /// # Errors
+    /// [`Error::Dialog`] if the INVITE cannot form a dialog (e.g. no From tag); a 400 has been sent.
+    pub async fn start(mut self) -> Result<(CallHandle, CallEvents), Error> {
+        let (state_tx, state_rx) = self.dialogs.new_dialog_state_channel();
+        let dialog = match self.dialogs.get_or_create_server_invite(
+            &self.tx,
+            state_tx,
+            None,
+            self.contact.clone(),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                reply(&mut self.tx, 400, vec![]).await;
+                return Err(Error::Dialog {
+                    call_id: self.call_id,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let local_sdp = Arc::new(parking_lot_lite::Slot::default());
+        let handle = CallHandle {
+            dialog: dialog.clone(),
+            call_id: self.call_id.clone(),
+            local_sdp: local_sdp.clone(),
+        };
+        let events = CallEvents {
+            rx: state_rx,
+            dialog: dialog.clone(),
+            dialogs: self.dialogs.clone(),
+            local_sdp,
+            done: false,
+        };
+        let mut dialog_for_tx = dialog;
+        let mut tx = self.tx;
+        tokio::spawn(async move {
+            // Drives the INVITE server transaction: 2xx retransmission until ACK, CANCEL.
+            if let Err(e) = dialog_for_tx.handle(&mut tx).await {
+                debug!(error = %e, "INVITE transaction ended with an error");
+            }
+        });
+        Ok((handle, events))
+    }
 }
 
 /// Why a call ended, or what happened in its dialog.
@@ -533,18 +605,10 @@ impl SipEndpoint {
             _ => format!("sip:frontdesk@{}", self.contact_host),
         };
         let contact = rsipstack::sip::Uri::try_from(contact.as_str()).ok();
-        let (state_tx, state_rx) = self.dialogs.new_dialog_state_channel();
-        let dialog = match self
-            .dialogs
-            .get_or_create_server_invite(&tx, state_tx, None, contact)
-        {
-            Ok(d) => d,
-            Err(e) => {
-                info!(%call_id, error = %e, "INVITE refused: cannot create dialog");
-                return reply(&mut tx, 400, vec![]).await;
-            }
-        };
-        let local_sdp = Arc::new(parking_lot_lite::Slot::default());
+        // 100 Trying at once (RFC 3261 §8.2.6.1); the call task decides what follows.
+        if let Err(e) = tx.send_trying().await {
+            debug!(%call_id, error = %e, "cannot send 100 Trying");
+        }
         let call = IncomingCall {
             call_id: call_id.clone(),
             from_uri: from_uri.map(|u| u.to_string()).unwrap_or_default(),
@@ -554,26 +618,13 @@ impl SipEndpoint {
             offer,
             source,
             transport,
-            handle: CallHandle {
-                dialog: dialog.clone(),
-                call_id,
-                local_sdp: local_sdp.clone(),
-            },
-            events: CallEvents {
-                rx: state_rx,
-                dialog: dialog.clone(),
+            invite: PendingInvite {
+                tx,
                 dialogs: self.dialogs.clone(),
-                local_sdp,
-                done: false,
+                contact,
+                call_id,
             },
         };
-        let mut dialog_for_tx = dialog;
-        tokio::spawn(async move {
-            // Drives the INVITE server transaction: 100 Trying, 2xx retransmission until ACK, CANCEL.
-            if let Err(e) = dialog_for_tx.handle(&mut tx).await {
-                debug!(error = %e, "INVITE transaction ended with an error");
-            }
-        });
         permit.send(call);
     }
 }
