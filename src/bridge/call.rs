@@ -348,7 +348,7 @@ async fn dialog_phase(
     // 6. Media.
     media_loop(
         ctx,
-        &profile,
+        profile,
         &negotiated,
         socket,
         ws,
