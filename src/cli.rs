@@ -113,11 +113,28 @@ pub enum DbCommand {
 /// `frontdesk dialplan` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DialplanCommand {
-    /// Check the dialplan files: report every error (exit 1) or print the routing table.
+    /// Check the dialplan files: report every error with file:line:column and a hint (exit 1),
+    /// or print the compiled routing table.
     Check {
         /// Dialplan directory.
         #[arg(value_name = "DIR", default_value = "./dialplans")]
         dir: PathBuf,
+    },
+    /// Show which route and action would handle a call.
+    Test {
+        /// Dialplan directory.
+        #[arg(long, value_name = "DIR", default_value = "./dialplans")]
+        dir: PathBuf,
+        /// The called number (Request-URI user part).
+        #[arg(long, value_name = "NUMBER")]
+        to: String,
+        /// The caller's number.
+        #[arg(long, value_name = "NUMBER")]
+        from: Option<String>,
+        /// When the call happens: RFC 3339 (`2026-12-24T18:30:00Z`) or local time in the
+        /// dialplan's time zone (`2026-12-24 18:30`) [default: now].
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
 }
 
@@ -165,30 +182,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Dialplan {
             command: DialplanCommand::Check { dir },
-        } => match crate::dialplan::Dialplan::load_dir(&dir) {
-            Ok(plan) => {
-                println!("dialplan {} is valid; routes in order:", dir.display());
-                for (i, r) in plan.routes().iter().enumerate() {
-                    let to = match &r.to {
-                        crate::dialplan::NumberMatch::Any => "*".to_owned(),
-                        crate::dialplan::NumberMatch::Prefix(p) => format!("{p}*"),
-                        crate::dialplan::NumberMatch::Exact(e) => e.clone(),
-                    };
-                    println!(
-                        "  {:>2}. {:<20} to={:<16} agent={}",
-                        i + 1,
-                        r.name,
-                        to,
-                        r.agent.name
-                    );
-                }
+        } => {
+            let (out, err, valid) = crate::dialplan::check_report(&dir);
+            print!("{out}");
+            eprint!("{err}");
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Dialplan {
+            command: DialplanCommand::Test { dir, to, from, at },
+        } => match crate::dialplan::test_report(&dir, &to, from.as_deref(), at.as_deref()) {
+            Ok(out) => {
+                print!("{out}");
                 Ok(ExitCode::SUCCESS)
             }
-            Err(errors) => {
-                for e in &errors {
-                    eprintln!("{e}");
-                }
-                eprintln!("{} error(s) in dialplan {}", errors.len(), dir.display());
+            Err(err) => {
+                eprintln!("{err}");
                 Ok(ExitCode::from(1))
             }
         },

@@ -18,7 +18,7 @@ use tracing::{error, info, warn, Instrument as _};
 use crate::bridge::call::{self, CallContext};
 use crate::cli::{ServeArgs, SimArgs};
 use crate::config::{self, ConfigFile, PortRange};
-use crate::dialplan::Dialplan;
+use crate::dialplan::{self, Dialplan, DialplanHandle};
 use crate::media::ports::PortPool;
 use crate::realtime::client::{ApiKey, RealtimeTarget, OPENAI_REALTIME_URL};
 use crate::realtime::protocol::Dialect;
@@ -237,9 +237,17 @@ pub async fn run(
     let sip_task = tokio::spawn(endpoint.run());
     let ports = PortPool::new(settings.rtp_ports.low, settings.rtp_ports.high)
         .map_err(|e| anyhow::anyhow!("invalid RTP port range: {e}"))?;
+    info!(version = %dialplan.version(), routes = dialplan.routes().len(), dir = %settings.dialplans.display(), "dialplan loaded");
+    let dialplan = DialplanHandle::new(dialplan);
+    let reload_token = CancellationToken::new();
+    tokio::spawn(dialplan::watch(
+        settings.dialplans.clone(),
+        dialplan.clone(),
+        reload_token.clone(),
+    ));
     let ctx = Arc::new(CallContext {
         store: store.clone(),
-        dialplan: Arc::new(dialplan),
+        dialplan,
         ports: Mutex::new(ports),
         media_ip: settings.media_ip,
         realtime: target,
@@ -283,6 +291,7 @@ pub async fn run(
         warn!("some calls did not finish within {SHUTDOWN_GRACE:?}");
     }
     sip_token.cancel();
+    reload_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;
     sim_token.cancel();
     store.close().await;

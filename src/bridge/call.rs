@@ -21,8 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::core::{Bridge, MediaParams, RtpOutcome};
-use crate::dialplan::{AgentProfile, Dialplan};
+use crate::dialplan::{
+    Action, AfterMessage, AgentProfile, AudioSamples, CallInfo, DialplanHandle, MessageAudio,
+};
 use crate::media::g711::Law;
+use crate::media::pacer::PlayoutPacer;
 use crate::media::ports::PortPool;
 use crate::realtime::client::{RealtimeSocket, RealtimeTarget};
 use crate::realtime::protocol::{self, ServerEvent, SessionSettings, TurnDetection};
@@ -44,7 +47,7 @@ pub struct CallContext {
     /// The database.
     pub store: Store,
     /// The dialplan calls are routed with.
-    pub dialplan: Arc<Dialplan>,
+    pub dialplan: DialplanHandle,
     /// Free RTP ports.
     pub ports: Mutex<PortPool>,
     /// IP advertised in SDP.
@@ -133,6 +136,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         &ctx,
         row,
         called_user.as_deref(),
+        caller_user.as_deref(),
         offer,
         invite,
         &cancel,
@@ -202,30 +206,84 @@ async fn bind_rtp(ctx: &CallContext) -> Option<(UdpSocket, PortLease<'_>)> {
     None
 }
 
+/// What the answered call does, from the dialplan decision.
+enum CallPlan {
+    /// Talk with an agent profile through a Realtime session.
+    Agent(Arc<AgentProfile>),
+    /// Speak a message through a Realtime session, then `then`.
+    Announcement(Arc<AgentProfile>, AfterMessage),
+    /// Play recorded audio, then `then`.
+    Recording(Arc<MessageAudio>, AfterMessage),
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     ctx: &CallContext,
     row: Option<i64>,
     called: Option<&str>,
+    caller: Option<&str>,
     offer: Option<Vec<u8>>,
     invite: PendingInvite,
     cancel: &CancellationToken,
     record: &mut CallEnd,
 ) -> Outcome {
-    // 1. Route.
-    let Some(route) = ctx.dialplan.route(called) else {
+    // 1. Route, with the plan current at call start (a reload does not affect this call).
+    let plan = ctx.dialplan.current();
+    let Some(decision) = plan.evaluate(&CallInfo::new(called, caller), Utc::now()) else {
         info!(
             called = called.unwrap_or("-"),
             "no dialplan route for this number"
         );
+        invite.reject(404, "no route for this number").await;
         return Outcome::rejected(404, "no-route");
     };
-    let profile = route.agent.clone();
-    info!(route = %route.name, agent = %profile.name, "routed");
+    info!(route = %decision.route_name, action = %decision.action, dialplan = %plan.version(), "routed");
+    let recorded_as = match &decision.action {
+        Action::Agent(p) => p.name.clone(),
+        _ => decision.route_name.clone(),
+    };
     if let Some(id) = row {
-        if let Err(e) = ctx.store.call_routed(id, &profile.name).await {
+        if let Err(e) = ctx.store.call_routed(id, &recorded_as).await {
             warn!(error = %e, "cannot record the route");
         }
     }
+    let call_plan = match decision.action {
+        Action::Reject { code, reason } => {
+            invite.reject(code, &reason).await;
+            return Outcome::rejected(code, "dialplan-reject");
+        }
+        Action::Transfer { target } => {
+            info!(%target, "redirecting the caller (302)");
+            invite.redirect(&target).await;
+            return Outcome::rejected(302, "redirected");
+        }
+        Action::Agent(profile) => CallPlan::Agent(profile),
+        Action::Message {
+            audio: Some(audio),
+            then,
+            ..
+        } => CallPlan::Recording(audio, then),
+        Action::Message {
+            text,
+            voice,
+            model,
+            then,
+            ..
+        } => {
+            let text = text.unwrap_or_default();
+            let profile = AgentProfile {
+                name: decision.route_name.clone(),
+                instructions: format!(
+                    "You are a telephone announcement. Say exactly the following text, word for word, and nothing else: {text}"
+                ),
+                voice,
+                greeting: text,
+                model,
+                ..AgentProfile::default()
+            };
+            CallPlan::Announcement(Arc::new(profile), then)
+        }
+    };
 
     // 2. RTP port.
     let Some((socket, _lease)) = bind_rtp(ctx).await else {
@@ -252,7 +310,7 @@ async fn drive(
         None => (None, sdp::offer(local_rtp, session_id)),
     };
 
-    // 4. The dialog exists from here on; open the Realtime session unless the caller gives up.
+    // 4. The dialog exists from here on.
     let (handle, mut events) = match invite.start().await {
         Ok(pair) => pair,
         Err(e) => {
@@ -260,14 +318,17 @@ async fn drive(
             return Outcome::rejected(400, "bad-invite");
         }
     };
-    let outcome = dialog_phase(
-        ctx,
-        row,
-        &profile,
+    let answered = AnsweredCall {
         negotiated,
         local_sdp,
         local_rtp,
         socket,
+    };
+    let outcome = dialog_phase(
+        ctx,
+        row,
+        &call_plan,
+        answered,
         &handle,
         &mut events,
         cancel,
@@ -280,12 +341,47 @@ async fn drive(
                 debug!(error = %e, "rejecting the INVITE failed");
             }
         }
-    } else if outcome.initiator == "local" {
-        if let Err(e) = handle.hangup(&outcome.reason).await {
-            debug!(error = %e, "BYE failed");
+        return outcome;
+    }
+    if outcome.initiator != "local" {
+        return outcome;
+    }
+    // A finished message may be followed by a transfer (REFER, RFC 3515) instead of a BYE.
+    if outcome.reason == "message-played" {
+        if let CallPlan::Announcement(_, AfterMessage::Transfer { target })
+        | CallPlan::Recording(_, AfterMessage::Transfer { target }) = &call_plan
+        {
+            match handle.refer(target).await {
+                Ok(code) if (200..300).contains(&code) => {
+                    info!(%target, code, "caller transferred (REFER accepted)");
+                    // The transferee calls the target and then ends this dialog; end it ourselves
+                    // if it does not.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), wait_for_end(&mut events))
+                        .await;
+                    let _ = handle.hangup("transferred").await;
+                    return Outcome::local("transferred");
+                }
+                Ok(code) => warn!(%target, code, "the caller refused the transfer (REFER)"),
+                Err(e) => warn!(%target, error = %e, "cannot transfer the caller"),
+            }
         }
     }
+    if let Err(e) = handle.hangup(&outcome.reason).await {
+        debug!(error = %e, "BYE failed");
+    }
     outcome
+}
+
+/// The media side of an answered call.
+struct AnsweredCall {
+    /// Negotiated media, or `None` until the ACK brings the answer (late offer).
+    negotiated: Option<Negotiated>,
+    /// Our SDP (answer or offer) for the 200 OK.
+    local_sdp: Vec<u8>,
+    /// Our RTP address.
+    local_rtp: SocketAddr,
+    /// Our RTP socket.
+    socket: UdpSocket,
 }
 
 /// The part of the call with a dialog: open the session, answer, run the media.
@@ -293,35 +389,46 @@ async fn drive(
 async fn dialog_phase(
     ctx: &CallContext,
     row: Option<i64>,
-    profile: &AgentProfile,
-    negotiated: Option<Negotiated>,
-    local_sdp: Vec<u8>,
-    local_rtp: SocketAddr,
-    socket: UdpSocket,
+    call_plan: &CallPlan,
+    answered: AnsweredCall,
     handle: &CallHandle,
     events: &mut CallEvents,
     cancel: &CancellationToken,
     record: &mut CallEnd,
 ) -> Outcome {
-    let model = profile.model.clone();
-    let opening = open_session(&ctx.realtime, &model);
-    let ws = tokio::select! {
-        r = tokio::time::timeout(ctx.connect_timeout, opening) => match r {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(reason)) => {
-                warn!(%reason, "cannot open a Realtime session; refusing the call with 503");
-                return Outcome::rejected(503, "realtime-unavailable");
-            }
-            Err(_) => {
-                warn!(timeout = ?ctx.connect_timeout, "Realtime session did not open in time; refusing the call with 503");
-                return Outcome::rejected(503, "realtime-timeout");
-            }
-        },
-        ev = wait_for_end(events) => return ev,
-        _ = cancel.cancelled() => return Outcome::rejected(503, "shutdown"),
+    let AnsweredCall {
+        negotiated,
+        local_sdp,
+        local_rtp,
+        socket,
+    } = answered;
+    let profile = match call_plan {
+        CallPlan::Agent(p) | CallPlan::Announcement(p, _) => Some(p.clone()),
+        CallPlan::Recording(..) => None,
+    };
+    let ws = match &profile {
+        Some(profile) => {
+            let opening = open_session(&ctx.realtime, &profile.model);
+            Some(tokio::select! {
+                r = tokio::time::timeout(ctx.connect_timeout, opening) => match r {
+                    Ok(Ok(ws)) => ws,
+                    Ok(Err(reason)) => {
+                        warn!(%reason, "cannot open a Realtime session; refusing the call with 503");
+                        return Outcome::rejected(503, "realtime-unavailable");
+                    }
+                    Err(_) => {
+                        warn!(timeout = ?ctx.connect_timeout, "Realtime session did not open in time; refusing the call with 503");
+                        return Outcome::rejected(503, "realtime-timeout");
+                    }
+                },
+                ev = wait_for_end(events) => return ev,
+                _ = cancel.cancelled() => return Outcome::rejected(503, "shutdown"),
+            })
+        }
+        None => None,
     };
 
-    // 5. Answer.
+    // Answer.
     if let Err(e) = handle.answer(local_sdp) {
         warn!(error = %e, "cannot send 200 OK");
         return Outcome::remote("gone-before-answer");
@@ -345,18 +452,31 @@ async fn dialog_phase(
     }
     info!(codec, remote_rtp = %negotiated.remote_rtp, local_rtp = %local_rtp, "call answered");
 
-    // 6. Media.
-    media_loop(
-        ctx,
-        profile,
-        &negotiated,
+    // Media.
+    let media = MediaSession {
+        negotiated: &negotiated,
         socket,
-        ws,
         events,
         cancel,
         record,
-    )
-    .await
+    };
+    match (call_plan, ws, profile) {
+        (CallPlan::Recording(audio, _), _, _) => play_recording(media, audio).await,
+        (CallPlan::Announcement(..), Some(ws), Some(profile)) => {
+            media_loop(ctx, &profile, media, ws, true).await
+        }
+        (_, Some(ws), Some(profile)) => media_loop(ctx, &profile, media, ws, false).await,
+        _ => Outcome::local("internal-error"),
+    }
+}
+
+/// The media side of an answered call, borrowed by the media loops.
+struct MediaSession<'a> {
+    negotiated: &'a Negotiated,
+    socket: UdpSocket,
+    events: &'a mut CallEvents,
+    cancel: &'a CancellationToken,
+    record: &'a mut CallEnd,
 }
 
 async fn open_session(target: &RealtimeTarget, model: &str) -> Result<RealtimeSocket, String> {
@@ -447,47 +567,60 @@ async fn wait_for_ack_answer(
     }
 }
 
-fn session_settings(profile: &AgentProfile, law: Law) -> SessionSettings {
+/// The Realtime session configuration of a profile. Announcements do not listen: the caller's
+/// speech neither starts nor interrupts a response.
+fn session_settings(profile: &AgentProfile, law: Law, announcement: bool) -> SessionSettings {
+    let mut instructions = profile.instructions.clone();
+    if let Some(language) = &profile.language {
+        instructions.push_str(&format!(
+            "\n\nSpeak in this language unless the caller uses another one: {language}."
+        ));
+    }
     SessionSettings {
         model: profile.model.clone(),
-        instructions: profile.instructions.clone(),
+        instructions,
         voice: profile.voice.clone(),
         law,
         turn_detection: TurnDetection {
             threshold: profile.vad.threshold,
             prefix_padding_ms: profile.vad.prefix_padding_ms,
             silence_duration_ms: profile.vad.silence_duration_ms,
-            create_response: true,
-            interrupt_response: true,
+            create_response: !announcement,
+            interrupt_response: !announcement,
         },
         transcription_model: profile.transcription_model.clone(),
         tools: Vec::new(),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Runs a call's media with a Realtime session until the call ends. With `announcement`, the
+/// call ends (`message-played`) once the first response has been played out completely.
 async fn media_loop(
     ctx: &CallContext,
     profile: &AgentProfile,
-    negotiated: &Negotiated,
-    socket: UdpSocket,
+    media: MediaSession<'_>,
     mut ws: RealtimeSocket,
-    events: &mut CallEvents,
-    cancel: &CancellationToken,
-    record: &mut CallEnd,
+    announcement: bool,
 ) -> Outcome {
+    let MediaSession {
+        negotiated,
+        socket,
+        events,
+        cancel,
+        record,
+    } = media;
     let now = tokio::time::Instant::now().into_std();
-    let media = MediaParams {
+    let params = MediaParams {
         law: negotiated.law,
         payload_type: negotiated.payload_type,
         ssrc: rand::random(),
         first_seq: rand::random(),
         first_ts: rand::random(),
     };
-    let settings = session_settings(profile, negotiated.law);
+    let settings = session_settings(profile, negotiated.law, announcement);
     let mut bridge = Bridge::new(
         now,
-        &media,
+        &params,
         ctx.realtime.dialect,
         settings.turn_detection.interrupt_response,
     );
@@ -497,6 +630,8 @@ async fn media_loop(
     let mut buf = vec![0u8; RTP_READ_BUFFER];
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
+    let max_duration = tokio::time::sleep(profile.max_duration);
+    tokio::pin!(max_duration);
 
     let outcome = loop {
         // Drain: client events first, then due RTP.
@@ -519,6 +654,10 @@ async fn media_loop(
                 }
             }
         }
+        if announcement && bridge.responses_done() > 0 && bridge.playout_idle() {
+            info!("message played");
+            break Outcome::local("message-played");
+        }
         match bridge.poll_timeout() {
             Some(deadline) => sleep.as_mut().reset(deadline.into()),
             None => sleep
@@ -528,6 +667,10 @@ async fn media_loop(
 
         tokio::select! {
             _ = cancel.cancelled() => break Outcome::local("shutdown"),
+            _ = &mut max_duration => {
+                info!(max = ?profile.max_duration, "maximum call duration reached; hanging up");
+                break Outcome::local("max-duration");
+            }
             ev = events.recv() => match ev {
                 Some(CallEvent::Bye) => {
                     info!("caller hung up");
@@ -600,5 +743,83 @@ async fn media_loop(
         "media summary"
     );
     let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, ws.close(None)).await;
+    outcome
+}
+
+/// Converts recorded message audio to the call's G.711 law.
+fn recording_bytes(samples: &AudioSamples, law: Law) -> Vec<u8> {
+    use crate::media::g711;
+    match (samples, law) {
+        (AudioSamples::Mulaw(b), Law::Mu) | (AudioSamples::Alaw(b), Law::A) => b.to_vec(),
+        (AudioSamples::Mulaw(b), Law::A) => b
+            .iter()
+            .map(|&x| g711::linear_to_alaw(g711::ulaw_to_linear(x)))
+            .collect(),
+        (AudioSamples::Alaw(b), Law::Mu) => b
+            .iter()
+            .map(|&x| g711::linear_to_ulaw(g711::alaw_to_linear(x)))
+            .collect(),
+        (AudioSamples::Linear16(s), Law::Mu) => {
+            s.iter().map(|&x| g711::linear_to_ulaw(x)).collect()
+        }
+        (AudioSamples::Linear16(s), Law::A) => s.iter().map(|&x| g711::linear_to_alaw(x)).collect(),
+    }
+}
+
+/// Plays a recorded message as paced RTP (no Realtime session), then ends with `message-played`.
+async fn play_recording(media: MediaSession<'_>, audio: &MessageAudio) -> Outcome {
+    let MediaSession {
+        negotiated,
+        socket,
+        events,
+        cancel,
+        record,
+    } = media;
+    let now = tokio::time::Instant::now().into_std();
+    let mut pacer = PlayoutPacer::new(
+        negotiated.law,
+        negotiated.payload_type,
+        rand::random(),
+        rand::random(),
+        rand::random(),
+        now,
+    );
+    pacer.push(now, 1, &recording_bytes(&audio.samples, negotiated.law));
+    info!(file = %audio.path.display(), duration = ?audio.duration(), "playing the message");
+    let mut buf = vec![0u8; RTP_READ_BUFFER];
+    let mut remote = negotiated.remote_rtp;
+    let outcome = loop {
+        let now = tokio::time::Instant::now().into_std();
+        while let Some(t) = pacer.poll_transmit(now) {
+            if negotiated.should_send() {
+                if let Err(e) = socket.send_to(&t.packet, remote).await {
+                    debug!(error = %e, %remote, "RTP send failed");
+                }
+            }
+        }
+        let Some(deadline) = pacer.poll_timeout() else {
+            break Outcome::local("message-played");
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => break Outcome::local("shutdown"),
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+            ev = events.recv() => match ev {
+                Some(CallEvent::Bye) => break Outcome::remote("remote-bye"),
+                Some(CallEvent::Cancelled) => break Outcome::remote("cancelled"),
+                Some(CallEvent::Terminated { reason }) => break Outcome::remote(reason),
+                Some(_) => {}
+                None => break Outcome::remote("dialog-gone"),
+            },
+            r = socket.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    record.packets_in += 1;
+                    if crate::media::rtp::parse(&buf[..n]).is_ok() {
+                        remote = from;
+                    }
+                }
+            }
+        }
+    };
+    record.packets_out = pacer.stats().packets_sent;
     outcome
 }

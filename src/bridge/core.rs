@@ -105,6 +105,7 @@ pub struct Bridge {
     next_tag: u64,
     interrupted: VecDeque<String>,
     pending_tools: Vec<PendingToolCall>,
+    responses_done: u64,
     stats: BridgeStats,
 }
 
@@ -135,6 +136,7 @@ impl Bridge {
             next_tag: 1,
             interrupted: VecDeque::new(),
             pending_tools: Vec::new(),
+            responses_done: 0,
             stats: BridgeStats::default(),
         }
     }
@@ -206,6 +208,7 @@ impl Bridge {
                 if self.response_active.as_deref() == Some(response_id.as_str()) {
                     self.response_active = None;
                 }
+                self.responses_done += 1;
                 debug!(%response_id, %status, "response done");
                 self.flush_tool_outputs();
             }
@@ -331,6 +334,16 @@ impl Bridge {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Responses the server has finished (`response.done`, any status).
+    pub fn responses_done(&self) -> u64 {
+        self.responses_done
+    }
+
+    /// True when no response is in progress and all model audio has been sent as RTP.
+    pub fn playout_idle(&self) -> bool {
+        self.response_active.is_none() && self.pacer.queued_bytes() == 0
     }
 
     /// Counters so far.

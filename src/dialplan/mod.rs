@@ -1,326 +1,286 @@
-//! Dialplan: which agent profile answers which called number.
+//! Dialplan: which action answers which call, by called number, caller and time of day.
 //!
-//! Two stages, as admins edit these files by hand: every `*.toml` file of the dialplan directory is
-//! parsed into raw serde structs (unknown keys are errors), then compiled into a [`Dialplan`] whose
-//! routes reference validated [`AgentProfile`]s. Every problem of every file is collected, each with
-//! its file and line. Evaluation ([`Dialplan::route`]) is pure. No I/O except [`Dialplan::load_dir`].
+//! Admins edit the `*.toml` files of the dialplan directory by hand (format reference:
+//! `docs/dialplans.md`), so every stage is built to report mistakes rather than to fail:
+//!
+//! ```text
+//!  *.toml text ──parse──► raw tables ──compile──► Dialplan ──evaluate(call, now)──► Decision
+//!  (raw.rs)      keys, types, spans   (compile.rs)  regexes, zones,   (eval.rs)        route + Action
+//!                every unknown key     references,    schedules built   pure, no clock
+//!                                      defaults
+//! ```
+//!
+//! - **Parse** walks the TOML tree of each file itself (instead of stopping at serde's first
+//!   error) so that every unknown key, wrong type and bad value of every file is reported, each
+//!   with `file:line:column` and, where one can be guessed, a hint (`did you mean `greeting`?`).
+//! - **Compile** resolves names across files (agents, schedules), builds regexes, time zones,
+//!   opening hours and holiday lists, loads instruction files and message audio through the
+//!   [`Files`] trait, and fills in defaults. It either yields a complete [`Dialplan`] or every
+//!   [`Error`] found.
+//! - **Evaluate** ([`Dialplan::evaluate`]) is a pure function of the call and an explicit `now`:
+//!   routes are tried in order (files in name order, then routes in written order) and the first
+//!   match wins.
+//!
+//! Core and shell: `raw`, `compile`, `eval`, `matcher`, `schedule`, `profile`, `audio` and `hint`
+//! do no I/O, read no clock and use no tokio (a test in `golden.rs` checks this). The shell parts
+//! are [`Dialplan::load_dir`] (`load.rs`: reads the directory), [`report`] (the `frontdesk dialplan`
+//! commands: reads files and, without `--at`, the clock) and [`reload`] (tokio, notify, SIGHUP).
+#![deny(missing_docs)]
+
+mod audio;
+mod compile;
+mod eval;
+mod hint;
+mod load;
+mod matcher;
+mod profile;
+mod raw;
+pub mod reload;
+pub mod report;
+mod schedule;
+
+#[cfg(test)]
+mod golden;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+pub use audio::{AudioSamples, MessageAudio};
+pub use compile::{Files, NoFiles};
+pub use eval::{Action, AfterMessage, CallInfo, Decision, RouteCheck};
+pub use load::FsFiles;
+pub use matcher::{normalize_number, NumberMatch};
+pub use profile::{
+    AgentProfile, DtmfAction, Tool, VadSettings, DEFAULT_MAX_DURATION, DEFAULT_MODEL,
+    DEFAULT_VOICE, KNOWN_VOICES,
+};
+pub use reload::{watch, DialplanHandle, ReloadOutcome};
+pub use report::{check_report, test_report};
+pub use schedule::{DateSpec, Hours, Schedule};
 
-/// Default Realtime model for profiles that do not name one.
-pub const DEFAULT_MODEL: &str = "gpt-realtime";
-/// Default voice.
-pub const DEFAULT_VOICE: &str = "marin";
-
-/// One problem found in a dialplan file.
+/// One problem found in a dialplan file (or, for warnings, something suspicious).
+///
+/// `Display` prints `file:line:column: message`, followed by `; hint: …` when there is a hint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+#[error("{}{}{}", self.location(), self.message, self.hint.as_ref().map(|h| format!("; hint: {h}")).unwrap_or_default())]
 pub struct Error {
-    /// The file the problem is in (or the directory).
+    /// The file the problem is in (or the dialplan directory).
     pub file: PathBuf,
     /// 1-based line, when known.
     pub line: Option<usize>,
-    /// What is wrong, with a hint.
+    /// 1-based column (in characters), when known.
+    pub column: Option<usize>,
+    /// What is wrong (lowercase, no trailing period).
     pub message: String,
+    /// How to fix it, when a fix can be guessed.
+    pub hint: Option<String>,
 }
 
-/// Server voice-activity detection settings of a profile (Realtime `turn_detection`, server_vad).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct VadSettings {
-    /// Activation threshold, 0.0–1.0 (higher needs louder speech).
-    pub threshold: f64,
-    /// Audio kept before detected speech, in ms.
-    pub prefix_padding_ms: u32,
-    /// Silence that ends a caller turn, in ms.
-    pub silence_duration_ms: u32,
-}
-
-impl Default for VadSettings {
-    fn default() -> Self {
-        VadSettings {
-            threshold: 0.5,
-            prefix_padding_ms: 300,
-            silence_duration_ms: 500,
+impl Error {
+    /// A problem with a whole file or directory (no position).
+    pub fn file(file: impl Into<PathBuf>, message: impl Into<String>) -> Error {
+        Error {
+            file: file.into(),
+            line: None,
+            column: None,
+            message: message.into(),
+            hint: None,
         }
+    }
+
+    /// A problem at byte `offset` of `text`, the contents of `file`.
+    pub(crate) fn at(file: &Path, text: &str, offset: usize, message: impl Into<String>) -> Error {
+        let (line, column) = position(text, offset);
+        Error {
+            file: file.to_owned(),
+            line: Some(line),
+            column: Some(column),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The same error with a hint.
+    pub(crate) fn with_hint(mut self, hint: Option<String>) -> Error {
+        self.hint = hint;
+        self
+    }
+
+    /// `file:line:column: ` (or `file:line: ` / `file: ` when less is known).
+    pub fn location(&self) -> String {
+        let mut s = self.file.display().to_string();
+        if let Some(l) = self.line {
+            s.push_str(&format!(":{l}"));
+            if let Some(c) = self.column {
+                s.push_str(&format!(":{c}"));
+            }
+        }
+        s.push_str(": ");
+        s
     }
 }
 
-/// An agent profile: how the voice model behaves on a call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentProfile {
-    /// Profile name (the key under `[agents]`).
-    pub name: String,
-    /// System instructions for the model.
-    pub instructions: String,
-    /// Voice name (e.g. `marin`, `alloy`).
-    pub voice: String,
-    /// What the agent says first when the call is answered; empty: wait for the caller.
-    pub greeting: String,
-    /// Realtime model.
-    pub model: String,
-    /// Input transcription model (e.g. `gpt-4o-mini-transcribe`); `None` disables transcription.
-    pub transcription_model: Option<String>,
-    /// Turn detection.
-    pub vad: VadSettings,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    routes: Vec<RawRoute>,
-    #[serde(default)]
-    agents: BTreeMap<String, RawAgent>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    name: Option<String>,
-    to: String,
-    agent: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAgent {
-    instructions: String,
-    voice: Option<String>,
-    greeting: Option<String>,
-    model: Option<String>,
-    transcription_model: Option<String>,
-    #[serde(default)]
-    vad: VadSettings,
-}
-
-/// How a route matches the called number.
+/// Why a single value (a pattern, an hours line, a date…) is invalid: the message, a hint, and
+/// when known the byte range inside the value's text (see `raw::inner_span`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NumberMatch {
-    /// `*`: every call.
-    Any,
-    /// `123*`: numbers starting with the prefix.
-    Prefix(String),
-    /// `123`: exactly this number.
-    Exact(String),
+pub(crate) struct ValueError {
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+    pub(crate) at: Option<std::ops::Range<usize>>,
 }
 
-impl NumberMatch {
-    fn parse(s: &str) -> NumberMatch {
-        match s.strip_suffix('*') {
-            Some("") => NumberMatch::Any,
-            Some(prefix) => NumberMatch::Prefix(prefix.to_owned()),
-            None => NumberMatch::Exact(s.to_owned()),
+impl ValueError {
+    pub(crate) fn new(message: impl Into<String>) -> ValueError {
+        ValueError {
+            message: message.into(),
+            hint: None,
+            at: None,
         }
     }
 
-    fn matches(&self, number: Option<&str>) -> bool {
-        match (self, number) {
-            (NumberMatch::Any, _) => true,
-            (NumberMatch::Prefix(p), Some(n)) => n.starts_with(p.as_str()),
-            (NumberMatch::Exact(e), Some(n)) => n == e,
-            _ => false,
-        }
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> ValueError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub(crate) fn at(mut self, at: std::ops::Range<usize>) -> ValueError {
+        self.at = Some(at);
+        self
     }
 }
 
-/// A compiled route.
+/// 1-based (line, column) of byte `offset` in `text`; the column counts characters.
+pub(crate) fn position(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// A compiled route: conditions, then the action taken when they all hold.
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// Route name (for logs), defaults to `file#index`.
+    /// Route name (for logs and `dialplan test`); defaults to `file.toml#N`.
     pub name: String,
-    /// Called-number condition.
-    pub to: NumberMatch,
-    /// The profile that answers.
-    pub agent: Arc<AgentProfile>,
+    /// The file the route is written in.
+    pub file: PathBuf,
+    /// 1-based line of the route in its file.
+    pub line: usize,
+    /// Called-number patterns; the route matches when any matches. Empty: every call.
+    pub to: Vec<NumberMatch>,
+    /// Caller-number patterns; the route matches when any matches. Empty: every caller.
+    pub from: Vec<NumberMatch>,
+    /// Schedules that must all be active (`when`).
+    pub when: Vec<Arc<Schedule>>,
+    /// Schedules that must all be inactive (`unless`).
+    pub unless: Vec<Arc<Schedule>>,
+    /// What to do with the call.
+    pub action: Action,
 }
 
-/// A compiled, validated dialplan.
-#[derive(Debug, Clone, Default)]
+impl Route {
+    /// True when the route has no condition at all, so no route after it can ever match.
+    pub fn is_catch_all(&self) -> bool {
+        let any =
+            |ms: &[NumberMatch]| ms.is_empty() || ms.iter().any(|m| matches!(m, NumberMatch::Any));
+        any(&self.to) && any(&self.from) && self.when.is_empty() && self.unless.is_empty()
+    }
+}
+
+/// A compiled, validated dialplan: routes in evaluation order, the agent profiles and schedules
+/// they use, and the version (a hash of every source byte) for logs.
+#[derive(Debug, Clone)]
 pub struct Dialplan {
-    routes: Vec<Route>,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) agents: BTreeMap<String, Arc<AgentProfile>>,
+    pub(crate) schedules: BTreeMap<String, Arc<Schedule>>,
+    pub(crate) timezone: chrono_tz::Tz,
+    pub(crate) version: String,
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) dependencies: Vec<PathBuf>,
+    pub(crate) warnings: Vec<Error>,
 }
 
 impl Dialplan {
-    /// Loads and compiles every `*.toml` file in `dir` (sorted by name).
-    ///
-    /// # Errors
-    /// Every problem found, in every file (unreadable file, TOML syntax, unknown key, route to an
-    /// unknown agent, duplicate agent, no routes at all).
-    pub fn load_dir(dir: &Path) -> Result<Dialplan, Vec<Error>> {
-        let dir_err = |message: String| {
-            vec![Error {
-                file: dir.to_owned(),
-                line: None,
-                message,
-            }]
-        };
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            dir_err(format!(
-                "cannot read the dialplan directory: {e} (create it or pass --dialplans DIR)"
-            ))
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        let mut sources = Vec::new();
-        let mut errors = Vec::new();
-        for f in files {
-            match std::fs::read_to_string(&f) {
-                Ok(text) => sources.push((f, text)),
-                Err(e) => errors.push(Error {
-                    file: f,
-                    line: None,
-                    message: format!("cannot read file: {e}"),
-                }),
-            }
-        }
-        match Dialplan::compile(&sources) {
-            Ok(plan) if errors.is_empty() => Ok(plan),
-            Ok(_) => Err(errors),
-            Err(mut more) => {
-                errors.append(&mut more);
-                Err(errors)
-            }
-        }
-    }
-
-    /// Compiles dialplan sources given as `(path, text)` pairs, in order.
-    ///
-    /// # Errors
-    /// Every problem found (see [`Dialplan::load_dir`]).
-    pub fn compile(sources: &[(PathBuf, String)]) -> Result<Dialplan, Vec<Error>> {
-        let mut errors = Vec::new();
-        let mut agents: BTreeMap<String, (PathBuf, Arc<AgentProfile>)> = BTreeMap::new();
-        let mut raw_routes = Vec::new();
-        for (path, text) in sources {
-            let raw: RawFile = match toml::from_str(text) {
-                Ok(r) => r,
-                Err(e) => {
-                    let line = e
-                        .span()
-                        .and_then(|s| text.get(..s.start))
-                        .map(|prefix| prefix.matches('\n').count() + 1);
-                    errors.push(Error {
-                        file: path.clone(),
-                        line,
-                        message: e.message().to_owned(),
-                    });
-                    continue;
-                }
-            };
-            for (name, a) in raw.agents {
-                if let Some((first, _)) = agents.get(&name) {
-                    errors.push(Error {
-                        file: path.clone(),
-                        line: find_line(text, &format!("[agents.{name}]")),
-                        message: format!(
-                            "agent '{name}' is already defined in {}; rename one of them",
-                            first.display()
-                        ),
-                    });
-                    continue;
-                }
-                let profile = AgentProfile {
-                    name: name.clone(),
-                    instructions: a.instructions.trim().to_owned(),
-                    voice: a.voice.unwrap_or_else(|| DEFAULT_VOICE.to_owned()),
-                    greeting: a.greeting.unwrap_or_default(),
-                    model: a.model.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
-                    transcription_model: a.transcription_model,
-                    vad: a.vad,
-                };
-                if !(0.0..=1.0).contains(&profile.vad.threshold) {
-                    errors.push(Error {
-                        file: path.clone(),
-                        line: find_line(text, "threshold"),
-                        message: format!(
-                            "agent '{name}': vad.threshold must be between 0.0 and 1.0, not {}",
-                            profile.vad.threshold
-                        ),
-                    });
-                }
-                agents.insert(name, (path.clone(), Arc::new(profile)));
-            }
-            for (i, r) in raw.routes.into_iter().enumerate() {
-                raw_routes.push((path.clone(), text.clone(), i, r));
-            }
-        }
-        let mut routes = Vec::new();
-        for (path, text, i, r) in raw_routes {
-            let file_name = path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match agents.get(&r.agent) {
-                Some((_, agent)) => routes.push(Route {
-                    name: r.name.unwrap_or_else(|| format!("{file_name}#{}", i + 1)),
-                    to: NumberMatch::parse(&r.to),
-                    agent: agent.clone(),
-                }),
-                None => errors.push(Error {
-                    file: path.clone(),
-                    line: find_line(&text, &format!("\"{}\"", r.agent)),
-                    message: format!(
-                        "route {} uses agent '{}', which is not defined; known agents: {}",
-                        i + 1,
-                        r.agent,
-                        agents.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                }),
-            }
-        }
-        if routes.is_empty() && errors.is_empty() {
-            errors.push(Error {
-                file: sources.first().map(|(p, _)| p.clone()).unwrap_or_default(),
-                line: None,
-                message: "the dialplan has no [[routes]], so no call could be answered; add one with to = \"*\"".into(),
-            });
-        }
-        if errors.is_empty() {
-            Ok(Dialplan { routes })
-        } else {
-            Err(errors)
-        }
-    }
-
-    /// The first route whose condition matches the called number.
-    pub fn route(&self, called: Option<&str>) -> Option<&Route> {
-        self.routes.iter().find(|r| r.to.matches(called))
-    }
-
     /// All routes, in evaluation order.
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
+
+    /// The agent profiles, by name.
+    pub fn agents(&self) -> &BTreeMap<String, Arc<AgentProfile>> {
+        &self.agents
+    }
+
+    /// The agent profile called `name`.
+    pub fn agent(&self, name: &str) -> Option<&Arc<AgentProfile>> {
+        self.agents.get(name)
+    }
+
+    /// The schedules, by name.
+    pub fn schedules(&self) -> &BTreeMap<String, Arc<Schedule>> {
+        &self.schedules
+    }
+
+    /// The business time zone (`[settings] timezone`, default UTC): schedules without their own
+    /// `timezone` use it, and `dialplan test --at "YYYY-MM-DD HH:MM"` reads local times in it.
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.timezone
+    }
+
+    /// The plan's version: 16 hex digits of a hash over every dialplan file (names and contents)
+    /// and every file they refer to. Equal versions mean identical sources.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The dialplan files, in evaluation order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Files the plan refers to (instruction files, message audio); a change to them should
+    /// trigger a reload too.
+    pub fn dependencies(&self) -> &[PathBuf] {
+        &self.dependencies
+    }
+
+    /// Suspicious but valid things (unreachable routes, unused agents, unknown voices…).
+    pub fn warnings(&self) -> &[Error] {
+        &self.warnings
+    }
 }
 
-fn find_line(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.action)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{TimeZone, Utc};
 
     fn compile(text: &str) -> Result<Dialplan, Vec<Error>> {
         Dialplan::compile(&[(PathBuf::from("t.toml"), text.to_owned())])
     }
 
-    #[test]
-    fn shipped_default_dialplan_compiles_and_answers_everything() {
-        let plan = Dialplan::load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/dialplans")))
-            .expect("shipped dialplan is valid");
-        let r = plan.route(Some("+15550100")).expect("a route");
-        assert_eq!(r.agent.name, "receptionist");
-        assert!(!r.agent.greeting.is_empty());
-        assert!(plan.route(None).is_some());
+    fn call(to: &str) -> CallInfo {
+        CallInfo::new(Some(to), None)
+    }
+
+    fn agent_of(d: Option<Decision>) -> Option<String> {
+        match d?.action {
+            Action::Agent(a) => Some(a.name.clone()),
+            _ => None,
+        }
     }
 
     #[test]
@@ -341,29 +301,61 @@ mod tests {
             "#,
         )
         .expect("valid");
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
         assert_eq!(
-            plan.route(Some("100")).map(|r| r.agent.name.as_str()),
+            agent_of(plan.evaluate(&call("100"), now)).as_deref(),
             Some("a")
         );
         assert_eq!(
-            plan.route(Some("101")).map(|r| r.agent.name.as_str()),
+            agent_of(plan.evaluate(&call("101"), now)).as_deref(),
             Some("b")
         );
-        assert!(plan.route(Some("200")).is_none());
-        assert_eq!(
-            plan.route(Some("101")).map(|r| r.agent.voice.as_str()),
-            Some("alloy")
-        );
+        assert!(plan.evaluate(&call("200"), now).is_none());
+        assert_eq!(plan.agent("b").map(|a| a.voice.as_str()), Some("alloy"));
     }
 
     #[test]
-    fn typos_and_unknown_agents_are_reported_with_lines() {
+    fn typos_and_unknown_agents_are_reported_with_lines_and_columns() {
         let errs = compile("[[routes]]\nto = \"*\"\nagnet = \"x\"\n").expect_err("typo");
-        assert_eq!(errs[0].line, Some(3), "{errs:?}");
+        assert_eq!(
+            (errs[0].line, errs[0].column),
+            (Some(3), Some(1)),
+            "{errs:?}"
+        );
         assert!(errs[0].message.contains("agnet"), "{errs:?}");
+        assert_eq!(errs[0].hint.as_deref(), Some("did you mean `agent`?"));
         let errs =
             compile("[[routes]]\nto = \"*\"\nagent = \"nobody\"\n").expect_err("unknown agent");
         assert!(errs[0].message.contains("nobody"));
-        assert_eq!(errs[0].line, Some(3));
+        assert_eq!((errs[0].line, errs[0].column), (Some(3), Some(9)));
+    }
+
+    #[test]
+    fn error_display_is_file_line_column_message_hint() {
+        let e = Error {
+            file: PathBuf::from("d/main.toml"),
+            line: Some(3),
+            column: Some(7),
+            message: "unknown key `greting` in agent `a`".into(),
+            hint: Some("did you mean `greeting`?".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "d/main.toml:3:7: unknown key `greting` in agent `a`; hint: did you mean `greeting`?"
+        );
+        assert_eq!(Error::file("d", "empty").to_string(), "d: empty");
+    }
+
+    #[test]
+    fn position_counts_lines_and_characters() {
+        assert_eq!(position("ab\ncdé f", 0), (1, 1));
+        assert_eq!(position("ab\ncdé f", 3), (2, 1));
+        assert_eq!(position("ab\ncdé f", 8), (2, 5));
+        assert_eq!(
+            position("ab\ncdé f", 7),
+            (2, 4),
+            "inside a multi-byte char rounds down"
+        );
+        assert_eq!(position("ab", 99), (1, 3));
     }
 }

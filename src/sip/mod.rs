@@ -289,6 +289,24 @@ impl CallHandle {
         }
     }
 
+    /// Blind transfer (RFC 3515): sends REFER with `Refer-To: <target>` and returns the status of
+    /// the peer's final response (202 Accepted when it took the transfer).
+    ///
+    /// # Errors
+    /// [`Error::Dialog`] if `target` is not a SIP URI or the REFER could not be sent.
+    pub async fn refer(&self, target: &str) -> Result<u16, Error> {
+        let uri = rsipstack::sip::Uri::try_from(target).map_err(|e| Error::Dialog {
+            call_id: self.call_id.clone(),
+            reason: format!("invalid transfer target {target}: {e}"),
+        })?;
+        let resp = self
+            .dialog
+            .refer(uri, None, None)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(resp.map(|r| u16::from(r.status_code)).unwrap_or(408))
+    }
+
     fn err(&self, e: rsipstack::Error) -> Error {
         Error::Dialog {
             call_id: self.call_id.clone(),
