@@ -22,8 +22,8 @@ use serde::Deserialize;
 use toml::{Spanned, Value};
 
 use crate::calendar::model::{
-    BookingRules, Business, BusinessCalendar, Closure, Provider, ProviderKind, Service, WeeklyHours,
-    DEFAULT_MAX_DAYS_AHEAD, DEFAULT_MIN_LEAD_MINUTES, DEFAULT_SLOT_INTERVAL_MINUTES,
+    BookingRules, Business, BusinessCalendar, Closure, Provider, ProviderKind, Service,
+    WeeklyHours, DEFAULT_MAX_DAYS_AHEAD, DEFAULT_MIN_LEAD_MINUTES, DEFAULT_SLOT_INTERVAL_MINUTES,
 };
 use crate::calendar::time::{ClockTime, TimeRange};
 
@@ -75,10 +75,7 @@ impl fmt::Display for Problem {
 }
 
 fn list(path: &str, problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("\n  {path}:{p}"))
-        .collect()
+    problems.iter().map(|p| format!("\n  {path}:{p}")).collect()
 }
 
 /// Reads and validates the calendar file at `path`.
@@ -263,7 +260,10 @@ impl Validator<'_> {
         let rules = self.rules(&raw.booking);
         let hours = self.week(&raw.hours);
         if hours.is_closed_all_week() {
-            self.problem(0..0, "[hours] opens on no day; nothing could be booked".into());
+            self.problem(
+                0..0,
+                "[hours] opens on no day; nothing could be booked".into(),
+            );
         }
 
         let mut provider_keys = HashSet::new();
@@ -272,7 +272,10 @@ impl Validator<'_> {
             let p = p.get_ref();
             self.key(&p.id, "provider");
             if !provider_keys.insert(p.id.get_ref().clone()) {
-                self.problem(p.id.span(), format!("duplicate provider id {:?}", p.id.get_ref()));
+                self.problem(
+                    p.id.span(),
+                    format!("duplicate provider id {:?}", p.id.get_ref()),
+                );
             }
             self.non_empty(&p.name, "provider name");
             let kind = match &p.kind {
@@ -298,10 +301,18 @@ impl Validator<'_> {
             let s = s.get_ref();
             self.key(&s.id, "service");
             if !service_keys.insert(s.id.get_ref().clone()) {
-                self.problem(s.id.span(), format!("duplicate service id {:?}", s.id.get_ref()));
+                self.problem(
+                    s.id.span(),
+                    format!("duplicate service id {:?}", s.id.get_ref()),
+                );
             }
             self.non_empty(&s.name, "service name");
-            let duration = self.int(&s.duration_minutes, 1, MAX_SERVICE_MINUTES, "duration_minutes");
+            let duration = self.int(
+                &s.duration_minutes,
+                1,
+                MAX_SERVICE_MINUTES,
+                "duration_minutes",
+            );
             let buffer = s
                 .buffer_minutes
                 .as_ref()
@@ -312,7 +323,10 @@ impl Validator<'_> {
             }
             let mut offered = Vec::new();
             if s.providers.get_ref().is_empty() {
-                self.problem(s.providers.span(), "a service needs at least one provider".into());
+                self.problem(
+                    s.providers.span(),
+                    "a service needs at least one provider".into(),
+                );
             }
             for k in s.providers.get_ref() {
                 if !provider_keys.contains(k.get_ref()) {
@@ -337,7 +351,10 @@ impl Validator<'_> {
             self.problem(0..0, "no [[services]]; nothing could be booked".into());
         }
         if let (Some(span), true) = (priced, business.currency.is_empty()) {
-            self.problem(span, "prices need [business] currency (e.g. \"EUR\")".into());
+            self.problem(
+                span,
+                "prices need [business] currency (e.g. \"EUR\")".into(),
+            );
         }
 
         let closures = raw
@@ -378,7 +395,10 @@ impl Validator<'_> {
                 } else {
                     self.problem(
                         c.span(),
-                        format!("invalid currency {:?} (expected an ISO 4217 code like \"EUR\")", code),
+                        format!(
+                            "invalid currency {:?} (expected an ISO 4217 code like \"EUR\")",
+                            code
+                        ),
                     );
                     String::new()
                 }
@@ -400,7 +420,13 @@ impl Validator<'_> {
             Some(x) => self.int(x, min, max, what),
         };
         BookingRules {
-            min_lead_minutes: get(&b.min_lead_minutes, 0, MAX_LEAD_MINUTES, DEFAULT_MIN_LEAD_MINUTES, "min_lead_minutes"),
+            min_lead_minutes: get(
+                &b.min_lead_minutes,
+                0,
+                MAX_LEAD_MINUTES,
+                DEFAULT_MIN_LEAD_MINUTES,
+                "min_lead_minutes",
+            ),
             slot_interval_minutes: get(
                 &b.slot_interval_minutes,
                 1,
@@ -408,7 +434,13 @@ impl Validator<'_> {
                 DEFAULT_SLOT_INTERVAL_MINUTES,
                 "slot_interval_minutes",
             ),
-            max_days_ahead: get(&b.max_days_ahead, 0, MAX_DAYS_AHEAD, DEFAULT_MAX_DAYS_AHEAD, "max_days_ahead"),
+            max_days_ahead: get(
+                &b.max_days_ahead,
+                0,
+                MAX_DAYS_AHEAD,
+                DEFAULT_MAX_DAYS_AHEAD,
+                "max_days_ahead",
+            ),
         }
     }
 
@@ -453,13 +485,19 @@ impl Validator<'_> {
                 let (f2, t2) = (self.date(f), self.date(t));
                 let (f2, t2) = (f2?, t2?);
                 if t2 < f2 {
-                    self.problem(t.span(), format!("closure ends ({t2}) before it starts ({f2})"));
+                    self.problem(
+                        t.span(),
+                        format!("closure ends ({t2}) before it starts ({f2})"),
+                    );
                     return None;
                 }
                 (f2, t2)
             }
             _ => {
-                self.problem(span, "a closure needs either `date` or both `from` and `to`".into());
+                self.problem(
+                    span,
+                    "a closure needs either `date` or both `from` and `to`".into(),
+                );
                 return None;
             }
         };
@@ -472,7 +510,10 @@ impl Validator<'_> {
                     (Ok(a), Ok(b)) => match TimeRange::new(a, b) {
                         Some(r) => Some(r),
                         None => {
-                            self.problem(e.span(), format!("closure ends ({b}) before it starts ({a})"));
+                            self.problem(
+                                e.span(),
+                                format!("closure ends ({b}) before it starts ({a})"),
+                            );
                             return None;
                         }
                     },
@@ -488,7 +529,10 @@ impl Validator<'_> {
                 }
             }
             _ => {
-                self.problem(span, "a closure needs both `start` and `end`, or neither (all day)".into());
+                self.problem(
+                    span,
+                    "a closure needs both `start` and `end`, or neither (all day)".into(),
+                );
                 return None;
             }
         };
@@ -511,14 +555,19 @@ impl Validator<'_> {
 
     fn date(&mut self, v: &Spanned<Value>) -> Option<NaiveDate> {
         let parsed = match v.get_ref() {
-            Value::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => dt
-                .date
-                .and_then(|d| NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))),
+            Value::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => {
+                dt.date.and_then(|d| {
+                    NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
+                })
+            }
             Value::String(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok(),
             _ => None,
         };
         if parsed.is_none() {
-            self.problem(v.span(), format!("invalid date {} (expected YYYY-MM-DD)", v.get_ref()));
+            self.problem(
+                v.span(),
+                format!("invalid date {} (expected YYYY-MM-DD)", v.get_ref()),
+            );
         }
         parsed
     }
@@ -536,7 +585,13 @@ impl Validator<'_> {
         match cents {
             Some(c) if c >= 0 => Some(c),
             _ => {
-                self.problem(v.span(), format!("invalid price {} (expected a number like 89.50)", v.get_ref()));
+                self.problem(
+                    v.span(),
+                    format!(
+                        "invalid price {} (expected a number like 89.50)",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -548,7 +603,10 @@ impl Validator<'_> {
             // max ≤ u32::MAX for every caller.
             u32::try_from(x).unwrap_or(u32::MAX)
         } else {
-            self.problem(v.span(), format!("{what} must be between {min} and {max}, not {x}"));
+            self.problem(
+                v.span(),
+                format!("{what} must be between {min} and {max}, not {x}"),
+            );
             u32::try_from(min).unwrap_or(0)
         }
     }
@@ -557,8 +615,11 @@ impl Validator<'_> {
         let k = v.get_ref();
         let ok = !k.is_empty()
             && k.len() <= 64
-            && k.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && k.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !ok {
             self.problem(
                 v.span(),
@@ -583,6 +644,7 @@ fn line_column(text: &str, at: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -628,7 +690,10 @@ providers = ["lee"]
 
     #[test]
     fn unknown_keys_are_errors_with_line_and_column() {
-        let text = MINIMAL.replace("duration_minutes = 30", "duration_minutes = 30\ncolour = \"blue\"");
+        let text = MINIMAL.replace(
+            "duration_minutes = 30",
+            "duration_minutes = 30\ncolour = \"blue\"",
+        );
         let p = problems(&text);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!((p[0].line, p[0].column), (18, 1), "{p:?}");
@@ -693,7 +758,11 @@ provider = "nobody"
 "#;
         let p = problems(text);
         let lines: Vec<usize> = p.iter().map(|x| x.line).collect();
-        let all = p.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        let all = p
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         for want in [
             "3:6: invalid business id \"Bad Id\"",
             "4:8: business name is empty",
@@ -731,20 +800,35 @@ provider = "nobody"
         assert_eq!(cal.closures.len(), 3);
         assert_eq!(cal.closures[0].reason, "Christmas Eve");
         assert_eq!(cal.closures[1].provider.as_deref(), Some("lee"));
-        assert_eq!(cal.closures[1].last_day, NaiveDate::from_ymd_opt(2026, 8, 14).unwrap());
-        assert_eq!(cal.closures[2].times.map(|t| t.to_string()).as_deref(), Some("13:00-18:00"));
+        assert_eq!(
+            cal.closures[1].last_day,
+            NaiveDate::from_ymd_opt(2026, 8, 14).unwrap()
+        );
+        assert_eq!(
+            cal.closures[2].times.map(|t| t.to_string()).as_deref(),
+            Some("13:00-18:00")
+        );
     }
 
     #[test]
     fn prices_need_a_currency_and_round_to_cents() {
-        let text = MINIMAL.replace("duration_minutes = 30", "duration_minutes = 30\nprice = 89.5");
+        let text = MINIMAL.replace(
+            "duration_minutes = 30",
+            "duration_minutes = 30\nprice = 89.5",
+        );
         let p = problems(&text);
         assert!(p[0].message.contains("currency"), "{p:?}");
-        let text = text.replace("timezone = \"Europe/Berlin\"", "timezone = \"Europe/Berlin\"\ncurrency = \"EUR\"");
+        let text = text.replace(
+            "timezone = \"Europe/Berlin\"",
+            "timezone = \"Europe/Berlin\"\ncurrency = \"EUR\"",
+        );
         let cal = parse(&text, Path::new("t.toml")).unwrap();
         assert_eq!(cal.services[0].price_cents, Some(8950));
         let text = text.replace("price = 89.5", "price = 120");
-        assert_eq!(parse(&text, Path::new("t.toml")).unwrap().services[0].price_cents, Some(12000));
+        assert_eq!(
+            parse(&text, Path::new("t.toml")).unwrap().services[0].price_cents,
+            Some(12000)
+        );
     }
 
     #[test]
@@ -756,6 +840,8 @@ provider = "nobody"
         assert!(cal.services.len() >= 4);
         assert!(!cal.closures.is_empty());
         let err = load(Path::new("/nonexistent/calendar.toml")).unwrap_err();
-        assert!(err.to_string().starts_with("failed to read calendar file /nonexistent/calendar.toml"));
+        assert!(err
+            .to_string()
+            .starts_with("failed to read calendar file /nonexistent/calendar.toml"));
     }
 }

@@ -36,6 +36,18 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Calendar configuration.
+    Calendar {
+        /// Calendar command.
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
+    /// Appointments, for the staff.
+    Appointments {
+        /// Appointments command.
+        #[command(subcommand)]
+        command: AppointmentsCommand,
+    },
     /// Dialplan tools for admins.
     Dialplan {
         /// Dialplan command.
@@ -77,6 +89,10 @@ pub struct ServeArgs {
     /// Scenario file for the built-in simulator (only used when no API key and no URL are given).
     #[arg(long, value_name = "FILE")]
     pub sim_scenario: Option<PathBuf>,
+    /// Calendar file (TOML: business, providers, services, hours, closures) imported at start;
+    /// see docs/calendar.md. Without a calendar the appointment tools are not offered.
+    #[arg(long, value_name = "FILE")]
+    pub calendar: Option<PathBuf>,
 }
 
 /// `frontdesk sim` flags.
@@ -104,6 +120,50 @@ pub struct SimArgs {
 pub enum DbCommand {
     /// Create the database if needed and apply pending migrations.
     Migrate {
+        /// SQLite database file.
+        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
+        db: PathBuf,
+    },
+}
+
+/// `frontdesk calendar` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Import (create or update) a calendar file: business, providers, services, prices, opening
+    /// hours and closures. Existing appointments are kept.
+    Import {
+        /// The calendar file (TOML); see deploy/calendar.example.toml.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// SQLite database file.
+        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
+        db: PathBuf,
+    },
+}
+
+/// `frontdesk appointments` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AppointmentsCommand {
+    /// List appointments from today on (or of one day), in the business's local time.
+    List {
+        /// Only this local date (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        date: Option<chrono::NaiveDate>,
+        /// Only this provider (id or name, or a unique part of it).
+        #[arg(long, value_name = "PROVIDER")]
+        provider: Option<String>,
+        /// Also list cancelled appointments.
+        #[arg(long)]
+        all: bool,
+        /// SQLite database file.
+        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
+        db: PathBuf,
+    },
+    /// Export the booked appointments as an iCalendar (.ics) file.
+    Export {
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        ics: PathBuf,
         /// SQLite database file.
         #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
         db: PathBuf,
@@ -178,6 +238,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             crate::store::Store::open(&db).await?;
             println!("database {} is up to date", db.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Calendar {
+            command: CalendarCommand::Import { file, db },
+        } => {
+            let cal = crate::calendar_file::load(&file)?;
+            let store = crate::store::Store::open(&db).await?;
+            let s = crate::store::calendar::import(store.pool(), &cal, chrono::Utc::now()).await?;
+            println!(
+                "imported {} into {}: {} provider(s), {} service(s), {} opening range(s), {} closure(s){}",
+                s.business,
+                db.display(),
+                s.providers,
+                s.services,
+                s.hour_ranges,
+                s.closures,
+                if s.created { " (new business)" } else { "" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Appointments {
+            command:
+                AppointmentsCommand::List {
+                    date,
+                    provider,
+                    all,
+                    db,
+                },
+        } => {
+            let store = crate::store::Store::open(&db).await?;
+            let opts = crate::tools::staff::ListOptions {
+                business: None,
+                date,
+                provider,
+                include_cancelled: all,
+            };
+            let text =
+                crate::tools::staff::list_appointments(store.pool(), &opts, chrono::Utc::now())
+                    .await?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Appointments {
+            command: AppointmentsCommand::Export { ics, db },
+        } => {
+            let store = crate::store::Store::open(&db).await?;
+            let n = crate::tools::staff::export_ics(store.pool(), &ics, None).await?;
+            println!("wrote {n} appointment(s) to {}", ics.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Dialplan {

@@ -115,6 +115,8 @@ pub struct ConfigFile {
     pub db: Option<PathBuf>,
     /// Dialplan directory.
     pub dialplans: Option<PathBuf>,
+    /// Calendar file (TOML) imported at start.
+    pub calendar: Option<PathBuf>,
     /// SIP and media.
     #[serde(default)]
     pub sip: SipFile,

@@ -10,6 +10,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod bridge;
+pub mod calendar;
+pub mod calendar_file;
 pub mod cli;
 pub mod config;
 pub mod dialplan;
@@ -20,3 +22,4 @@ pub mod server;
 pub mod sip;
 pub mod store;
 pub mod telemetry;
+pub mod tools;

@@ -62,6 +62,8 @@ pub struct ServeSettings {
     pub realtime: RealtimeBackend,
     /// Session-open timeout.
     pub connect_timeout: Duration,
+    /// Calendar file imported at start (services, providers, hours, closures).
+    pub calendar: Option<PathBuf>,
 }
 
 impl ServeSettings {
@@ -125,6 +127,7 @@ impl ServeSettings {
                 .or(file.dialplans)
                 .unwrap_or_else(|| PathBuf::from("./dialplans")),
             realtime,
+            calendar: args.calendar.or(file.calendar),
             connect_timeout: file
                 .realtime
                 .connect_timeout_secs
@@ -190,6 +193,20 @@ pub async fn run(
         }
     };
 
+    if let Some(path) = &settings.calendar {
+        let cal = crate::calendar_file::load(path)?;
+        let summary = crate::store::calendar::import(store.pool(), &cal, chrono::Utc::now())
+            .await
+            .with_context(|| format!("cannot import calendar {}", path.display()))?;
+        info!(file = %path.display(), business = %summary.business, providers = summary.providers, services = summary.services, "calendar imported");
+    }
+    let businesses = crate::store::calendar::business_keys(store.pool())
+        .await
+        .context("cannot read the calendar")?;
+    if businesses.is_empty() {
+        info!("no calendar configured (--calendar FILE): the appointment tools are not offered to the model");
+    }
+
     let sim_token = CancellationToken::new();
     let target = match &settings.realtime {
         RealtimeBackend::Remote(t) => {
@@ -252,6 +269,7 @@ pub async fn run(
         media_ip: settings.media_ip,
         realtime: target,
         connect_timeout: settings.connect_timeout,
+        calendar_tools: !businesses.is_empty(),
     });
     info!(
         sip = %sip_addr,

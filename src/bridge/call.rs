@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -32,6 +33,7 @@ use crate::realtime::protocol::{self, ServerEvent, SessionSettings, TurnDetectio
 use crate::sdp::{self, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite, Transport};
 use crate::store::{CallEnd, NewCall, Store};
+use crate::tools::{self, ToolContext};
 
 /// Largest UDP datagram we read on an RTP socket, in bytes.
 const RTP_READ_BUFFER: usize = 2048;
@@ -39,6 +41,9 @@ const RTP_READ_BUFFER: usize = 2048;
 const PORT_BIND_ATTEMPTS: usize = 16;
 /// Longest wait for the ACK of our 2xx when we need its SDP answer (late offer): 64·T1 (RFC 3261 §13.3.1.4).
 const ACK_TIMEOUT: Duration = Duration::from_secs(32);
+/// Capacity of a call's channel of finished tool calls. The model rarely has more than one or two
+/// calls outstanding; a tool task that finds it full waits (it never drops a result).
+const TOOL_RESULTS_CAPACITY: usize = 8;
 /// How long closing the WebSocket may take at teardown.
 const WS_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -56,6 +61,8 @@ pub struct CallContext {
     pub realtime: RealtimeTarget,
     /// How long opening a session may take before the INVITE is refused with 503.
     pub connect_timeout: Duration,
+    /// Whether a calendar is configured, so the calendar tools are offered to the model.
+    pub calendar_tools: bool,
 }
 
 /// How a call ended, for the call record.
@@ -134,6 +141,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
     let mut record = CallEnd::default();
     let outcome = drive(
         &ctx,
+        &call_id,
         row,
         called_user.as_deref(),
         caller_user.as_deref(),
@@ -219,6 +227,7 @@ enum CallPlan {
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     ctx: &CallContext,
+    call_id: &str,
     row: Option<i64>,
     called: Option<&str>,
     caller: Option<&str>,
@@ -323,6 +332,8 @@ async fn drive(
         local_sdp,
         local_rtp,
         socket,
+        call_id: call_id.to_owned(),
+        caller: caller.map(str::to_owned),
     };
     let outcome = dialog_phase(
         ctx,
@@ -382,6 +393,10 @@ struct AnsweredCall {
     local_rtp: SocketAddr,
     /// Our RTP socket.
     socket: UdpSocket,
+    /// SIP Call-ID (keys the tool-call log and idempotent bookings).
+    call_id: String,
+    /// The caller's number (P-Asserted-Identity, else From), the default phone for bookings.
+    caller: Option<String>,
 }
 
 /// The part of the call with a dialog: open the session, answer, run the media.
@@ -401,6 +416,8 @@ async fn dialog_phase(
         local_sdp,
         local_rtp,
         socket,
+        call_id,
+        caller,
     } = answered;
     let profile = match call_plan {
         CallPlan::Agent(p) | CallPlan::Announcement(p, _) => Some(p.clone()),
@@ -459,6 +476,8 @@ async fn dialog_phase(
         events,
         cancel,
         record,
+        call_id,
+        caller,
     };
     match (call_plan, ws, profile) {
         (CallPlan::Recording(audio, _), _, _) => play_recording(media, audio).await,
@@ -477,6 +496,8 @@ struct MediaSession<'a> {
     events: &'a mut CallEvents,
     cancel: &'a CancellationToken,
     record: &'a mut CallEnd,
+    call_id: String,
+    caller: Option<String>,
 }
 
 async fn open_session(target: &RealtimeTarget, model: &str) -> Result<RealtimeSocket, String> {
@@ -608,7 +629,16 @@ async fn media_loop(
         events,
         cancel,
         record,
+        call_id,
+        caller,
     } = media;
+    let tool_ctx = ToolContext::new(
+        ctx.store.pool().clone(),
+        call_id,
+        caller,
+        profile.calendar.clone().unwrap_or_default(),
+    );
+    let (tool_tx, mut tool_rx) = mpsc::channel::<(String, String)>(TOOL_RESULTS_CAPACITY);
     let now = tokio::time::Instant::now().into_std();
     let params = MediaParams {
         law: negotiated.law,
@@ -617,7 +647,11 @@ async fn media_loop(
         first_seq: rand::random(),
         first_ts: rand::random(),
     };
-    let settings = session_settings(profile, negotiated.law, announcement);
+    let mut settings = session_settings(profile, negotiated.law, announcement);
+    if !announcement && ctx.calendar_tools {
+        let allowed: Vec<String> = profile.tools.iter().map(|t| t.name().to_owned()).collect();
+        settings.tools = tools::definitions(&allowed);
+    }
     let mut bridge = Bridge::new(
         now,
         &params,
@@ -646,6 +680,20 @@ async fn media_loop(
             warn!(error = %e, "Realtime session failed; hanging up");
             break Outcome::local("realtime-failed");
         }
+        while let Some(req) = bridge.poll_tool_request() {
+            // Tools run beside the media loop; their results come back on `tool_rx`.
+            let ctx = tool_ctx.clone();
+            let tx = tool_tx.clone();
+            tokio::spawn(async move {
+                let outcome = tools::call(&ctx, &req.name, &req.arguments).await;
+                if let Some(error) = &outcome.error {
+                    info!(tool = %req.name, %error, ms = outcome.duration.as_millis(), "tool failed");
+                } else {
+                    info!(tool = %req.name, ms = outcome.duration.as_millis(), "tool done");
+                }
+                let _ = tx.send((req.call_id, outcome.output)).await;
+            });
+        }
         let now = tokio::time::Instant::now().into_std();
         while let Some(t) = bridge.poll_rtp(now) {
             if negotiated.should_send() {
@@ -667,6 +715,7 @@ async fn media_loop(
 
         tokio::select! {
             _ = cancel.cancelled() => break Outcome::local("shutdown"),
+            Some((call_id, output)) = tool_rx.recv() => bridge.handle_tool_result(&call_id, &output),
             _ = &mut max_duration => {
                 info!(max = ?profile.max_duration, "maximum call duration reached; hanging up");
                 break Outcome::local("max-duration");
@@ -774,6 +823,7 @@ async fn play_recording(media: MediaSession<'_>, audio: &MessageAudio) -> Outcom
         events,
         cancel,
         record,
+        ..
     } = media;
     let now = tokio::time::Instant::now().into_std();
     let mut pacer = PlayoutPacer::new(

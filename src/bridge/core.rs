@@ -85,12 +85,19 @@ struct PlayingItem {
     content_index: u32,
 }
 
-/// A function call the model made, waiting for the response that carried it to finish.
-#[derive(Debug, Clone)]
-struct PendingToolCall {
-    call_id: String,
-    name: String,
+/// A function call the model made, for the shell to run (realtime-protocol.md §5.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolRequest {
+    /// The `call_id` to answer with `function_call_output`.
+    pub call_id: String,
+    /// Function name (from the `function_call` item in the beta dialect).
+    pub name: String,
+    /// The arguments, a JSON object as text.
+    pub arguments: String,
 }
+
+/// How many function call ids are remembered to ignore repeated announcements of one call.
+const REMEMBERED_TOOL_CALLS: usize = 32;
 
 /// The sans-IO bridge of one call. See the module docs.
 pub struct Bridge {
@@ -104,7 +111,12 @@ pub struct Bridge {
     items: Vec<(String, u64)>,
     next_tag: u64,
     interrupted: VecDeque<String>,
-    pending_tools: Vec<PendingToolCall>,
+    tool_requests: VecDeque<ToolRequest>,
+    tools_in_flight: Vec<String>,
+    tool_calls_seen: VecDeque<String>,
+    function_names: VecDeque<(String, String)>,
+    response_wanted: bool,
+    response_requested: bool,
     responses_done: u64,
     stats: BridgeStats,
 }
@@ -135,7 +147,12 @@ impl Bridge {
             items: Vec::new(),
             next_tag: 1,
             interrupted: VecDeque::new(),
-            pending_tools: Vec::new(),
+            tool_requests: VecDeque::new(),
+            tools_in_flight: Vec::new(),
+            tool_calls_seen: VecDeque::new(),
+            function_names: VecDeque::new(),
+            response_wanted: false,
+            response_requested: false,
             responses_done: 0,
             stats: BridgeStats::default(),
         }
@@ -199,10 +216,12 @@ impl Bridge {
             }
             ServerEvent::ResponseCreated { response_id } => {
                 self.response_active = Some(response_id);
+                self.response_requested = false;
             }
             ServerEvent::ResponseDone {
                 response_id,
                 status,
+                function_calls,
                 ..
             } => {
                 if self.response_active.as_deref() == Some(response_id.as_str()) {
@@ -210,15 +229,46 @@ impl Bridge {
                 }
                 self.responses_done += 1;
                 debug!(%response_id, %status, "response done");
-                self.flush_tool_outputs();
+                for call in function_calls {
+                    self.request_tool(
+                        call.call_id,
+                        Some(call.name),
+                        Some(call.item_id),
+                        call.arguments,
+                    );
+                }
+                self.maybe_request_response();
             }
-            ServerEvent::FunctionCallArgumentsDone { call_id, name, .. } => {
-                let name = name.unwrap_or_default();
-                self.pending_tools.push(PendingToolCall { call_id, name });
-                if self.response_active.is_none() {
-                    self.flush_tool_outputs();
+            ServerEvent::OutputItemAdded {
+                item_id,
+                kind,
+                name: Some(name),
+                call_id,
+                ..
+            } if kind == "function_call" => {
+                self.function_names
+                    .push_back((call_id.unwrap_or(item_id), name));
+                if self.function_names.len() > REMEMBERED_TOOL_CALLS {
+                    self.function_names.pop_front();
                 }
             }
+            ServerEvent::OutputItemDone {
+                item_id,
+                kind,
+                name,
+                call_id: Some(call_id),
+                arguments: Some(arguments),
+                ..
+            } if kind == "function_call" => {
+                self.request_tool(call_id, name, Some(item_id), arguments);
+            }
+            ServerEvent::FunctionCallArgumentsDone {
+                call_id,
+                name,
+                item_id,
+                arguments,
+                ..
+            } => self.request_tool(call_id, name, Some(item_id), arguments),
             ServerEvent::Error {
                 kind,
                 code,
@@ -226,6 +276,14 @@ impl Bridge {
                 ..
             } => {
                 self.stats.server_errors += 1;
+                if code.as_deref() == Some("conversation_already_has_active_response")
+                    && self.response_requested
+                {
+                    // Our response.create lost a race with one the server started; ask again
+                    // after that one is done.
+                    self.response_requested = false;
+                    self.response_wanted = true;
+                }
                 warn!(error_type = %kind, code = code.as_deref().unwrap_or("-"), %message, "Realtime server error");
             }
             ServerEvent::InputTranscriptionCompleted { transcript, .. } => {
@@ -300,22 +358,71 @@ impl Bridge {
         }
     }
 
-    /// Answers function calls once their response is done. No tools are enabled yet, so each call
-    /// gets a structured error the model can speak about.
-    fn flush_tool_outputs(&mut self) {
-        if self.pending_tools.is_empty() {
+    /// Queues a function call for the shell, once per `call_id`.
+    fn request_tool(
+        &mut self,
+        call_id: String,
+        name: Option<String>,
+        item_id: Option<String>,
+        arguments: String,
+    ) {
+        if self.tool_calls_seen.iter().any(|c| *c == call_id) {
             return;
         }
-        for call in self.pending_tools.drain(..) {
-            warn!(tool = %call.name, "the model called a tool that this profile does not offer");
-            let output = serde_json::json!({
-                "error": format!("the tool '{}' is not available on this line", call.name)
-            })
-            .to_string();
-            self.ws_out
-                .push_back(protocol::function_call_output(&call.call_id, &output));
+        let name = name.or_else(|| {
+            self.function_names
+                .iter()
+                .find(|(id, _)| *id == call_id || Some(id) == item_id.as_ref())
+                .map(|(_, n)| n.clone())
+        });
+        let Some(name) = name else {
+            // Beta servers name the function only on its item; wait for output_item.done or
+            // response.done, which carry it.
+            return;
+        };
+        self.tool_calls_seen.push_back(call_id.clone());
+        if self.tool_calls_seen.len() > REMEMBERED_TOOL_CALLS {
+            self.tool_calls_seen.pop_front();
         }
-        self.ws_out.push_back(protocol::response_create(None));
+        info!(tool = %name, %call_id, "the model called a tool");
+        self.tools_in_flight.push(call_id.clone());
+        self.tool_requests.push_back(ToolRequest {
+            call_id,
+            name,
+            arguments,
+        });
+    }
+
+    /// The next function call the shell must run; answer it with [`Bridge::handle_tool_result`].
+    pub fn poll_tool_request(&mut self) -> Option<ToolRequest> {
+        self.tool_requests.pop_front()
+    }
+
+    /// The shell finished a function call: sends its output to the session and, once no call is
+    /// outstanding and no response is in progress, asks for a response (never colliding with a
+    /// response the caller's speech started: realtime-protocol.md §5.4, step 5).
+    pub fn handle_tool_result(&mut self, call_id: &str, output: &str) {
+        let Some(pos) = self.tools_in_flight.iter().position(|c| c == call_id) else {
+            debug!(%call_id, "result for an unknown tool call ignored");
+            return;
+        };
+        self.tools_in_flight.remove(pos);
+        self.ws_out
+            .push_back(protocol::function_call_output(call_id, output));
+        self.response_wanted = true;
+        self.maybe_request_response();
+    }
+
+    fn maybe_request_response(&mut self) {
+        if self.response_wanted
+            && self.tools_in_flight.is_empty()
+            && self.response_active.is_none()
+            && !self.response_requested
+        {
+            self.ws_out.push_back(protocol::response_create(None));
+            self.response_wanted = false;
+            self.response_requested = true;
+        }
     }
 
     /// The next client event to send on the WebSocket.

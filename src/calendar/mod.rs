@@ -13,6 +13,8 @@
 //! Must not: run SQL, read files, read the clock, or use tokio. "Now" comes from a [`WallClock`]
 //! that the shell (`crate::tools`, `crate::store::calendar`) reads and passes in.
 
+#![deny(missing_docs)]
+
 pub mod model;
 pub mod phone;
 pub mod rules;

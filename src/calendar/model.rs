@@ -171,7 +171,9 @@ impl FromStr for ProviderKind {
         match s {
             "staff" => Ok(ProviderKind::Staff),
             "room" => Ok(ProviderKind::Room),
-            _ => Err(format!("invalid provider kind {s:?} (expected \"staff\" or \"room\")")),
+            _ => Err(format!(
+                "invalid provider kind {s:?} (expected \"staff\" or \"room\")"
+            )),
         }
     }
 }

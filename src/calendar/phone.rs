@@ -25,7 +25,9 @@ pub const MAX_DIGITS: usize = 20;
 pub fn normalize(s: &str) -> Option<String> {
     let mut t = s.trim();
     for prefix in ["tel:", "sip:", "sips:"] {
-        if t.len() >= prefix.len() && t[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        if t.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        {
             t = &t[prefix.len()..];
         }
     }
@@ -91,7 +93,10 @@ mod tests {
     fn normalizes_common_forms() {
         assert_eq!(normalize("+49 30 1234567").as_deref(), Some("+49301234567"));
         assert_eq!(normalize("(212) 555-0142").as_deref(), Some("2125550142"));
-        assert_eq!(normalize("tel:+1-212-555-0142").as_deref(), Some("+12125550142"));
+        assert_eq!(
+            normalize("tel:+1-212-555-0142").as_deref(),
+            Some("+12125550142")
+        );
         assert_eq!(
             normalize("sip:+4930123456@pbx.example;user=phone").as_deref(),
             Some("+4930123456")
@@ -112,6 +117,26 @@ mod tests {
         assert!(!phones_match("+49 30 1234567", "4567"));
         assert!(!phones_match("+49 30 1234567", "+49 30 1234568"));
         assert!(!phones_match("alice", "alice"));
+    }
+
+    #[test]
+    fn odd_input_never_panics() {
+        for s in [
+            "té",
+            "tél:123",
+            "ßip:+49",
+            "€€€€€",
+            "+",
+            "++49",
+            "sip:@",
+            ";",
+            "@",
+            "\u{0}",
+        ] {
+            let _ = normalize(s);
+            let _ = phones_match(s, "+49 30 1234567");
+            let _ = masked(s, 4);
+        }
     }
 
     #[test]

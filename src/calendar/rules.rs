@@ -308,7 +308,9 @@ impl BusinessCalendar {
     ) -> Vec<&Closure> {
         self.closures
             .iter()
-            .filter(|c| c.provider.is_none() || (provider.is_some() && c.provider.as_deref() == provider))
+            .filter(|c| {
+                c.provider.is_none() || (provider.is_some() && c.provider.as_deref() == provider)
+            })
             .filter(|c| c.first_day <= last && first <= c.last_day)
             .collect()
     }
@@ -334,10 +336,14 @@ impl BusinessCalendar {
     ///
     /// # Errors
     /// The first rule broken, as a [`RuleError`].
-    pub fn check_booking(&self, now: DateTime<Utc>, req: &BookingCheck<'_>) -> Result<Eligible, RuleError> {
+    pub fn check_booking(
+        &self,
+        now: DateTime<Utc>,
+        req: &BookingCheck<'_>,
+    ) -> Result<Eligible, RuleError> {
         let service = req.service;
         if let Some(p) = req.provider {
-            if !service.providers.iter().any(|k| *k == p.key) {
+            if !service.providers.contains(&p.key) {
                 return Err(RuleError::ProviderDoesNotOffer {
                     provider: p.name.clone(),
                     service: service.name.clone(),
@@ -363,10 +369,7 @@ impl BusinessCalendar {
 
         let business_closures = self.closures_on(day, None);
         let within_hours = self.business_hours(day).iter().any(|iv| iv.contains(&span));
-        if let Some((_, c)) = business_closures
-            .iter()
-            .find(|(iv, _)| iv.overlaps(&span))
-        {
+        if let Some((_, c)) = business_closures.iter().find(|(iv, _)| iv.overlaps(&span)) {
             return Err(RuleError::Closed {
                 date: day,
                 reason: c.reason.clone(),
@@ -386,7 +389,11 @@ impl BusinessCalendar {
         let mut providers = Vec::new();
         let mut reason = String::new();
         for p in &candidates {
-            if self.provider_hours(p, day).iter().any(|iv| iv.contains(&span)) {
+            if self
+                .provider_hours(p, day)
+                .iter()
+                .any(|iv| iv.contains(&span))
+            {
                 providers.push(p.key.clone());
             } else if reason.is_empty() {
                 if let Some((_, c)) = self
@@ -429,12 +436,13 @@ impl BusinessCalendar {
         let step = Duration::minutes(step_min);
         let earliest = self.earliest_start(now);
         let first = q.first_day.max(self.local_date(now));
-        let last = q
-            .last_day
-            .min(self.last_bookable_day(now))
-            .min(first + Duration::days(MAX_SEARCH_DAYS - 1));
+        let last = q.last_day.min(self.last_bookable_day(now)).min(
+            first
+                .checked_add_signed(Duration::days(MAX_SEARCH_DAYS - 1))
+                .unwrap_or(NaiveDate::MAX),
+        );
         let candidates: Vec<&Provider> = match q.provider {
-            Some(p) if service.providers.iter().any(|k| *k == p.key) => vec![p],
+            Some(p) if service.providers.contains(&p.key) => vec![p],
             Some(_) => Vec::new(),
             None => self.providers_for(service).collect(),
         };
@@ -506,7 +514,10 @@ fn align_up(tz: chrono_tz::Tz, t: DateTime<Utc>, step_min: i64) -> DateTime<Utc>
 /// A day's wall-clock ranges as real-time intervals, sorted and merged; ranges that vanish in a
 /// DST gap are dropped.
 fn ranges_on(cal: &BusinessCalendar, day: NaiveDate, ranges: &[TimeRange]) -> Vec<Interval> {
-    let mut out: Vec<Interval> = ranges.iter().filter_map(|r| range_on(cal, day, r)).collect();
+    let mut out: Vec<Interval> = ranges
+        .iter()
+        .filter_map(|r| range_on(cal, day, r))
+        .collect();
     out.sort();
     let mut merged: Vec<Interval> = Vec::with_capacity(out.len());
     for iv in out {
@@ -597,6 +608,8 @@ fn lookup<'a, T>(
     match partial.as_slice() {
         [one] => Ok(one),
         [] => Err(Lookup::None),
-        many => Err(Lookup::Many(many.iter().map(|x| fields(x).1.clone()).collect())),
+        many => Err(Lookup::Many(
+            many.iter().map(|x| fields(x).1.clone()).collect(),
+        )),
     }
 }

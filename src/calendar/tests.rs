@@ -1,5 +1,7 @@
 //! Unit tests of the calendar rules on a hand-built Berlin clinic.
 
+#![allow(clippy::unwrap_used)]
+
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc, Weekday};
 
 use super::model::*;
@@ -24,7 +26,13 @@ fn range(s: &str) -> TimeRange {
 /// 01:00–05:00 so the DST Sundays (2026-03-29, 2026-10-25) have hours across the change.
 fn clinic() -> BusinessCalendar {
     let mut hours = WeeklyHours::new();
-    for d in [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri] {
+    for d in [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+    ] {
         hours.set(d, vec![range("13:30-18:00"), range("08:00-12:30")]);
     }
     hours.set(Weekday::Sat, vec![range("09:00-13:00")]);
@@ -141,7 +149,10 @@ fn query<'a>(cal: &'a BusinessCalendar, service: &str, day: &str) -> SlotQuery<'
 }
 
 fn local_times(cal: &BusinessCalendar, slots: &[Slot]) -> Vec<String> {
-    slots.iter().map(|s| format_local(cal.tz(), s.start)).collect()
+    slots
+        .iter()
+        .map(|s| format_local(cal.tz(), s.start))
+        .collect()
 }
 
 #[test]
@@ -151,12 +162,21 @@ fn weekday_hours_are_local_time() {
     assert_eq!(
         cal.business_hours(date("2026-03-02")),
         vec![
-            Interval { start: utc("2026-03-02T07:00"), end: utc("2026-03-02T11:30") },
-            Interval { start: utc("2026-03-02T12:30"), end: utc("2026-03-02T17:00") },
+            Interval {
+                start: utc("2026-03-02T07:00"),
+                end: utc("2026-03-02T11:30")
+            },
+            Interval {
+                start: utc("2026-03-02T12:30"),
+                end: utc("2026-03-02T17:00")
+            },
         ]
     );
     // Monday in summer: UTC+2.
-    assert_eq!(cal.business_hours(date("2026-06-01"))[0].start, utc("2026-06-01T06:00"));
+    assert_eq!(
+        cal.business_hours(date("2026-06-01"))[0].start,
+        utc("2026-06-01T06:00")
+    );
 }
 
 #[test]
@@ -165,7 +185,10 @@ fn spring_forward_day_loses_the_skipped_hour() {
     // 01:00–05:00 on 2026-03-29: 02:00–03:00 does not exist, so three real hours.
     assert_eq!(
         cal.business_hours(date("2026-03-29")),
-        vec![Interval { start: utc("2026-03-29T00:00"), end: utc("2026-03-29T03:00") }]
+        vec![Interval {
+            start: utc("2026-03-29T00:00"),
+            end: utc("2026-03-29T03:00")
+        }]
     );
     let now = utc("2026-03-20T10:00");
     let slots = cal.free_slots(now, &query(&cal, "checkup", "2026-03-29"), &[]);
@@ -179,9 +202,15 @@ fn spring_forward_day_loses_the_skipped_hour() {
     assert_eq!(times.last().map(String::as_str), Some("2026-03-29T04:15"));
     // Booking 01:30 for 45 minutes runs across the jump and ends at 03:15 local.
     let ok = cal
-        .check_booking(now, &check(&cal, "checkup", Some("weber"), utc("2026-03-29T00:30")))
+        .check_booking(
+            now,
+            &check(&cal, "checkup", Some("weber"), utc("2026-03-29T00:30")),
+        )
         .unwrap();
-    assert_eq!(to_local(cal.tz(), ok.end).format("%H:%M").to_string(), "03:15");
+    assert_eq!(
+        to_local(cal.tz(), ok.end).format("%H:%M").to_string(),
+        "03:15"
+    );
 }
 
 #[test]
@@ -190,7 +219,10 @@ fn fall_back_day_has_the_repeated_hour_twice() {
     // 01:00 CEST (23:00Z the day before) to 05:00 CET (04:00Z): five real hours.
     assert_eq!(
         cal.business_hours(date("2026-10-25")),
-        vec![Interval { start: utc("2026-10-24T23:00"), end: utc("2026-10-25T04:00") }]
+        vec![Interval {
+            start: utc("2026-10-24T23:00"),
+            end: utc("2026-10-25T04:00")
+        }]
     );
     let now = utc("2026-10-20T10:00");
     let slots = cal.free_slots(now, &query(&cal, "checkup", "2026-10-25"), &[]);
@@ -218,7 +250,10 @@ fn fall_back_day_has_the_repeated_hour_twice() {
     };
     let times = local_times(&cal, &cal.free_slots(now, &q, &busy));
     assert!(!times.contains(&"2026-10-25T02:30+02:00".to_string()));
-    assert!(times.contains(&"2026-10-25T02:30+01:00".to_string()), "{times:?}");
+    assert!(
+        times.contains(&"2026-10-25T02:30+01:00".to_string()),
+        "{times:?}"
+    );
 }
 
 #[test]
@@ -243,9 +278,18 @@ fn opening_hours_bound_the_whole_service() {
     let at = |local: &str| cal.check_booking(now, &check(&cal, "checkup", None, utc(local)));
     // Tuesday 2026-03-03 (UTC+1).
     assert!(at("2026-03-03T07:00").is_ok(), "08:00 opening");
-    assert!(at("2026-03-03T16:15").is_ok(), "17:15 + 45 min ends at closing");
-    assert!(matches!(at("2026-03-03T16:30"), Err(RuleError::OutsideHours { .. })), "ends 18:15");
-    assert!(matches!(at("2026-03-03T11:00"), Err(RuleError::OutsideHours { .. })), "runs into lunch");
+    assert!(
+        at("2026-03-03T16:15").is_ok(),
+        "17:15 + 45 min ends at closing"
+    );
+    assert!(
+        matches!(at("2026-03-03T16:30"), Err(RuleError::OutsideHours { .. })),
+        "ends 18:15"
+    );
+    assert!(
+        matches!(at("2026-03-03T11:00"), Err(RuleError::OutsideHours { .. })),
+        "runs into lunch"
+    );
     let lunch = at("2026-03-03T11:30");
     assert_eq!(
         lunch,
@@ -255,7 +299,10 @@ fn opening_hours_bound_the_whole_service() {
         })
     );
     // Sunday 2026-03-08 is open only at night.
-    assert!(matches!(at("2026-03-08T09:00"), Err(RuleError::OutsideHours { .. })));
+    assert!(matches!(
+        at("2026-03-08T09:00"),
+        Err(RuleError::OutsideHours { .. })
+    ));
 }
 
 #[test]
@@ -264,18 +311,30 @@ fn closures_apply_to_whole_days_and_time_spans() {
     let now = utc("2026-12-01T09:00");
     assert_eq!(
         cal.check_booking(now, &check(&cal, "checkup", None, utc("2026-12-24T09:00"))),
-        Err(RuleError::Closed { date: date("2026-12-24"), reason: "Christmas".into() })
+        Err(RuleError::Closed {
+            date: date("2026-12-24"),
+            reason: "Christmas".into()
+        })
     );
-    assert!(cal.free_slots(now, &query(&cal, "checkup", "2026-12-25"), &[]).is_empty());
-    assert!(!cal.free_slots(now, &query(&cal, "checkup", "2026-12-28"), &[]).is_empty());
+    assert!(cal
+        .free_slots(now, &query(&cal, "checkup", "2026-12-25"), &[])
+        .is_empty());
+    assert!(!cal
+        .free_slots(now, &query(&cal, "checkup", "2026-12-28"), &[])
+        .is_empty());
 
     // 2026-03-04 afternoon: staff training.
     let now = monday_morning();
     assert_eq!(
         cal.check_booking(now, &check(&cal, "checkup", None, utc("2026-03-04T13:00"))),
-        Err(RuleError::Closed { date: date("2026-03-04"), reason: "staff training".into() })
+        Err(RuleError::Closed {
+            date: date("2026-03-04"),
+            reason: "staff training".into()
+        })
     );
-    assert!(cal.check_booking(now, &check(&cal, "checkup", None, utc("2026-03-04T08:00"))).is_ok());
+    assert!(cal
+        .check_booking(now, &check(&cal, "checkup", None, utc("2026-03-04T08:00")))
+        .is_ok());
     let slots = cal.free_slots(now, &query(&cal, "checkup", "2026-03-04"), &[]);
     assert!(slots.iter().all(|s| s.end <= utc("2026-03-04T11:30")));
 }
@@ -293,10 +352,14 @@ fn provider_closures_and_hours_narrow_the_candidates() {
             reason: "vacation".into()
         })
     );
-    let ok = cal.check_booking(now, &check(&cal, "checkup", None, t)).unwrap();
+    let ok = cal
+        .check_booking(now, &check(&cal, "checkup", None, t))
+        .unwrap();
     assert_eq!(ok.providers, vec!["weber".to_string()]);
     // Monday 2026-03-23 both work; preference order from the service.
-    let ok = cal.check_booking(now, &check(&cal, "checkup", None, utc("2026-03-23T08:00"))).unwrap();
+    let ok = cal
+        .check_booking(now, &check(&cal, "checkup", None, utc("2026-03-23T08:00")))
+        .unwrap();
     assert_eq!(ok.providers, vec!["weber".to_string(), "novak".to_string()]);
     // Novak works mornings Mon–Wed only.
     assert!(matches!(
@@ -310,7 +373,10 @@ fn provider_closures_and_hours_narrow_the_candidates() {
     );
     // Whitening is Weber's only.
     assert_eq!(
-        cal.check_booking(now, &check(&cal, "whitening", Some("novak"), utc("2026-03-23T08:00"))),
+        cal.check_booking(
+            now,
+            &check(&cal, "whitening", Some("novak"), utc("2026-03-23T08:00"))
+        ),
         Err(RuleError::ProviderDoesNotOffer {
             provider: "Dr. Jonas Novak".into(),
             service: "Teeth whitening".into()
@@ -323,21 +389,37 @@ fn past_lead_time_and_horizon() {
     let cal = clinic();
     let now = monday_morning(); // 08:10 local
     let at = |t: DateTime<Utc>| cal.check_booking(now, &check(&cal, "checkup", None, t));
-    assert_eq!(at(utc("2026-03-02T07:00")), Err(RuleError::InPast { start: utc("2026-03-02T07:00") }));
-    assert_eq!(at(utc("2026-03-02T08:00")), Err(RuleError::TooSoon { earliest: utc("2026-03-02T08:10") }));
+    assert_eq!(
+        at(utc("2026-03-02T07:00")),
+        Err(RuleError::InPast {
+            start: utc("2026-03-02T07:00")
+        })
+    );
+    assert_eq!(
+        at(utc("2026-03-02T08:00")),
+        Err(RuleError::TooSoon {
+            earliest: utc("2026-03-02T08:10")
+        })
+    );
     assert!(at(utc("2026-03-02T08:15")).is_ok());
     assert_eq!(cal.last_bookable_day(now), date("2026-05-31"));
     assert!(at(utc("2026-05-29T07:00")).is_ok());
     assert_eq!(
         at(utc("2026-06-01T07:00")),
-        Err(RuleError::BeyondHorizon { last_day: date("2026-05-31") })
+        Err(RuleError::BeyondHorizon {
+            last_day: date("2026-05-31")
+        })
     );
     // The first free slot today respects the lead time and the 15-minute grid.
     let slots = cal.free_slots(now, &query(&cal, "checkup", "2026-03-02"), &[]);
     assert_eq!(local_times(&cal, &slots[..1]), vec!["2026-03-02T09:15"]);
     // Searching yesterday only finds nothing; beyond the horizon neither.
-    assert!(cal.free_slots(now, &query(&cal, "checkup", "2026-03-01"), &[]).is_empty());
-    assert!(cal.free_slots(now, &query(&cal, "checkup", "2026-06-02"), &[]).is_empty());
+    assert!(cal
+        .free_slots(now, &query(&cal, "checkup", "2026-03-01"), &[])
+        .is_empty());
+    assert!(cal
+        .free_slots(now, &query(&cal, "checkup", "2026-06-02"), &[])
+        .is_empty());
 }
 
 #[test]
@@ -358,15 +440,31 @@ fn buffers_block_the_provider_after_each_appointment() {
     // 08:00 ends (with buffer) at 09:00: allowed. 08:15 would overlap. 10:00 is free again.
     assert!(times.contains(&"2026-03-03T08:00".to_string()));
     for t in ["08:15", "08:30", "09:00", "09:45"] {
-        assert!(!times.contains(&format!("2026-03-03T{t}")), "{t} in {times:?}");
+        assert!(
+            !times.contains(&format!("2026-03-03T{t}")),
+            "{t} in {times:?}"
+        );
     }
     assert!(times.contains(&"2026-03-03T10:00".to_string()));
     // Without a provider filter, Novak is still free at 09:00.
     let any = cal.free_slots(now, &query(&cal, "checkup", "2026-03-03"), &busy);
-    let nine = any.iter().find(|s| s.start == utc("2026-03-03T08:00")).unwrap();
+    let nine = any
+        .iter()
+        .find(|s| s.start == utc("2026-03-03T08:00"))
+        .unwrap();
     assert_eq!(nine.providers, vec!["novak".to_string()]);
-    assert!(blocks_overlap(utc("2026-03-03T08:15"), utc("2026-03-03T09:15"), busy[0].start, busy[0].block_end));
-    assert!(!blocks_overlap(utc("2026-03-03T09:00"), utc("2026-03-03T10:00"), busy[0].start, busy[0].block_end));
+    assert!(blocks_overlap(
+        utc("2026-03-03T08:15"),
+        utc("2026-03-03T09:15"),
+        busy[0].start,
+        busy[0].block_end
+    ));
+    assert!(!blocks_overlap(
+        utc("2026-03-03T09:00"),
+        utc("2026-03-03T10:00"),
+        busy[0].start,
+        busy[0].block_end
+    ));
 }
 
 #[test]
@@ -384,11 +482,19 @@ fn time_of_day_max_results_and_range() {
         local_times(&cal, &slots),
         vec!["2026-03-02T13:30", "2026-03-02T13:45", "2026-03-02T14:00"]
     );
-    let q = SlotQuery { time_of_day: TimeOfDay::Evening, ..q };
+    let q = SlotQuery {
+        time_of_day: TimeOfDay::Evening,
+        ..q
+    };
     let slots = cal.free_slots(now, &q, &[]);
     assert_eq!(local_times(&cal, &slots)[0], "2026-03-02T17:00");
-    assert!(slots.iter().all(|s| ClockTime::of(to_local(cal.tz(), s.start).time()) >= TimeOfDay::EVENING_START));
-    let q = SlotQuery { max_results: 0, ..q };
+    assert!(slots
+        .iter()
+        .all(|s| ClockTime::of(to_local(cal.tz(), s.start).time()) >= TimeOfDay::EVENING_START));
+    let q = SlotQuery {
+        max_results: 0,
+        ..q
+    };
     assert!(cal.free_slots(now, &q, &[]).is_empty());
 }
 
@@ -408,22 +514,55 @@ fn nearest_slots_pick_both_sides() {
 fn lookup_by_key_name_or_unique_part() {
     let cal = clinic();
     assert_eq!(cal.resolve_service("checkup").unwrap().key, "checkup");
-    assert_eq!(cal.resolve_service("Teeth Whitening").unwrap().key, "whitening");
+    assert_eq!(
+        cal.resolve_service("Teeth Whitening").unwrap().key,
+        "whitening"
+    );
     assert_eq!(cal.resolve_service("cleaning").unwrap().key, "checkup");
-    assert_eq!(cal.resolve_service("xray"), Err(RuleError::UnknownService { query: "xray".into() }));
-    assert!(matches!(cal.resolve_service("e"), Err(RuleError::AmbiguousService { .. })));
-    assert!(matches!(cal.resolve_service("  "), Err(RuleError::UnknownService { .. })));
+    assert_eq!(
+        cal.resolve_service("xray"),
+        Err(RuleError::UnknownService {
+            query: "xray".into()
+        })
+    );
+    assert!(matches!(
+        cal.resolve_service("e"),
+        Err(RuleError::AmbiguousService { .. })
+    ));
+    assert!(matches!(
+        cal.resolve_service("  "),
+        Err(RuleError::UnknownService { .. })
+    ));
     assert_eq!(cal.resolve_provider("Weber").unwrap().key, "weber");
-    assert!(matches!(cal.resolve_provider("Dr."), Err(RuleError::AmbiguousProvider { .. })));
-    assert_eq!(cal.format_price(cal.service_by_key("checkup").unwrap()).as_deref(), Some("89.00 EUR"));
-    assert_eq!(cal.format_price(cal.service_by_key("whitening").unwrap()), None);
+    assert!(matches!(
+        cal.resolve_provider("Dr."),
+        Err(RuleError::AmbiguousProvider { .. })
+    ));
+    assert_eq!(
+        cal.format_price(cal.service_by_key("checkup").unwrap())
+            .as_deref(),
+        Some("89.00 EUR")
+    );
+    assert_eq!(
+        cal.format_price(cal.service_by_key("whitening").unwrap()),
+        None
+    );
 }
 
 #[test]
 fn rule_error_messages_are_lowercase_and_specific() {
-    let e = RuleError::ProviderUnavailable { provider: Some("Dr. Jonas Novak".into()), reason: "vacation".into() };
-    assert_eq!(e.to_string(), "Dr. Jonas Novak is not available at the requested time (vacation)");
-    let e = RuleError::Closed { date: date("2026-12-24"), reason: String::new() };
+    let e = RuleError::ProviderUnavailable {
+        provider: Some("Dr. Jonas Novak".into()),
+        reason: "vacation".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "Dr. Jonas Novak is not available at the requested time (vacation)"
+    );
+    let e = RuleError::Closed {
+        date: date("2026-12-24"),
+        reason: String::new(),
+    };
     assert_eq!(e.to_string(), "the business is closed on 2026-12-24");
     let _ = Duration::zero();
 }
@@ -437,4 +576,36 @@ fn fixed_clock_moves_only_when_told() {
     assert_eq!(c.now(), utc("2026-03-02T07:15"));
     c.set(utc("2026-01-01T00:00"));
     assert_eq!(c.now(), utc("2026-01-01T00:00"));
+}
+
+/// STYLE §1: the calendar core stays sans-IO. Only `SystemClock` reads the wall clock.
+#[test]
+fn core_does_no_io() {
+    let sources = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("model.rs", include_str!("model.rs")),
+        ("phone.rs", include_str!("phone.rs")),
+        ("rules.rs", include_str!("rules.rs")),
+        ("time.rs", include_str!("time.rs")),
+    ];
+    for (name, src) in sources {
+        let code = src.lines().filter(|l| !l.trim_start().starts_with("//"));
+        for line in code {
+            for banned in [
+                "tokio",
+                "sqlx",
+                "std::fs",
+                "std::net",
+                "Instant::now",
+                "SystemTime",
+            ] {
+                assert!(!line.contains(banned), "{name} uses {banned}: {line}");
+            }
+        }
+    }
+    let clock_reads: usize = sources
+        .iter()
+        .map(|(_, s)| s.matches("Utc::now()").count())
+        .sum();
+    assert_eq!(clock_reads, 1, "only SystemClock may read the clock");
 }

@@ -473,6 +473,7 @@ impl FromStr for TimeOfDay {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -492,7 +493,9 @@ mod tests {
         assert_eq!("08:30".parse::<ClockTime>().unwrap().minutes(), 510);
         assert_eq!("8:05".parse::<ClockTime>().unwrap().to_string(), "08:05");
         assert_eq!("24:00".parse::<ClockTime>().unwrap(), ClockTime::END_OF_DAY);
-        for bad in ["24:01", "25:00", "12:60", "12", "12:5", "a:00", "-1:00", "12:00:00", ""] {
+        for bad in [
+            "24:01", "25:00", "12:60", "12", "12:5", "a:00", "-1:00", "12:00:00", "",
+        ] {
             assert!(bad.parse::<ClockTime>().is_err(), "{bad}");
         }
         assert_eq!(
@@ -513,7 +516,10 @@ mod tests {
             "12:00-12:00".parse::<TimeRange>(),
             Err(TimeParseError::Reversed("12:00-12:00".into()))
         );
-        assert!(matches!("8-12".parse::<TimeRange>(), Err(TimeParseError::Range(_))));
+        assert!(matches!(
+            "8-12".parse::<TimeRange>(),
+            Err(TimeParseError::Range(_))
+        ));
         assert!(r.contains(ClockTime::from_hm(8, 0).unwrap()));
         assert!(!r.contains(ClockTime::from_hm(12, 30).unwrap()));
     }
@@ -521,22 +527,42 @@ mod tests {
     #[test]
     fn spring_forward_gap_maps_to_the_jump() {
         // Berlin 2026-03-29: 02:00 CET -> 03:00 CEST at 01:00Z.
-        assert_eq!(instant_of(BERLIN, ndt("2026-03-29T02:30")), utc("2026-03-29T01:00"));
-        assert_eq!(instant_of(BERLIN, ndt("2026-03-29T02:00")), utc("2026-03-29T01:00"));
-        assert_eq!(instant_of(BERLIN, ndt("2026-03-29T01:59")), utc("2026-03-29T00:59"));
-        assert_eq!(instant_of(BERLIN, ndt("2026-03-29T03:00")), utc("2026-03-29T01:00"));
+        assert_eq!(
+            instant_of(BERLIN, ndt("2026-03-29T02:30")),
+            utc("2026-03-29T01:00")
+        );
+        assert_eq!(
+            instant_of(BERLIN, ndt("2026-03-29T02:00")),
+            utc("2026-03-29T01:00")
+        );
+        assert_eq!(
+            instant_of(BERLIN, ndt("2026-03-29T01:59")),
+            utc("2026-03-29T00:59")
+        );
+        assert_eq!(
+            instant_of(BERLIN, ndt("2026-03-29T03:00")),
+            utc("2026-03-29T01:00")
+        );
         assert_eq!(
             resolve_local(BERLIN, ndt("2026-03-29T02:30")),
-            LocalResolution::Nonexistent { jump: utc("2026-03-29T01:00") }
+            LocalResolution::Nonexistent {
+                jump: utc("2026-03-29T01:00")
+            }
         );
         // New York 2026-03-08: 02:00 EST -> 03:00 EDT at 07:00Z.
-        assert_eq!(instant_of(NEW_YORK, ndt("2026-03-08T02:15")), utc("2026-03-08T07:00"));
+        assert_eq!(
+            instant_of(NEW_YORK, ndt("2026-03-08T02:15")),
+            utc("2026-03-08T07:00")
+        );
     }
 
     #[test]
     fn fall_back_overlap_maps_to_first_occurrence() {
         // Berlin 2026-10-25: 03:00 CEST -> 02:00 CET at 01:00Z; 02:xx occurs at 00:xxZ and 01:xxZ.
-        assert_eq!(instant_of(BERLIN, ndt("2026-10-25T02:30")), utc("2026-10-25T00:30"));
+        assert_eq!(
+            instant_of(BERLIN, ndt("2026-10-25T02:30")),
+            utc("2026-10-25T00:30")
+        );
         assert_eq!(
             resolve_local(BERLIN, ndt("2026-10-25T02:30")),
             LocalResolution::Ambiguous {
@@ -544,33 +570,80 @@ mod tests {
                 later: utc("2026-10-25T01:30")
             }
         );
-        assert_eq!(format_local(BERLIN, utc("2026-10-25T00:30")), "2026-10-25T02:30+02:00");
-        assert_eq!(format_local(BERLIN, utc("2026-10-25T01:30")), "2026-10-25T02:30+01:00");
-        assert_eq!(format_local(BERLIN, utc("2026-10-25T02:30")), "2026-10-25T03:30");
+        assert_eq!(
+            format_local(BERLIN, utc("2026-10-25T00:30")),
+            "2026-10-25T02:30+02:00"
+        );
+        assert_eq!(
+            format_local(BERLIN, utc("2026-10-25T01:30")),
+            "2026-10-25T02:30+01:00"
+        );
+        assert_eq!(
+            format_local(BERLIN, utc("2026-10-25T02:30")),
+            "2026-10-25T03:30"
+        );
         // New York 2026-11-01: 01:xx occurs twice (05:xxZ EDT, 06:xxZ EST).
-        assert_eq!(instant_of(NEW_YORK, ndt("2026-11-01T01:30")), utc("2026-11-01T05:30"));
+        assert_eq!(
+            instant_of(NEW_YORK, ndt("2026-11-01T01:30")),
+            utc("2026-11-01T05:30")
+        );
     }
 
     #[test]
     fn parse_local_accepts_iso_forms() {
         let want = ndt("2026-03-02T09:30");
-        for s in ["2026-03-02T09:30", "2026-03-02T09:30:00", "2026-03-02 09:30", " 2026-03-02T09:30 "] {
-            assert_eq!(parse_local(s).unwrap(), LocalInput { local: want, offset: None }, "{s}");
+        for s in [
+            "2026-03-02T09:30",
+            "2026-03-02T09:30:00",
+            "2026-03-02 09:30",
+            " 2026-03-02T09:30 ",
+        ] {
+            assert_eq!(
+                parse_local(s).unwrap(),
+                LocalInput {
+                    local: want,
+                    offset: None
+                },
+                "{s}"
+            );
         }
         let with = parse_local("2026-10-25T02:30+01:00").unwrap();
         assert_eq!(with.offset, FixedOffset::east_opt(3600));
-        assert_eq!(parse_local("2026-03-02T09:30-05:00").unwrap().offset, FixedOffset::west_opt(5 * 3600));
-        assert_eq!(parse_local("2026-03-02T09:30Z").unwrap().offset, FixedOffset::east_opt(0));
-        for bad in ["tomorrow", "2026-02-30T09:00", "2026-03-02", "09:30", "2026-03-02T9:3", "2026-03-02T09:30+1:00", "2026-03-02T09:30é"] {
-            assert!(matches!(parse_local(bad), Err(LocalInputError::Syntax(_))), "{bad}");
+        assert_eq!(
+            parse_local("2026-03-02T09:30-05:00").unwrap().offset,
+            FixedOffset::west_opt(5 * 3600)
+        );
+        assert_eq!(
+            parse_local("2026-03-02T09:30Z").unwrap().offset,
+            FixedOffset::east_opt(0)
+        );
+        for bad in [
+            "tomorrow",
+            "2026-02-30T09:00",
+            "2026-03-02",
+            "09:30",
+            "2026-03-02T9:3",
+            "2026-03-02T09:30+1:00",
+            "2026-03-02T09:30é",
+        ] {
+            assert!(
+                matches!(parse_local(bad), Err(LocalInputError::Syntax(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(parse_local("2026-03-02T09:30:15"), Err(LocalInputError::Seconds(_))));
+        assert!(matches!(
+            parse_local("2026-03-02T09:30:15"),
+            Err(LocalInputError::Seconds(_))
+        ));
     }
 
     #[test]
     fn resolve_reports_gaps_overlaps_and_wrong_offsets() {
         let p = |s| parse_local(s).unwrap();
-        assert_eq!(p("2026-03-02T09:30").resolve(BERLIN), Ok(utc("2026-03-02T08:30")));
+        assert_eq!(
+            p("2026-03-02T09:30").resolve(BERLIN),
+            Ok(utc("2026-03-02T08:30"))
+        );
         assert!(matches!(
             p("2026-03-29T02:30").resolve(BERLIN),
             Err(LocalInputError::Nonexistent { .. })
@@ -579,14 +652,23 @@ mod tests {
             p("2026-10-25T02:30").resolve(BERLIN),
             Err(LocalInputError::Ambiguous { .. })
         ));
-        assert_eq!(p("2026-10-25T02:30+02:00").resolve(BERLIN), Ok(utc("2026-10-25T00:30")));
-        assert_eq!(p("2026-10-25T02:30+01:00").resolve(BERLIN), Ok(utc("2026-10-25T01:30")));
+        assert_eq!(
+            p("2026-10-25T02:30+02:00").resolve(BERLIN),
+            Ok(utc("2026-10-25T00:30"))
+        );
+        assert_eq!(
+            p("2026-10-25T02:30+01:00").resolve(BERLIN),
+            Ok(utc("2026-10-25T01:30"))
+        );
         // "Z" is not Berlin's offset: the model must send local time.
         assert!(matches!(
             p("2026-03-02T09:30Z").resolve(BERLIN),
             Err(LocalInputError::OffsetMismatch { .. })
         ));
-        assert_eq!(p("2026-03-02T09:30+01:00").resolve(BERLIN), Ok(utc("2026-03-02T08:30")));
+        assert_eq!(
+            p("2026-03-02T09:30+01:00").resolve(BERLIN),
+            Ok(utc("2026-03-02T08:30"))
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   the migration back this up for any writer.
 //! * **Idempotent retries.** A tool call carries a `request_key` (Call-ID + normalised
 //!   arguments); a second [`book`] or [`reschedule`] with the same key returns the first result
-//!   instead of writing again.
+//!   instead of writing again, as long as that booking is still active (after a cancellation the
+//!   same request books anew).
 //! * Instants are stored as fixed-width UTC text (`YYYY-MM-DDTHH:MM:SSZ`), so SQL text comparison
 //!   is time comparison. The overlap test mirrors `crate::calendar::rules::blocks_overlap`.
 //!
@@ -235,7 +236,11 @@ pub struct ImportSummary {
 ///
 /// # Errors
 /// [`Error::Query`] on database failure (nothing is changed then).
-pub async fn import(pool: &SqlitePool, cal: &BusinessCalendar, now: DateTime<Utc>) -> Result<ImportSummary, Error> {
+pub async fn import(
+    pool: &SqlitePool,
+    cal: &BusinessCalendar,
+    now: DateTime<Utc>,
+) -> Result<ImportSummary, Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let b = &cal.business;
     let existed: Option<i64> = sqlx::query_scalar("SELECT id FROM businesses WHERE key = ?")
@@ -268,11 +273,12 @@ pub async fn import(pool: &SqlitePool, cal: &BusinessCalendar, now: DateTime<Utc
     .await?;
 
     // Providers.
-    let before: Vec<String> =
-        sqlx::query_scalar("SELECT key FROM providers WHERE business_id = ? AND active = 1 ORDER BY position")
-            .bind(business_id)
-            .fetch_all(&mut *tx)
-            .await?;
+    let before: Vec<String> = sqlx::query_scalar(
+        "SELECT key FROM providers WHERE business_id = ? AND active = 1 ORDER BY position",
+    )
+    .bind(business_id)
+    .fetch_all(&mut *tx)
+    .await?;
     sqlx::query("UPDATE providers SET active = 0 WHERE business_id = ?")
         .bind(business_id)
         .execute(&mut *tx)
@@ -304,11 +310,12 @@ pub async fn import(pool: &SqlitePool, cal: &BusinessCalendar, now: DateTime<Utc
         .collect();
 
     // Services and who offers them.
-    let before: Vec<String> =
-        sqlx::query_scalar("SELECT key FROM services WHERE business_id = ? AND active = 1 ORDER BY position")
-            .bind(business_id)
-            .fetch_all(&mut *tx)
-            .await?;
+    let before: Vec<String> = sqlx::query_scalar(
+        "SELECT key FROM services WHERE business_id = ? AND active = 1 ORDER BY position",
+    )
+    .bind(business_id)
+    .fetch_all(&mut *tx)
+    .await?;
     sqlx::query("UPDATE services SET active = 0 WHERE business_id = ?")
         .bind(business_id)
         .execute(&mut *tx)
@@ -394,7 +401,10 @@ pub async fn import(pool: &SqlitePool, cal: &BusinessCalendar, now: DateTime<Utc
         .execute(&mut *tx)
         .await?;
     for c in &cal.closures {
-        let provider_id = c.provider.as_deref().and_then(|k| provider_ids.get(k).copied());
+        let provider_id = c
+            .provider
+            .as_deref()
+            .and_then(|k| provider_ids.get(k).copied());
         sqlx::query(
             "INSERT INTO closures (business_id, provider_id, first_day, last_day, start_minute, end_minute, reason)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -427,9 +437,11 @@ pub async fn import(pool: &SqlitePool, cal: &BusinessCalendar, now: DateTime<Utc
 /// # Errors
 /// [`Error::Query`] on database failure.
 pub async fn business_keys(pool: &SqlitePool) -> Result<Vec<String>, Error> {
-    Ok(sqlx::query_scalar("SELECT key FROM businesses ORDER BY key")
-        .fetch_all(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT key FROM businesses ORDER BY key")
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 #[derive(sqlx::FromRow)]
@@ -535,7 +547,8 @@ pub async fn load_calendar(pool: &SqlitePool, key: &str) -> Result<BusinessCalen
             what: "providers.kind",
             value: p.kind.clone(),
         })?;
-        let hours = (p.own_hours != 0).then(|| hours_of.get(&Some(p.id)).cloned().unwrap_or_default());
+        let hours =
+            (p.own_hours != 0).then(|| hours_of.get(&Some(p.id)).cloned().unwrap_or_default());
         providers.push(Provider {
             key: p.key,
             name: p.name,
@@ -606,7 +619,10 @@ pub async fn load_calendar(pool: &SqlitePool, key: &str) -> Result<BusinessCalen
         },
         rules: BookingRules {
             min_lead_minutes: count("businesses.min_lead_minutes", b.min_lead_minutes)?,
-            slot_interval_minutes: count("businesses.slot_interval_minutes", b.slot_interval_minutes)?,
+            slot_interval_minutes: count(
+                "businesses.slot_interval_minutes",
+                b.slot_interval_minutes,
+            )?,
             max_days_ahead: count("businesses.max_days_ahead", b.max_days_ahead)?,
         },
         hours: hours_of.remove(&None).unwrap_or_default(),
@@ -710,7 +726,27 @@ async fn latest_with_code(
     row.map(Appointment::try_from).transpose()
 }
 
-async fn by_request_key(conn: &mut SqliteConnection, key: &str) -> Result<Option<Appointment>, Error> {
+/// The booking an earlier request with this idempotency key made, as it is now (it may have been
+/// moved since), when it is still booked. A key whose booking was cancelled since is released
+/// (set to NULL), so the same request made again books anew.
+async fn replay(conn: &mut SqliteConnection, key: &str) -> Result<Option<Appointment>, Error> {
+    match by_request_key(conn, key).await? {
+        Some(a) if a.status == AppointmentStatus::Booked => Ok(Some(a)),
+        Some(_) => {
+            sqlx::query("UPDATE appointments SET request_key = NULL WHERE request_key = ?")
+                .bind(key)
+                .execute(&mut *conn)
+                .await?;
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+async fn by_request_key(
+    conn: &mut SqliteConnection,
+    key: &str,
+) -> Result<Option<Appointment>, Error> {
     let row: Option<(i64, String, String)> = sqlx::query_as(
         "SELECT a.id, b.key, a.confirmation_code FROM appointments a
          JOIN businesses b ON b.id = a.business_id WHERE a.request_key = ?",
@@ -732,7 +768,11 @@ async fn by_request_key(conn: &mut SqliteConnection, key: &str) -> Result<Option
 ///
 /// # Errors
 /// [`Error::Query`] or [`Error::Corrupt`].
-pub async fn appointment_by_code(pool: &SqlitePool, business: &str, code: &str) -> Result<Option<Appointment>, Error> {
+pub async fn appointment_by_code(
+    pool: &SqlitePool,
+    business: &str,
+    code: &str,
+) -> Result<Option<Appointment>, Error> {
     let mut conn = pool.acquire().await?;
     latest_with_code(&mut conn, business, code).await
 }
@@ -742,7 +782,12 @@ pub async fn appointment_by_code(pool: &SqlitePool, business: &str, code: &str) 
 ///
 /// # Errors
 /// [`Error::Query`] or [`Error::Corrupt`].
-pub async fn busy(pool: &SqlitePool, business: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Busy>, Error> {
+pub async fn busy(
+    pool: &SqlitePool,
+    business: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Busy>, Error> {
     let rows: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT p.key, a.start_utc, a.block_end_utc FROM appointments a
          JOIN businesses b ON b.id = a.business_id JOIN providers p ON p.id = a.provider_id
@@ -790,12 +835,17 @@ pub struct AppointmentFilter<'a> {
 ///
 /// # Errors
 /// [`Error::Query`] or [`Error::Corrupt`].
-pub async fn find_appointments(pool: &SqlitePool, f: &AppointmentFilter<'_>) -> Result<Vec<Appointment>, Error> {
+pub async fn find_appointments(
+    pool: &SqlitePool,
+    f: &AppointmentFilter<'_>,
+) -> Result<Vec<Appointment>, Error> {
     // Coarse phone filter in SQL (the last digits), exact rule in Rust.
     let phone_tail = f.phone.map(|p| {
         let d = digits(p);
         let d = d.trim_start_matches('0');
-        d[d.len().saturating_sub(crate::calendar::phone::MIN_SUFFIX_DIGITS)..].to_owned()
+        d[d.len()
+            .saturating_sub(crate::calendar::phone::MIN_SUFFIX_DIGITS)..]
+            .to_owned()
     });
     let rows: Vec<AppointmentRow> = sqlx::query_as(concat!(
         appointment_select!(),
@@ -879,8 +929,8 @@ pub struct Booked {
     pub replayed: bool,
 }
 
-/// Books an appointment: one `BEGIN IMMEDIATE` transaction that replays a known `request_key`,
-/// else checks the candidates' overlaps and inserts for the first free provider with a fresh
+/// Books an appointment: one `BEGIN IMMEDIATE` transaction that replays a known `request_key`
+/// whose booking is still active, else checks the candidates' overlaps and inserts for the first free provider with a fresh
 /// confirmation code.
 ///
 /// # Errors
@@ -889,7 +939,7 @@ pub struct Booked {
 pub async fn book(pool: &SqlitePool, b: &NewBooking<'_>) -> Result<Booked, BookError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     if let Some(key) = b.request_key {
-        if let Some(a) = by_request_key(&mut tx, key).await? {
+        if let Some(a) = replay(&mut tx, key).await? {
             tx.commit().await?;
             return Ok(Booked {
                 appointment: a,
@@ -1015,10 +1065,11 @@ fn random_code() -> String {
 async fn unused_code(conn: &mut SqliteConnection) -> Result<String, Error> {
     for _ in 0..CODE_ATTEMPTS {
         let code = random_code();
-        let used: Option<i64> = sqlx::query_scalar("SELECT 1 FROM appointments WHERE confirmation_code = ? LIMIT 1")
-            .bind(&code)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let used: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM appointments WHERE confirmation_code = ? LIMIT 1")
+                .bind(&code)
+                .fetch_optional(&mut *conn)
+                .await?;
         if used.is_none() {
             return Ok(code);
         }
@@ -1063,7 +1114,7 @@ pub struct Reschedule<'a> {
 pub async fn reschedule(pool: &SqlitePool, r: &Reschedule<'_>) -> Result<Booked, ChangeError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     if let Some(key) = r.request_key {
-        if let Some(a) = by_request_key(&mut tx, key).await? {
+        if let Some(a) = replay(&mut tx, key).await? {
             tx.commit().await?;
             return Ok(Booked {
                 appointment: a,

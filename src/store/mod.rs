@@ -3,6 +3,8 @@
 //!
 //! The database runs in WAL mode with a busy timeout, so call tasks can write concurrently.
 
+pub mod calendar;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;

@@ -39,6 +39,11 @@ impl Failure {
         self
     }
 
+    /// Adds the business's IANA zone (`timezone`), for failures that mention local times.
+    pub(crate) fn in_zone(self, cal: &BusinessCalendar) -> Failure {
+        self.with("timezone", json!(cal.business.timezone.name()))
+    }
+
     pub(crate) fn invalid(problems: Vec<String>) -> Failure {
         Failure::new(
             "invalid_arguments",
@@ -123,7 +128,15 @@ pub(crate) fn appointment_json(cal: &BusinessCalendar, a: &Appointment, reveal: 
 
 /// Maps a rule violation to a failure; `alternatives` are attached where the caller needs a
 /// different time.
-pub(crate) fn rule_failure(cal: &BusinessCalendar, e: &RuleError, alternatives: &[Slot]) -> Failure {
+pub(crate) fn rule_failure(
+    cal: &BusinessCalendar,
+    e: &RuleError,
+    alternatives: &[Slot],
+) -> Failure {
+    rule_failure_inner(cal, e, alternatives).in_zone(cal)
+}
+
+fn rule_failure_inner(cal: &BusinessCalendar, e: &RuleError, alternatives: &[Slot]) -> Failure {
     let alt = |f: Failure| {
         if alternatives.is_empty() {
             f
@@ -225,6 +238,10 @@ pub(crate) fn rule_failure(cal: &BusinessCalendar, e: &RuleError, alternatives: 
 
 /// Maps a date-time parse/resolve error of argument `field` to a failure.
 pub(crate) fn time_failure(cal: &BusinessCalendar, field: &str, e: &LocalInputError) -> Failure {
+    time_failure_inner(cal, field, e).in_zone(cal)
+}
+
+fn time_failure_inner(cal: &BusinessCalendar, field: &str, e: &LocalInputError) -> Failure {
     match e {
         LocalInputError::Nonexistent { local: l, jump, .. } => Failure::new(
             "nonexistent_local_time",

@@ -1,7 +1,7 @@
 //! Names, descriptions and JSON Schemas of the functions the model may call.
 //!
 //! The schemas are what the model is told in `session.update` (`tools`); the handlers in
-//! [`super::handlers`] validate the same constraints again, because the model does not always
+//! `tools::handlers` validate the same constraints again, because the model does not always
 //! follow them.
 
 use serde_json::{json, Value};

@@ -300,6 +300,19 @@ pub fn sipp_command(
     hold_ms: u64,
     tcp: bool,
 ) -> Command {
+    sipp_command_to(dir, scenario, target, "frontdesk", media_port, hold_ms, tcp)
+}
+
+/// Like [`sipp_command`], calling the number (Request-URI user part) `service`.
+pub fn sipp_command_to(
+    dir: &TestDir,
+    scenario: &str,
+    target: SocketAddr,
+    service: &str,
+    media_port: u16,
+    hold_ms: u64,
+    tcp: bool,
+) -> Command {
     require_tool("sipp", "sip-tester");
     let sip_port = free_port();
     let scenario_path = Path::new(ROOT).join("tests/sipp").join(scenario);
@@ -309,7 +322,7 @@ pub fn sipp_command(
         .arg(&scenario_path)
         .arg(target.to_string())
         .arg("-s")
-        .arg("frontdesk")
+        .arg(service)
         .arg("-i")
         .arg("127.0.0.1")
         .arg("-p")

@@ -1,0 +1,280 @@
+//! Staff commands: `frontdesk appointments list` (a text table) and
+//! `frontdesk appointments export --ics FILE` (RFC 5545 iCalendar via the `icalendar` crate).
+//!
+//! Times are shown in each business's own zone. Reads only; all SQL is in
+//! `crate::store::calendar`.
+
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use icalendar::{Calendar, Component, Event, EventLike, EventStatus};
+use sqlx::SqlitePool;
+
+use crate::calendar::model::weekday_name;
+use crate::calendar::time::{instant_of, to_local, ClockTime};
+use crate::calendar::{Appointment, AppointmentStatus, BusinessCalendar};
+use crate::store::calendar as db;
+
+/// Longest notes text shown in a table cell, in characters.
+const NOTES_CELL_CHARS: usize = 40;
+
+/// Errors of the staff commands.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] db::Error),
+    /// `--business` names no imported business.
+    #[error("no business {0:?} (import a calendar file first)")]
+    UnknownBusiness(String),
+    /// `--provider` matches no provider.
+    #[error("no provider matches {0:?}")]
+    UnknownProvider(String),
+    /// Writing the export failed.
+    #[error("failed to write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What `appointments list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Only this business key (default: every business).
+    pub business: Option<String>,
+    /// Only this local date (default: from today on).
+    pub date: Option<NaiveDate>,
+    /// Only this provider (key or name, or a unique part of it).
+    pub provider: Option<String>,
+    /// Also cancelled appointments.
+    pub include_cancelled: bool,
+}
+
+async fn calendars(
+    pool: &SqlitePool,
+    business: Option<&str>,
+) -> Result<Vec<BusinessCalendar>, Error> {
+    let keys = db::business_keys(pool).await?;
+    let keys: Vec<String> = match business {
+        Some(b) if keys.iter().any(|k| k == b) => vec![b.to_owned()],
+        Some(b) => return Err(Error::UnknownBusiness(b.to_owned())),
+        None => keys,
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        out.push(db::load_calendar(pool, &k).await?);
+    }
+    Ok(out)
+}
+
+/// The appointments table for `frontdesk appointments list`, one section per business, in
+/// local time; `now` decides what "from today on" means.
+///
+/// # Errors
+/// [`Error::UnknownBusiness`], [`Error::UnknownProvider`], [`Error::Store`].
+pub async fn list_appointments(
+    pool: &SqlitePool,
+    opts: &ListOptions,
+    now: DateTime<Utc>,
+) -> Result<String, Error> {
+    let cals = calendars(pool, opts.business.as_deref()).await?;
+    if cals.is_empty() {
+        return Ok("no calendar imported yet (frontdesk calendar import FILE)\n".to_owned());
+    }
+    let mut out = String::new();
+    let mut provider_found = opts.provider.is_none();
+    for cal in &cals {
+        let provider = match &opts.provider {
+            None => None,
+            Some(q) => match cal.resolve_provider(q) {
+                Ok(p) => {
+                    provider_found = true;
+                    Some(p.key.clone())
+                }
+                Err(_) => continue,
+            },
+        };
+        let tz = cal.tz();
+        let (from, to, title) = match opts.date {
+            Some(d) => (
+                instant_of(tz, ClockTime::MIDNIGHT.on(d)),
+                Some(instant_of(tz, ClockTime::END_OF_DAY.on(d))),
+                format!(
+                    "{} {}",
+                    weekday_name(chrono::Datelike::weekday(&d)),
+                    d.format("%Y-%m-%d")
+                ),
+            ),
+            None => {
+                let today = cal.local_date(now);
+                (
+                    instant_of(tz, ClockTime::MIDNIGHT.on(today)),
+                    None,
+                    format!("from {}", today.format("%Y-%m-%d")),
+                )
+            }
+        };
+        let filter = db::AppointmentFilter {
+            business: Some(&cal.business.key),
+            provider: provider.as_deref(),
+            from: Some(from),
+            to,
+            include_cancelled: opts.include_cancelled,
+            ..db::AppointmentFilter::default()
+        };
+        let rows = db::find_appointments(pool, &filter).await?;
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!("{} ({}), {title}\n", cal.business.name, tz.name()));
+        out.push_str(&table(cal, &rows));
+    }
+    match &opts.provider {
+        Some(p) if !provider_found => Err(Error::UnknownProvider(p.clone())),
+        _ => Ok(out),
+    }
+}
+
+fn table(cal: &BusinessCalendar, rows: &[Appointment]) -> String {
+    if rows.is_empty() {
+        return "  no appointments\n".to_owned();
+    }
+    let header = [
+        "DATE", "START", "END", "PROVIDER", "SERVICE", "CUSTOMER", "PHONE", "CODE", "STATUS",
+        "NOTES",
+    ];
+    let tz = cal.tz();
+    let body: Vec<[String; 10]> = rows
+        .iter()
+        .map(|a| {
+            let start = to_local(tz, a.start);
+            let notes: String = a.notes.chars().take(NOTES_CELL_CHARS).collect();
+            [
+                start.format("%Y-%m-%d").to_string(),
+                start.format("%H:%M").to_string(),
+                to_local(tz, a.end).format("%H:%M").to_string(),
+                a.provider_name.clone(),
+                a.service_name.clone(),
+                a.customer_name.clone(),
+                a.phone.clone(),
+                a.confirmation_code.clone(),
+                a.status.to_string(),
+                notes.replace(['\n', '\r'], " "),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for r in &body {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut s = String::from(" ");
+        for (cell, w) in cells.iter().zip(widths.iter()) {
+            s.push(' ');
+            s.push_str(cell);
+            s.push_str(&" ".repeat(w.saturating_sub(cell.chars().count()) + 1));
+        }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = line(&header);
+    for r in &body {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
+    }
+    out
+}
+
+/// The iCalendar text of all booked and cancelled appointments (of one business, or all), and
+/// how many events it holds. Each booking keeps one `UID` across reschedules
+/// (`<code>@<business>.frontdesk`) with `SEQUENCE` counting the changes, so calendar clients
+/// update events instead of duplicating them.
+///
+/// # Errors
+/// [`Error::UnknownBusiness`], [`Error::Store`].
+pub async fn render_ics(
+    pool: &SqlitePool,
+    business: Option<&str>,
+) -> Result<(String, usize), Error> {
+    let cals = calendars(pool, business).await?;
+    let mut ical = Calendar::new();
+    match cals.as_slice() {
+        [one] => {
+            ical.name(&format!("{} appointments", one.business.name));
+            ical.timezone(one.tz().name());
+        }
+        _ => {
+            ical.name("frontdesk appointments");
+        }
+    }
+    let mut n = 0;
+    for cal in &cals {
+        let filter = db::AppointmentFilter {
+            business: Some(&cal.business.key),
+            include_cancelled: true,
+            ..db::AppointmentFilter::default()
+        };
+        for a in db::find_appointments(pool, &filter).await? {
+            ical.push(event(cal, &a));
+            n += 1;
+        }
+    }
+    Ok((ical.done().to_string(), n))
+}
+
+fn event(cal: &BusinessCalendar, a: &Appointment) -> Event {
+    let mut description = format!(
+        "Provider: {}\nCustomer: {}\nPhone: {}\nConfirmation code: {}",
+        a.provider_name, a.customer_name, a.phone, a.confirmation_code
+    );
+    if !a.notes.is_empty() {
+        description.push_str(&format!("\nNotes: {}", a.notes));
+    }
+    let mut e = Event::new();
+    e.uid(&format!("{}@{}.frontdesk", a.confirmation_code, a.business))
+        .sequence(a.sequence)
+        .timestamp(a.updated_at)
+        .created(a.created_at)
+        .last_modified(a.updated_at)
+        .summary(&format!(
+            "{}: {} ({})",
+            a.service_name, a.customer_name, a.provider_name
+        ))
+        .description(&description)
+        .starts(a.start)
+        .ends(a.end)
+        .status(if a.status == AppointmentStatus::Booked {
+            EventStatus::Confirmed
+        } else {
+            EventStatus::Cancelled
+        });
+    if !cal.business.address.is_empty() {
+        e.location(&cal.business.address);
+    }
+    e.done()
+}
+
+/// Writes [`render_ics`] to `path`; returns the number of events.
+///
+/// # Errors
+/// [`Error::Write`] if the file cannot be written, else as [`render_ics`].
+pub async fn export_ics(
+    pool: &SqlitePool,
+    path: &Path,
+    business: Option<&str>,
+) -> Result<usize, Error> {
+    let (text, n) = render_ics(pool, business).await?;
+    tokio::fs::write(path, text)
+        .await
+        .map_err(|source| Error::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(n)
+}
