@@ -462,3 +462,189 @@ impl Bridge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn bridge(t0: Instant, dialect: Dialect) -> Bridge {
+        let media = MediaParams {
+            law: Law::Mu,
+            payload_type: 0,
+            ssrc: 7,
+            first_seq: 100,
+            first_ts: 1000,
+        };
+        Bridge::new(t0, &media, dialect, true)
+    }
+
+    fn drain_ws(b: &mut Bridge) -> Vec<serde_json::Value> {
+        std::iter::from_fn(|| b.poll_ws())
+            .map(|s| serde_json::from_str(&s).expect("client events are JSON"))
+            .collect()
+    }
+
+    fn types(events: &[serde_json::Value]) -> Vec<String> {
+        events.iter().map(|e| e["type"].as_str().unwrap_or_default().to_owned()).collect()
+    }
+
+    fn delta(item: &str, bytes: usize) -> ServerEvent {
+        ServerEvent::AudioDelta {
+            response_id: "resp_1".into(),
+            item_id: item.into(),
+            content_index: 0,
+            audio: vec![0x55; bytes],
+        }
+    }
+
+    fn created(id: &str) -> ServerEvent {
+        ServerEvent::ResponseCreated { response_id: id.into() }
+    }
+
+    fn done(id: &str) -> ServerEvent {
+        ServerEvent::ResponseDone {
+            response_id: id.into(),
+            status: "completed".into(),
+            reason: None,
+            error_code: None,
+            error_message: None,
+            function_calls: Vec::new(),
+            usage: None,
+        }
+    }
+
+    fn args_done(call_id: &str, name: Option<&str>) -> ServerEvent {
+        ServerEvent::FunctionCallArgumentsDone {
+            response_id: "resp_1".into(),
+            item_id: "item_fc".into(),
+            call_id: call_id.into(),
+            name: name.map(str::to_owned),
+            arguments: "{\"service\":\"cleaning\"}".into(),
+        }
+    }
+
+    #[test]
+    fn caller_audio_becomes_appends_and_gaps_become_silence() {
+        let t0 = Instant::now();
+        let mut b = bridge(t0, Dialect::Ga);
+        let mut pkt = Vec::new();
+        for (i, seq) in [1u16, 2, 4].iter().enumerate() {
+            crate::media::rtp::write_packet(&mut pkt, 0, false, *seq, u32::from(*seq) * 160, 9, &[0x11; 160]);
+            let now = t0 + Duration::from_millis(20 * i as u64);
+            assert!(matches!(b.handle_rtp(now, &pkt), RtpOutcome::Rtp(_)));
+        }
+        let appends: Vec<Vec<u8>> = drain_ws(&mut b)
+            .iter()
+            .map(|e| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(e["audio"].as_str().unwrap_or_default())
+                    .expect("base64")
+            })
+            .collect();
+        assert_eq!(appends.len(), 4, "seq 3 is concealed");
+        assert_eq!(appends[2], vec![0xFF; 160], "µ-law silence fills the gap");
+        assert_eq!(appends[3], vec![0x11; 160]);
+        assert_eq!(b.handle_rtp(t0, b"not rtp"), RtpOutcome::Invalid);
+    }
+
+    #[test]
+    fn barge_in_truncates_at_the_audio_actually_sent() {
+        let t0 = Instant::now();
+        let mut b = bridge(t0, Dialect::Ga);
+        b.handle_server_event(t0, created("resp_1"));
+        b.handle_server_event(t0, delta("item_a", 8_000)); // 1 s of audio, faster than real time
+        let mut sent = 0;
+        for n in 0..=25u64 {
+            while b.poll_rtp(t0 + Duration::from_millis(20 * n)).is_some() {
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 26, "26 frames are due in the first 500 ms");
+        let now = t0 + Duration::from_millis(510);
+        b.handle_server_event(now, ServerEvent::SpeechStarted { audio_start_ms: 0, item_id: "u1".into() });
+        let ev = drain_ws(&mut b);
+        assert_eq!(types(&ev), ["conversation.item.truncate"], "server cancels itself (interrupt_response)");
+        assert_eq!(ev[0]["item_id"], "item_a");
+        assert_eq!(ev[0]["audio_end_ms"], 26 * 20);
+        assert!(b.poll_rtp(now + Duration::from_millis(100)).is_none(), "playout stops at once");
+        // Late deltas of the interrupted item are dropped.
+        b.handle_server_event(now, delta("item_a", 1_600));
+        assert!(b.poll_rtp(now + Duration::from_secs(1)).is_none());
+        assert_eq!(b.stats().late_deltas_dropped, 1);
+    }
+
+    #[test]
+    fn no_truncate_when_the_item_was_played_completely() {
+        let t0 = Instant::now();
+        let mut b = bridge(t0, Dialect::Ga);
+        b.handle_server_event(t0, delta("item_a", 320));
+        while b.poll_rtp(t0 + Duration::from_millis(40)).is_some() {}
+        b.handle_server_event(t0, ServerEvent::SpeechStarted { audio_start_ms: 0, item_id: "u1".into() });
+        assert!(drain_ws(&mut b).is_empty());
+    }
+
+    #[test]
+    fn tool_output_waits_for_the_active_response_before_response_create() {
+        let t0 = Instant::now();
+        let mut b = bridge(t0, Dialect::Ga);
+        b.handle_server_event(t0, created("resp_1"));
+        b.handle_server_event(t0, args_done("call_1", Some("check_availability")));
+        let req = b.poll_tool_request().expect("a tool request");
+        assert_eq!((req.call_id.as_str(), req.name.as_str()), ("call_1", "check_availability"));
+        // The same call announced again (output_item.done / response.done) runs once.
+        b.handle_server_event(t0, args_done("call_1", Some("check_availability")));
+        assert!(b.poll_tool_request().is_none());
+        b.handle_tool_result("call_1", "{\"slots\":[]}");
+        assert_eq!(types(&drain_ws(&mut b)), ["conversation.item.create"], "no response.create while resp_1 runs");
+        b.handle_server_event(t0, done("resp_1"));
+        assert_eq!(types(&drain_ws(&mut b)), ["response.create"]);
+        // A response the caller's speech starts meanwhile is not collided with.
+        b.handle_server_event(t0, created("resp_2"));
+        b.handle_server_event(t0, done("resp_2"));
+        assert!(drain_ws(&mut b).is_empty());
+    }
+
+    #[test]
+    fn lost_race_for_a_response_is_retried_after_the_next_one() {
+        let t0 = Instant::now();
+        let mut b = bridge(t0, Dialect::Ga);
+        b.handle_server_event(t0, args_done("call_1", Some("get_business_info")));
+        let _ = b.poll_tool_request();
+        b.handle_tool_result("call_1", "{}");
+        assert_eq!(types(&drain_ws(&mut b)), ["conversation.item.create", "response.create"]);
+        b.handle_server_event(
+            t0,
+            ServerEvent::Error {
+                kind: "invalid_request_error".into(),
+                code: Some("conversation_already_has_active_response".into()),
+                message: "Conversation already has an active response".into(),
+                param: None,
+                event_id: None,
+            },
+        );
+        b.handle_server_event(t0, created("resp_vad"));
+        b.handle_server_event(t0, done("resp_vad"));
+        assert_eq!(types(&drain_ws(&mut b)), ["response.create"]);
+    }
+
+    #[test]
+    fn beta_function_name_comes_from_the_output_item() {
+        let t0 = Instant::now();
+        let mut b = bridge(t0, Dialect::Beta);
+        b.handle_server_event(
+            t0,
+            ServerEvent::OutputItemAdded {
+                response_id: "resp_1".into(),
+                item_id: "item_fc".into(),
+                kind: "function_call".into(),
+                name: Some("book_appointment".into()),
+                call_id: Some("call_9".into()),
+            },
+        );
+        b.handle_server_event(t0, args_done("call_9", None));
+        assert_eq!(b.poll_tool_request().map(|r| r.name), Some("book_appointment".to_owned()));
+    }
+}
