@@ -487,7 +487,10 @@ mod tests {
     }
 
     fn types(events: &[serde_json::Value]) -> Vec<String> {
-        events.iter().map(|e| e["type"].as_str().unwrap_or_default().to_owned()).collect()
+        events
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     fn delta(item: &str, bytes: usize) -> ServerEvent {
@@ -500,7 +503,9 @@ mod tests {
     }
 
     fn created(id: &str) -> ServerEvent {
-        ServerEvent::ResponseCreated { response_id: id.into() }
+        ServerEvent::ResponseCreated {
+            response_id: id.into(),
+        }
     }
 
     fn done(id: &str) -> ServerEvent {
@@ -531,7 +536,15 @@ mod tests {
         let mut b = bridge(t0, Dialect::Ga);
         let mut pkt = Vec::new();
         for (i, seq) in [1u16, 2, 4].iter().enumerate() {
-            crate::media::rtp::write_packet(&mut pkt, 0, false, *seq, u32::from(*seq) * 160, 9, &[0x11; 160]);
+            crate::media::rtp::write_packet(
+                &mut pkt,
+                0,
+                false,
+                *seq,
+                u32::from(*seq) * 160,
+                9,
+                &[0x11; 160],
+            );
             let now = t0 + Duration::from_millis(20 * i as u64);
             assert!(matches!(b.handle_rtp(now, &pkt), RtpOutcome::Rtp(_)));
         }
@@ -564,12 +577,25 @@ mod tests {
         }
         assert_eq!(sent, 26, "26 frames are due in the first 500 ms");
         let now = t0 + Duration::from_millis(510);
-        b.handle_server_event(now, ServerEvent::SpeechStarted { audio_start_ms: 0, item_id: "u1".into() });
+        b.handle_server_event(
+            now,
+            ServerEvent::SpeechStarted {
+                audio_start_ms: 0,
+                item_id: "u1".into(),
+            },
+        );
         let ev = drain_ws(&mut b);
-        assert_eq!(types(&ev), ["conversation.item.truncate"], "server cancels itself (interrupt_response)");
+        assert_eq!(
+            types(&ev),
+            ["conversation.item.truncate"],
+            "server cancels itself (interrupt_response)"
+        );
         assert_eq!(ev[0]["item_id"], "item_a");
         assert_eq!(ev[0]["audio_end_ms"], 26 * 20);
-        assert!(b.poll_rtp(now + Duration::from_millis(100)).is_none(), "playout stops at once");
+        assert!(
+            b.poll_rtp(now + Duration::from_millis(100)).is_none(),
+            "playout stops at once"
+        );
         // Late deltas of the interrupted item are dropped.
         b.handle_server_event(now, delta("item_a", 1_600));
         assert!(b.poll_rtp(now + Duration::from_secs(1)).is_none());
@@ -582,7 +608,13 @@ mod tests {
         let mut b = bridge(t0, Dialect::Ga);
         b.handle_server_event(t0, delta("item_a", 320));
         while b.poll_rtp(t0 + Duration::from_millis(40)).is_some() {}
-        b.handle_server_event(t0, ServerEvent::SpeechStarted { audio_start_ms: 0, item_id: "u1".into() });
+        b.handle_server_event(
+            t0,
+            ServerEvent::SpeechStarted {
+                audio_start_ms: 0,
+                item_id: "u1".into(),
+            },
+        );
         assert!(drain_ws(&mut b).is_empty());
     }
 
@@ -593,12 +625,19 @@ mod tests {
         b.handle_server_event(t0, created("resp_1"));
         b.handle_server_event(t0, args_done("call_1", Some("check_availability")));
         let req = b.poll_tool_request().expect("a tool request");
-        assert_eq!((req.call_id.as_str(), req.name.as_str()), ("call_1", "check_availability"));
+        assert_eq!(
+            (req.call_id.as_str(), req.name.as_str()),
+            ("call_1", "check_availability")
+        );
         // The same call announced again (output_item.done / response.done) runs once.
         b.handle_server_event(t0, args_done("call_1", Some("check_availability")));
         assert!(b.poll_tool_request().is_none());
         b.handle_tool_result("call_1", "{\"slots\":[]}");
-        assert_eq!(types(&drain_ws(&mut b)), ["conversation.item.create"], "no response.create while resp_1 runs");
+        assert_eq!(
+            types(&drain_ws(&mut b)),
+            ["conversation.item.create"],
+            "no response.create while resp_1 runs"
+        );
         b.handle_server_event(t0, done("resp_1"));
         assert_eq!(types(&drain_ws(&mut b)), ["response.create"]);
         // A response the caller's speech starts meanwhile is not collided with.
@@ -614,7 +653,10 @@ mod tests {
         b.handle_server_event(t0, args_done("call_1", Some("get_business_info")));
         let _ = b.poll_tool_request();
         b.handle_tool_result("call_1", "{}");
-        assert_eq!(types(&drain_ws(&mut b)), ["conversation.item.create", "response.create"]);
+        assert_eq!(
+            types(&drain_ws(&mut b)),
+            ["conversation.item.create", "response.create"]
+        );
         b.handle_server_event(
             t0,
             ServerEvent::Error {
@@ -645,6 +687,9 @@ mod tests {
             },
         );
         b.handle_server_event(t0, args_done("call_9", None));
-        assert_eq!(b.poll_tool_request().map(|r| r.name), Some("book_appointment".to_owned()));
+        assert_eq!(
+            b.poll_tool_request().map(|r| r.name),
+            Some("book_appointment".to_owned())
+        );
     }
 }

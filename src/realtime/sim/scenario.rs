@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::audio::{self, Clip};
+use super::session::ToolOutput;
 use super::Error;
 use crate::media::g711::Law;
 
@@ -105,8 +106,73 @@ pub(crate) struct Turn {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Call {
     pub(crate) name: String,
-    /// The JSON text sent as `arguments` (verbatim when the scenario gives a string).
-    pub(crate) arguments: String,
+    /// What is sent as `arguments`.
+    pub(crate) arguments: Arguments,
+}
+
+/// A call's `arguments`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Arguments {
+    /// Given as a string: sent verbatim, no placeholders.
+    Verbatim(String),
+    /// Given as a table: serialised to JSON, every string value is a template.
+    Json(ArgValue),
+}
+
+/// A JSON value whose strings are templates.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ArgValue {
+    /// A number, boolean (or a TOML float that is not a JSON number: `null`).
+    Plain(Value),
+    /// A string, rendered with [`Template::render_value`].
+    Text(Template),
+    List(Vec<ArgValue>),
+    Table(Vec<(String, ArgValue)>),
+}
+
+/// Rendered call arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RenderedArgs {
+    /// The JSON text sent as `arguments`.
+    pub(crate) json: String,
+    /// Placeholders that could not be resolved and were left in place as written.
+    pub(crate) unresolved: Vec<String>,
+}
+
+impl Arguments {
+    /// Renders the arguments against `ctx`. Never fails: an unresolvable placeholder is left in
+    /// the text as written and listed in [`RenderedArgs::unresolved`].
+    pub(crate) fn render(&self, ctx: &TemplateCtx<'_>) -> RenderedArgs {
+        match self {
+            Arguments::Verbatim(s) => RenderedArgs {
+                json: s.clone(),
+                unresolved: Vec::new(),
+            },
+            Arguments::Json(v) => {
+                let mut unresolved = Vec::new();
+                let json = v.render(ctx, &mut unresolved).to_string();
+                RenderedArgs { json, unresolved }
+            }
+        }
+    }
+}
+
+impl ArgValue {
+    fn render(&self, ctx: &TemplateCtx<'_>, unresolved: &mut Vec<String>) -> Value {
+        match self {
+            ArgValue::Plain(v) => v.clone(),
+            ArgValue::Text(t) => t.render_value(ctx, unresolved),
+            ArgValue::List(items) => {
+                Value::Array(items.iter().map(|i| i.render(ctx, unresolved)).collect())
+            }
+            ArgValue::Table(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.render(ctx, unresolved)))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// A reply text with `{…}` placeholders. See `docs/simulator.md`.
@@ -118,12 +184,24 @@ pub(crate) struct Template {
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Lit(String),
-    /// `{output}` or `{output.a[0].b}`.
-    Output(Vec<Seg>),
+    /// `{output…}` or `{outputs.<tool>…}`.
+    Output(OutputRef),
     /// `{turn}`: 1-based number of the caller turn.
     Turn,
     /// `{heard_ms}`: duration of the caller's turn.
     HeardMs,
+}
+
+/// A reference into a tool output: `{output.a[0].b}` or `{outputs.check_availability.a}`.
+#[derive(Debug, Clone, PartialEq)]
+struct OutputRef {
+    /// `None`: the current output (`{output…}`); `Some(name)`: the last output of a call to
+    /// `name` (`{outputs.name…}`).
+    tool: Option<String>,
+    /// Path into the output parsed as JSON; empty means the whole output.
+    path: Vec<Seg>,
+    /// The placeholder as written, braces included (left in place when unresolved).
+    source: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,9 +213,63 @@ enum Seg {
 /// Values available to a template.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TemplateCtx<'a> {
+    /// The output `{output…}` reads: in a `say`, the output answering the turn's call; in call
+    /// arguments, the most recent output of the session.
     pub(crate) output: Option<&'a str>,
+    /// Every tool output of the session, oldest first (for `{outputs.<tool>…}`).
+    pub(crate) outputs: &'a [ToolOutput],
     pub(crate) turn: usize,
     pub(crate) heard_ms: u64,
+}
+
+impl OutputRef {
+    /// The output text this placeholder reads, if there is one.
+    fn text<'a>(&self, ctx: &TemplateCtx<'a>) -> Option<&'a str> {
+        match &self.tool {
+            None => ctx.output,
+            Some(name) => ctx
+                .outputs
+                .iter()
+                .rev()
+                .find(|o| o.name.as_deref() == Some(name.as_str()))
+                .map(|o| o.output.as_str()),
+        }
+    }
+
+    /// The JSON value at the path; `None` if there is no output, it is not JSON, or the path
+    /// does not exist.
+    fn value(&self, ctx: &TemplateCtx<'_>) -> Option<Value> {
+        let parsed: Value = serde_json::from_str(self.text(ctx)?).ok()?;
+        let mut node = &parsed;
+        for seg in &self.path {
+            node = match seg {
+                Seg::Key(k) => node.get(k.as_str())?,
+                Seg::Index(i) => node.get(*i)?,
+            };
+        }
+        Some(node.clone())
+    }
+
+    /// As text in a sentence: the whole output verbatim, or the value at the path made
+    /// speakable. `None` when unresolved.
+    fn render_text(&self, ctx: &TemplateCtx<'_>) -> Option<String> {
+        if self.path.is_empty() {
+            self.text(ctx).map(str::to_string)
+        } else {
+            self.value(ctx).map(|v| speakable(&v))
+        }
+    }
+
+    /// As a whole JSON value: the value at the path as-is; for the whole output, the output
+    /// parsed as JSON, or its text if it is not JSON. `None` when unresolved.
+    fn render_json(&self, ctx: &TemplateCtx<'_>) -> Option<Value> {
+        if self.path.is_empty() {
+            let text = self.text(ctx)?;
+            Some(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
+        } else {
+            self.value(ctx)
+        }
+    }
 }
 
 impl Template {
@@ -175,7 +307,7 @@ impl Template {
                     if !lit.is_empty() {
                         parts.push(Part::Lit(std::mem::take(&mut lit)));
                     }
-                    parts.push(Self::placeholder(name.trim())?);
+                    parts.push(Self::placeholder(name.trim(), &format!("{{{name}}}"))?);
                 }
                 c => lit.push(c),
             }
@@ -186,15 +318,30 @@ impl Template {
         Ok(Template { parts })
     }
 
-    fn placeholder(name: &str) -> Result<Part, String> {
+    /// Parses the placeholder `name` (trimmed), written as `source`.
+    fn placeholder(name: &str, source: &str) -> Result<Part, String> {
         match name {
             "turn" => return Ok(Part::Turn),
             "heard_ms" => return Ok(Part::HeardMs),
             _ => {}
         }
-        let Some(mut rest) = name.strip_prefix("output") else {
+        let (tool, mut rest) = if let Some(r) = name.strip_prefix("outputs") {
+            let r = r.strip_prefix('.').ok_or_else(|| {
+                format!(
+                    "'{{{name}}}' needs a tool name: {{outputs.<tool>}}, {{outputs.<tool>.field}}"
+                )
+            })?;
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let tool = &r[..end];
+            if tool.is_empty() {
+                return Err(format!("empty tool name in '{{{name}}}'"));
+            }
+            (Some(tool.to_string()), &r[end..])
+        } else if let Some(r) = name.strip_prefix("output") {
+            (None, r)
+        } else {
             return Err(format!(
-                "unknown placeholder '{{{name}}}' (known: {{output}}, {{output.field}}, {{output.list[0]}}, {{turn}}, {{heard_ms}})"
+                "unknown placeholder '{{{name}}}' (known: {{output}}, {{output.field}}, {{output.list[0]}}, {{outputs.<tool>.field}}, {{turn}}, {{heard_ms}})"
             ));
         };
         let mut path = Vec::new();
@@ -221,36 +368,59 @@ impl Template {
                 return Err(format!("unknown placeholder '{{{name}}}'"));
             }
         }
-        Ok(Part::Output(path))
+        Ok(Part::Output(OutputRef {
+            tool,
+            path,
+            source: source.to_string(),
+        }))
     }
 
     fn uses_output(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Output(_)))
     }
 
-    /// Renders the template. Missing output fields render as nothing.
+    /// Renders the template as speech. Unresolved output placeholders render as nothing.
     pub(crate) fn render(&self, ctx: &TemplateCtx<'_>) -> String {
+        self.interpolate(ctx, |_| String::new())
+    }
+
+    /// Renders the template as one JSON value of call arguments. A template that is exactly
+    /// one output placeholder yields the referenced JSON value as-is (a number stays a
+    /// number); anything else is interpolated as text, like [`Template::render`]. An
+    /// unresolved placeholder is left in place as written and its text added to `unresolved`.
+    pub(crate) fn render_value(
+        &self,
+        ctx: &TemplateCtx<'_>,
+        unresolved: &mut Vec<String>,
+    ) -> Value {
+        if let [Part::Output(r)] = self.parts.as_slice() {
+            return r.render_json(ctx).unwrap_or_else(|| {
+                unresolved.push(r.source.clone());
+                Value::String(r.source.clone())
+            });
+        }
+        Value::String(self.interpolate(ctx, |r| {
+            unresolved.push(r.source.clone());
+            r.source.clone()
+        }))
+    }
+
+    /// Renders as text; `missing` gives the text of an unresolved output placeholder.
+    fn interpolate(
+        &self,
+        ctx: &TemplateCtx<'_>,
+        mut missing: impl FnMut(&OutputRef) -> String,
+    ) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),
                 Part::Turn => out.push_str(&ctx.turn.to_string()),
                 Part::HeardMs => out.push_str(&ctx.heard_ms.to_string()),
-                Part::Output(path) if path.is_empty() => out.push_str(ctx.output.unwrap_or("")),
-                Part::Output(path) => {
-                    let parsed: Option<Value> =
-                        ctx.output.and_then(|o| serde_json::from_str(o).ok());
-                    let mut node = parsed.as_ref();
-                    for seg in path {
-                        node = match seg {
-                            Seg::Key(k) => node.and_then(|n| n.get(k.as_str())),
-                            Seg::Index(i) => node.and_then(|n| n.get(*i)),
-                        };
-                    }
-                    if let Some(v) = node {
-                        out.push_str(&speakable(v));
-                    }
-                }
+                Part::Output(r) => match r.render_text(ctx) {
+                    Some(text) => out.push_str(&text),
+                    None => out.push_str(&missing(r)),
+                },
             }
         }
         out
@@ -346,7 +516,7 @@ impl Compiler<'_> {
         match Template::parse(text) {
             Ok(t) if t.uses_output() && !allow_output => {
                 self.problems.push(format!(
-                    "{what}: {{output…}} placeholders are only allowed in the `say` of a turn with a `call`"
+                    "{what}: {{output…}} and {{outputs.…}} placeholders are only allowed in `call.arguments` and in the `say` of a turn with a `call`"
                 ));
                 t
             }
@@ -400,6 +570,27 @@ impl Compiler<'_> {
         }
     }
 
+    /// Compiles call arguments: every string, at any depth, is a template (`what` names it in
+    /// problems, e.g. `turn 2.call.arguments.slots[0].start`).
+    fn arg_value(&mut self, what: &str, v: &toml::Value) -> ArgValue {
+        match v {
+            toml::Value::String(s) => ArgValue::Text(self.template(what, s, true)),
+            toml::Value::Array(items) => ArgValue::List(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.arg_value(&format!("{what}[{i}]"), item))
+                    .collect(),
+            ),
+            toml::Value::Table(t) => ArgValue::Table(
+                t.iter()
+                    .map(|(k, item)| (k.clone(), self.arg_value(&format!("{what}.{k}"), item)))
+                    .collect(),
+            ),
+            other => ArgValue::Plain(toml_to_json(other)),
+        }
+    }
+
     fn turn(&mut self, what: &str, raw: &RawTurn) -> Turn {
         if raw.say.is_none() && raw.audio_file.is_none() {
             self.problems
@@ -428,16 +619,16 @@ impl Compiler<'_> {
                     .push(format!("{what}.call: `name` must not be empty"));
             }
             let arguments = match &c.arguments {
-                None => "{}".to_string(),
-                Some(toml::Value::String(s)) => s.clone(),
-                Some(toml::Value::Table(t)) => {
-                    toml_to_json(&toml::Value::Table(t.clone())).to_string()
+                None => Arguments::Verbatim("{}".to_string()),
+                Some(toml::Value::String(s)) => Arguments::Verbatim(s.clone()),
+                Some(v @ toml::Value::Table(_)) => {
+                    Arguments::Json(self.arg_value(&format!("{what}.call.arguments"), v))
                 }
                 Some(_) => {
                     self.problems.push(format!(
                         "{what}.call.arguments: must be a table or a JSON string"
                     ));
-                    "{}".to_string()
+                    Arguments::Verbatim("{}".to_string())
                 }
             };
             Call {
@@ -624,12 +815,15 @@ mod tests {
         assert_eq!(s.timing.delta_bytes, 1000);
         assert_eq!(s.max_session, Some(Duration::from_secs(60)));
         let call = s.turns[1].call.as_ref().expect("call");
-        assert_eq!(call.arguments, r#"{"n":2,"service":"cleaning"}"#);
+        assert_eq!(
+            call.arguments.render(&TemplateCtx::default()).json,
+            r#"{"n":2,"service":"cleaning"}"#
+        );
         let out = r#"{"slots":["9:00","10:30"]}"#;
         let ctx = TemplateCtx {
             output: Some(out),
             turn: 2,
-            heard_ms: 0,
+            ..TemplateCtx::default()
         };
         assert_eq!(
             s.turns[1].say.text.render(&ctx),
@@ -637,9 +831,9 @@ mod tests {
         );
         let fb = s.turn(7);
         let ctx = TemplateCtx {
-            output: None,
             turn: 8,
             heard_ms: 1234,
+            ..TemplateCtx::default()
         };
         assert_eq!(fb.say.text.render(&ctx), "Turn 8, 1234 ms.");
     }
@@ -665,6 +859,106 @@ mod tests {
 
         let err = parse("[[turn]]\naudio_file = \"missing.ul\"").expect_err("missing audio");
         assert!(err.to_string().contains("missing.ul"), "{err}");
+    }
+
+    #[test]
+    fn call_arguments_are_templates_checked_at_load() {
+        let err = parse(
+            r#"
+            greeting = "Hi {outputs.check_availability.slots}"
+            [[turn]]
+            preamble = "Checking {outputs.check_availability}"
+            call = { name = "book", arguments = { a = "{bogus}", b = { c = ["ok", "{output.slots[x]}"] }, d = "{outputs}", e = "{outputs.}", f = "{output" } }
+            say = "{outputs.check_availability.slots[0].start}"
+            "#,
+        )
+        .expect_err("bad argument templates");
+        let msg = err.to_string();
+        assert!(msg.contains("/nonexistent/scenario.toml"), "{msg}");
+        let Error::Scenario { problems, .. } = err else {
+            panic!("wrong error {err:?}")
+        };
+        for expected in [
+            "greeting: ",
+            "turn 1.preamble: ",
+            "turn 1.call.arguments.a: unknown placeholder '{bogus}'",
+            "turn 1.call.arguments.b.c[1]: bad index 'x'",
+            "turn 1.call.arguments.d: '{outputs}' needs a tool name",
+            "turn 1.call.arguments.e: empty tool name",
+            "turn 1.call.arguments.f: unclosed placeholder",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(expected)),
+                "no problem starting with {expected:?} in {problems:?}"
+            );
+        }
+        assert_eq!(problems.len(), 7, "{problems:?}");
+    }
+
+    #[test]
+    fn call_arguments_render_values_text_and_unresolved_placeholders() {
+        let s = parse(
+            r#"
+            [[turn]]
+            call = { name = "book", arguments = { n = 2, when = 2026-12-01T09:00:00, s = "{ output.slots[0].start }", t = "at {output.slots[0].start}", v = "{output.slots[0]}", w = "{outputs.check.slots}", x = "{output}", raw = "{{output}}" } }
+            say = "ok"
+            [[turn]]
+            call = { name = "raw", arguments = '{"start": "{output.slots[0].start}"}' }
+            say = "ok"
+            "#,
+        )
+        .expect("valid scenario");
+        let args = &s.turns[0].call.as_ref().expect("call").arguments;
+        let render = |output: Option<&str>, outputs: &[ToolOutput]| {
+            let ctx = TemplateCtx {
+                output,
+                outputs,
+                turn: 1,
+                heard_ms: 0,
+            };
+            let r = args.render(&ctx);
+            let v: Value = serde_json::from_str(&r.json).expect("JSON arguments");
+            (v, r.unresolved)
+        };
+        let (v, unresolved) = render(None, &[]);
+        assert_eq!(
+            v,
+            serde_json::json!({"n": 2, "when": "2026-12-01T09:00:00", "s": "{ output.slots[0].start }",
+                "t": "at {output.slots[0].start}", "v": "{output.slots[0]}", "w": "{outputs.check.slots}",
+                "x": "{output}", "raw": "{output}"})
+        );
+        assert_eq!(
+            unresolved,
+            [
+                "{ output.slots[0].start }",
+                "{output.slots[0].start}",
+                "{output.slots[0]}",
+                "{outputs.check.slots}",
+                "{output}"
+            ]
+        );
+        let out = r#"{"slots":[{"start":"09:00","n":[1,2]}]}"#;
+        let history = [ToolOutput {
+            call_id: "call_1".into(),
+            name: Some("check".into()),
+            output: out.into(),
+        }];
+        let (v, unresolved) = render(Some(out), &history);
+        assert!(unresolved.is_empty(), "{unresolved:?}");
+        assert_eq!(
+            v,
+            serde_json::json!({"n": 2, "when": "2026-12-01T09:00:00", "s": "09:00", "t": "at 09:00",
+                "v": {"start": "09:00", "n": [1, 2]}, "w": [{"start": "09:00", "n": [1, 2]}],
+                "x": {"slots": [{"start": "09:00", "n": [1, 2]}]}, "raw": "{output}"})
+        );
+        // A JSON string is sent verbatim, placeholders and all.
+        let raw = &s.turns[1].call.as_ref().expect("call").arguments;
+        let r = raw.render(&TemplateCtx {
+            output: Some(out),
+            ..TemplateCtx::default()
+        });
+        assert_eq!(r.json, r#"{"start": "{output.slots[0].start}"}"#);
+        assert!(r.unresolved.is_empty());
     }
 
     #[test]
@@ -711,6 +1005,37 @@ mod tests {
             }
         }
         assert!(n >= 2, "example scenarios found: {n}");
+    }
+
+    #[test]
+    fn documented_scenarios_load_and_the_chaining_example_is_booking_toml() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let doc = std::fs::read_to_string(Path::new(root).join("docs/simulator.md"))
+            .expect("docs/simulator.md");
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(
+            blocks.len() >= 2,
+            "toml examples in the docs: {}",
+            blocks.len()
+        );
+        for b in &blocks {
+            parse(b).unwrap_or_else(|e| panic!("documented scenario: {e}\n{b}"));
+        }
+        let file = std::fs::read_to_string(Path::new(root).join("tests/scenarios/booking.toml"))
+            .expect("booking.toml");
+        let body: String = file
+            .lines()
+            .skip_while(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            blocks.iter().any(|b| *b == body),
+            "docs/simulator.md shows tests/scenarios/booking.toml (after its header comment)"
+        );
     }
 
     #[test]

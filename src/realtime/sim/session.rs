@@ -1259,8 +1259,11 @@ impl SimSession {
                 echo,
             } => {
                 let turn = scenario.turn(*index);
+                // `{output…}` can only appear in call arguments here, where it reads the most
+                // recent tool output of the session.
                 let ctx = TemplateCtx {
-                    output: None,
+                    output: self.tool_outputs.last().map(|o| o.output.as_str()),
+                    outputs: &self.tool_outputs,
                     turn: index + 1,
                     heard_ms: *heard_ms,
                 };
@@ -1269,9 +1272,19 @@ impl SimSession {
                         if let Some(p) = &turn.preamble {
                             q.push_back(self.render(p, &ctx, format));
                         }
+                        let args = call.arguments.render(&ctx);
+                        if !args.unresolved.is_empty() {
+                            tracing::warn!(
+                                turn = index + 1,
+                                tool = %call.name,
+                                unresolved = ?args.unresolved,
+                                arguments = %args.json,
+                                "call arguments have unresolved placeholders; sending them as written"
+                            );
+                        }
                         q.push_back(Output::Call {
                             name: call.name.clone(),
-                            arguments: call.arguments.clone(),
+                            arguments: args.json,
                         });
                     }
                     (None, Some((in_format, audio))) => {
@@ -1290,6 +1303,7 @@ impl SimSession {
                 let turn = scenario.turn(*index);
                 let ctx = TemplateCtx {
                     output: Some(output),
+                    outputs: &self.tool_outputs,
                     turn: index + 1,
                     heard_ms: 0,
                 };

@@ -1299,7 +1299,7 @@ fn arbitrary_client_input_never_panics() {
         let mut rng = Lcg(7);
         let mut h = H::new(
             dialect,
-            "max_session_s = 100\n[[turn]]\ncall = { name = \"f\" }\nsay = \"{output.x[3]}\"\n",
+            "max_session_s = 100\n[[turn]]\ncall = { name = \"f\", arguments = { a = \"{output.x[0]}\", b = \"n {outputs.f.y}\" } }\nsay = \"{output.x[3]}\"\n",
         );
         h.configure_ulaw(200);
         for i in 0..4000u32 {
@@ -1325,4 +1325,316 @@ fn arbitrary_client_input_never_panics() {
         }
         h.take();
     }
+}
+
+// Call arguments templated from earlier tool outputs.
+
+impl H {
+    /// One caller turn answered by a function call (GA): `(call_id, name, arguments text)`.
+    fn call_turn(&mut self) -> (String, String, String) {
+        self.caller_turn(600);
+        self.finish_response();
+        let ev = self.take();
+        let done = find(&ev, "response.function_call_arguments.done");
+        let text = |v: &Value| v.as_str().expect("string field").to_string();
+        let deltas: String = all(&ev, "response.function_call_arguments.delta")
+            .map(|e| text(&e["delta"]))
+            .collect();
+        assert_eq!(deltas, text(&done["arguments"]), "deltas add up to .done");
+        (
+            text(&done["call_id"]),
+            text(&done["name"]),
+            text(&done["arguments"]),
+        )
+    }
+
+    /// Sends `output` for `call_id`, then `response.create`; returns what was said.
+    fn tool_reply(&mut self, call_id: &str, output: &str) -> String {
+        self.send(
+            json!({"type": "conversation.item.create", "item": {"type": "function_call_output",
+            "call_id": call_id, "output": output}}),
+        );
+        self.send(json!({"type": "response.create"}));
+        self.finish_response();
+        let ev = self.take();
+        find(&ev, "response.output_audio_transcript.done")["transcript"]
+            .as_str()
+            .expect("transcript")
+            .to_string()
+    }
+}
+
+fn parse_args(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("arguments are not JSON ({e}): {text}"))
+}
+
+/// A check_availability result as the real tool returns it (`src/tools/handlers.rs`).
+const SLOTS_OUTPUT: &str = r#"{"ok":true,"timezone":"Europe/Berlin","today":"2026-03-02 (Monday)",
+"service":{"id":"cleaning","name":"Cleaning","duration_minutes":30,"providers":["Dr. Anna Weber"]},
+"searched":{"from":"2026-03-02","to":"2026-03-08","time_of_day":"any"},
+"slots":[{"start":"2026-03-03T09:00","end":"2026-03-03T09:30","weekday":"Tuesday","providers":["Dr. Anna Weber","Dr. Ben Roth"]},
+         {"start":"2026-03-03T09:15","end":"2026-03-03T09:45","weekday":"Tuesday","providers":["Dr. Ben Roth"]}]}"#;
+
+#[test]
+fn call_arguments_are_filled_from_the_previous_output() {
+    let toml = format!(
+        r#"{FAST}
+[[turn]]
+call = {{ name = "check_availability", arguments = {{ service = "cleaning" }} }}
+say = "The first free slot is {{output.slots[0].start}}. Shall I book it?"
+[[turn]]
+call = {{ name = "book_appointment", arguments = {{ service = "cleaning", start = "{{output.slots[0].start}}", notes = "slot {{output.slots[0].start}} on {{output.slots[0].weekday}} with {{output.slots[0].providers}}, turn {{turn}}", slot = "{{output.slots[0]}}", minutes = "{{output.service.duration_minutes}}", who = "{{output.slots[0].providers}}", whole = "{{output.searched}}", deep = {{ list = ["{{output.slots[1].end}}", 7, true, "{{{{literal}}}}"] }} }} }}
+say = "Booked for {{output.appointment.start}}."
+"#
+    );
+    let mut h = H::new(Dialect::Ga, &toml);
+    h.configure_ulaw(500);
+    let (id1, name1, args1) = h.call_turn();
+    assert_eq!(name1, "check_availability");
+    assert_eq!(args1, r#"{"service":"cleaning"}"#);
+    assert_eq!(
+        h.tool_reply(&id1, SLOTS_OUTPUT),
+        "The first free slot is 2026-03-03T09:00. Shall I book it?"
+    );
+
+    let (id2, name2, args2) = h.call_turn();
+    assert_eq!(name2, "book_appointment");
+    let args = parse_args(&args2);
+    assert_eq!(
+        args,
+        json!({
+            // Text interpolation.
+            "start": "2026-03-03T09:00",
+            "notes": "slot 2026-03-03T09:00 on Tuesday with Dr. Anna Weber, Dr. Ben Roth, turn 2",
+            // Exactly one placeholder: the JSON value as-is.
+            "slot": {"start": "2026-03-03T09:00", "end": "2026-03-03T09:30", "weekday": "Tuesday",
+                     "providers": ["Dr. Anna Weber", "Dr. Ben Roth"]},
+            "minutes": 30,
+            "who": ["Dr. Anna Weber", "Dr. Ben Roth"],
+            "whole": {"from": "2026-03-02", "to": "2026-03-08", "time_of_day": "any"},
+            // Any depth; non-strings untouched; `{{`/`}}` are literal braces.
+            "deep": {"list": ["2026-03-03T09:45", 7, true, "{literal}"]},
+            "service": "cleaning",
+        })
+    );
+    assert_eq!(
+        h.tool_reply(
+            &id2,
+            r#"{"ok":true,"confirmation_code":"K7PQ3X","appointment":{"start":"2026-03-03T09:00"}}"#
+        ),
+        "Booked for 2026-03-03T09:00."
+    );
+}
+
+#[test]
+fn outputs_by_tool_name_reach_back_past_other_calls() {
+    let toml = format!(
+        r#"{FAST}
+[[turn]]
+call = {{ name = "check_availability", arguments = {{ service = "cleaning" }} }}
+say = "The first free slot is {{output.slots[0].start}}."
+[[turn]]
+call = {{ name = "get_business_info" }}
+say = "We are {{output.name}}."
+[[turn]]
+call = {{ name = "book_appointment", arguments = {{ start = "{{outputs.check_availability.slots[0].start}}", end = "{{outputs.check_availability.slots[0].end}}", clinic = "for {{output.name}}", latest = "{{output.name}}", slot = "{{outputs.check_availability.slots[1]}}", info = "{{outputs.get_business_info}}" }} }}
+say = "Booked at {{outputs.check_availability.slots[0].start}}, code {{output.confirmation_code}}."
+"#
+    );
+    let mut h = H::new(Dialect::Ga, &toml);
+    h.configure_ulaw(500);
+    let (id1, _, _) = h.call_turn();
+    h.tool_reply(&id1, SLOTS_OUTPUT);
+    let (id2, name2, _) = h.call_turn();
+    assert_eq!(name2, "get_business_info");
+    let info = r#"{"ok":true,"name":"Bright Smile Dental"}"#;
+    assert_eq!(h.tool_reply(&id2, info), "We are Bright Smile Dental.");
+
+    let (id3, name3, args3) = h.call_turn();
+    assert_eq!(name3, "book_appointment");
+    assert_eq!(
+        parse_args(&args3),
+        json!({
+            "start": "2026-03-03T09:00",
+            "end": "2026-03-03T09:30",
+            // `{output…}` is the most recent output: get_business_info's.
+            "clinic": "for Bright Smile Dental",
+            "latest": "Bright Smile Dental",
+            "slot": {"start": "2026-03-03T09:15", "end": "2026-03-03T09:45", "weekday": "Tuesday",
+                     "providers": ["Dr. Ben Roth"]},
+            "info": {"ok": true, "name": "Bright Smile Dental"},
+        })
+    );
+    // `say` can use the by-name form too.
+    assert_eq!(
+        h.tool_reply(&id3, r#"{"ok":true,"confirmation_code":"K7PQ3X"}"#),
+        "Booked at 2026-03-03T09:00, code K7PQ3X."
+    );
+    assert_eq!(h.s.tool_outputs().len(), 3);
+}
+
+#[test]
+fn the_last_output_of_a_tool_is_used() {
+    let toml = format!(
+        r#"{FAST}
+[[turn]]
+call = {{ name = "check_availability", arguments = {{ day = "{{outputs.check_availability.searched.to}}" }} }}
+say = "Found {{output.slots[0].start}}."
+"#
+    );
+    let mut h = H::new(Dialect::Ga, &toml);
+    h.configure_ulaw(500);
+    // No check_availability output yet: the placeholder is sent as written.
+    let (id1, _, args1) = h.call_turn();
+    assert_eq!(
+        parse_args(&args1),
+        json!({"day": "{outputs.check_availability.searched.to}"})
+    );
+    h.tool_reply(&id1, SLOTS_OUTPUT);
+    // The last turn repeats: now it reads the first output.
+    let (id2, _, args2) = h.call_turn();
+    assert_eq!(parse_args(&args2), json!({"day": "2026-03-08"}));
+    h.tool_reply(&id2, r#"{"searched":{"to":"2026-03-15"},"slots":[]}"#);
+    let (_, _, args3) = h.call_turn();
+    assert_eq!(parse_args(&args3), json!({"day": "2026-03-15"}));
+}
+
+/// Collects everything a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuf {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn unresolved_placeholders_are_sent_as_written_and_logged() {
+    let toml = format!(
+        r#"{FAST}
+[[turn]]
+call = {{ name = "check_availability", arguments = {{ service = "cleaning", start = "{{output.slots[0].start}}" }} }}
+say = "Got it."
+[[turn]]
+call = {{ name = "book_appointment", arguments = {{ start = "{{output.slots[9].start}}", note = "at {{output.nope}} for {{outputs.find_appointments.count}} ({{turn}})", whole = "{{output}}", field = "{{output.x}}", fine = "cleaning" }} }}
+say = "Done."
+"#
+    );
+    let logs = LogBuf::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut h = H::new(Dialect::Ga, &toml);
+        h.configure_ulaw(500);
+        // No output at all yet.
+        let (id1, _, args1) = h.call_turn();
+        assert_eq!(
+            parse_args(&args1),
+            json!({"service": "cleaning", "start": "{output.slots[0].start}"})
+        );
+        let log = logs.text();
+        assert!(log.contains("WARN"), "{log}");
+        assert!(log.contains("unresolved placeholders"), "{log}");
+        assert!(log.contains("{output.slots[0].start}"), "{log}");
+        assert!(log.contains("check_availability"), "{log}");
+
+        // An output that is not JSON: only `{output}` as a whole resolves (to its text).
+        assert_eq!(h.tool_reply(&id1, "no slots today"), "Got it.");
+        let (_, _, args2) = h.call_turn();
+        assert_eq!(
+            parse_args(&args2),
+            json!({
+                "start": "{output.slots[9].start}",
+                "note": "at {output.nope} for {outputs.find_appointments.count} (2)",
+                "whole": "no slots today",
+                "field": "{output.x}",
+                "fine": "cleaning",
+            })
+        );
+        let log = logs.text();
+        for p in [
+            "{output.slots[9].start}",
+            "{output.nope}",
+            "{outputs.find_appointments.count}",
+            "{output.x}",
+        ] {
+            assert!(log.contains(p), "{p} not in {log}");
+        }
+        assert!(!log.contains("{output}\""), "{log}");
+    });
+}
+
+#[test]
+fn booking_example_chains_availability_into_the_booking() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scenarios/booking.toml"
+    ));
+    let scenario = Scenario::load(path).unwrap_or_else(|e| panic!("{e}"));
+    // Deliver fast, keep the file's turns.
+    let scenario = Scenario {
+        timing: super::super::scenario::Timing {
+            realtime_factor: f64::INFINITY,
+            first_audio_delay: Duration::ZERO,
+            ..scenario.timing
+        },
+        ..scenario
+    };
+    let params = SessionParams {
+        dialect: Dialect::Ga,
+        model: None,
+        unix_time_s: UNIX,
+        id_token: "T".into(),
+        scenario: Arc::new(scenario),
+        echo: false,
+    };
+    let now = Instant::now();
+    let mut h = H {
+        s: SimSession::new(params, now),
+        now,
+        log: Vec::new(),
+        raw: Vec::new(),
+    };
+    h.configure_ulaw(500);
+    let (id1, name1, args1) = h.call_turn();
+    assert_eq!(name1, "check_availability");
+    assert_eq!(parse_args(&args1), json!({"service": "cleaning"}));
+    assert_eq!(
+        h.tool_reply(&id1, SLOTS_OUTPUT),
+        "The first free slot is 2026-03-03T09:00. Shall I book it?"
+    );
+    let (id2, name2, args2) = h.call_turn();
+    assert_eq!(name2, "book_appointment");
+    assert_eq!(
+        parse_args(&args2),
+        json!({"service": "cleaning", "start": "2026-03-03T09:00", "customer_name": "Test Caller"})
+    );
+    let booked = r#"{"ok":true,"timezone":"Europe/Berlin","status":"booked","confirmation_code":"K7PQ3X",
+        "appointment":{"service":"Cleaning","provider":"Dr. Anna Weber","start":"2026-03-03T09:00",
+        "end":"2026-03-03T09:30","weekday":"Tuesday","customer_name":"Test Caller","status":"booked",
+        "confirmation_code":"K7PQ3X","phone":"+4930123456"},"already_booked":false,"message":"Booked."}"#;
+    assert_eq!(
+        h.tool_reply(&id2, booked),
+        "You are booked. Your confirmation code is K7PQ3X."
+    );
 }
