@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// UDP port range for RTP; even ports are used, RTCP takes the odd one above [default: 10000-20000].
     #[arg(long, value_name = "LOW-HIGH")]
     pub rtp_ports: Option<PortRange>,
+    /// Seconds without RTP from the caller after which a call is ended with BYE (reason
+    /// `rtp-timeout`) [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub rtp_timeout: Option<u64>,
     /// SQLite database file, created and migrated at start [default: ./frontdesk.db].
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,

@@ -93,6 +93,8 @@ pub struct SipFile {
     pub media_ip: Option<IpAddr>,
     /// RTP port range.
     pub rtp_ports: Option<PortRange>,
+    /// Seconds without caller RTP after which a call is ended with BYE.
+    pub rtp_timeout_secs: Option<u64>,
 }
 
 /// The `[realtime]` section.

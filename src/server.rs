@@ -28,6 +28,8 @@ use crate::store::Store;
 
 /// How long calls get to hang up during shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default silence (no caller RTP) after which a call is ended, in seconds.
+pub const DEFAULT_RTP_TIMEOUT_SECS: u64 = 30;
 /// Default time to open a Realtime session before refusing the call with 503.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,6 +66,8 @@ pub struct ServeSettings {
     pub connect_timeout: Duration,
     /// Calendar file imported at start (services, providers, hours, closures).
     pub calendar: Option<PathBuf>,
+    /// No caller RTP for this long ends a call (`rtp-timeout`).
+    pub rtp_timeout: Duration,
 }
 
 impl ServeSettings {
@@ -128,6 +132,11 @@ impl ServeSettings {
                 .unwrap_or_else(|| PathBuf::from("./dialplans")),
             realtime,
             calendar: args.calendar.or(file.calendar),
+            rtp_timeout: Duration::from_secs(
+                args.rtp_timeout
+                    .or(file.sip.rtp_timeout_secs)
+                    .unwrap_or(DEFAULT_RTP_TIMEOUT_SECS),
+            ),
             connect_timeout: file
                 .realtime
                 .connect_timeout_secs
@@ -270,6 +279,7 @@ pub async fn run(
         realtime: target,
         connect_timeout: settings.connect_timeout,
         calendar_tools: !businesses.is_empty(),
+        rtp_timeout: settings.rtp_timeout,
     });
     info!(
         sip = %sip_addr,

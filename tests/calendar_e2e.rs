@@ -36,27 +36,60 @@ calendar = "bright-smile"
 #[test]
 fn the_model_checks_availability_and_books_during_a_call() {
     let dir = TestDir::new("booking");
-    let (ul, _) = speech(&dir, "turn1", "Hello, I would like to book a cleaning, please.");
+    let (ul, _) = speech(
+        &dir,
+        "turn1",
+        "Hello, I would like to book a cleaning, please.",
+    );
     let (ul2, _) = speech(&dir, "turn2", "Yes, please book it.");
     std::fs::write(dir.join("audio.ul"), &ul).expect("write");
     std::fs::write(dir.join("audio2.ul"), &ul2).expect("write");
-    let sim = Sim::start(&dir, Some(&Path::new(ROOT).join("tests/scenarios/booking.toml")));
+    let sim = Sim::start(
+        &dir,
+        Some(&Path::new(ROOT).join("tests/scenarios/booking.toml")),
+    );
     let plans = booking_dialplan(&dir);
     let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
     let calendar = calendar.to_string_lossy().into_owned();
     let url = sim.url();
-    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &url, "--calendar", &calendar]);
+    let mut serve = Serve::start(
+        &dir,
+        &plans,
+        &["--realtime-url", &url, "--calendar", &calendar],
+    );
     let media_port = free_port();
     let capture = Capture::start(&dir, media_port);
-    let run = run_sipp(&dir, "uac_two_turns.xml", serve.sip, media_port, 8_000, false);
-    let heard: Vec<u8> = capture.stop(media_port).iter().flat_map(|p| p.payload.clone()).collect();
-    assert!(run.success, "call failed:\n{}\n{}", run.output, serve.proc.log_text());
+    let run = run_sipp(
+        &dir,
+        "uac_two_turns.xml",
+        serve.sip,
+        media_port,
+        8_000,
+        false,
+    );
+    let heard: Vec<u8> = capture
+        .stop(media_port)
+        .iter()
+        .flat_map(|p| p.payload.clone())
+        .collect();
+    assert!(
+        run.success,
+        "call failed:\n{}\n{}",
+        run.output,
+        serve.proc.log_text()
+    );
     let status = serve.proc.terminate(Duration::from_secs(15));
-    assert!(status.is_some_and(|s| s.success()), "frontdesk did not stop cleanly");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "frontdesk did not stop cleanly"
+    );
 
     // The session was offered the calendar tools.
     let client = read_jsonl(&sim.record);
-    let update = client.iter().find(|e| e["type"] == "session.update").expect("session.update");
+    let update = client
+        .iter()
+        .find(|e| e["type"] == "session.update")
+        .expect("session.update");
     let tools: Vec<&str> = update["session"]["tools"]
         .as_array()
         .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
@@ -68,18 +101,36 @@ fn the_model_checks_availability_and_books_during_a_call() {
     // Both tool results reached the simulator, each followed by a response.create.
     let outputs: Vec<Value> = client
         .iter()
-        .filter(|e| e["type"] == "conversation.item.create" && e["item"]["type"] == "function_call_output")
-        .map(|e| serde_json::from_str(e["item"]["output"].as_str().unwrap_or("null")).unwrap_or(Value::Null))
+        .filter(|e| {
+            e["type"] == "conversation.item.create" && e["item"]["type"] == "function_call_output"
+        })
+        .map(|e| {
+            serde_json::from_str(e["item"]["output"].as_str().unwrap_or("null"))
+                .unwrap_or(Value::Null)
+        })
         .collect();
-    assert_eq!(outputs.len(), 2, "expected two tool outputs, got {outputs:?}");
-    assert!(outputs[0]["slots"][0]["start"].is_string(), "availability output: {}", outputs[0]);
-    let code = outputs[1]["confirmation_code"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        outputs.len(),
+        2,
+        "expected two tool outputs, got {outputs:?}"
+    );
+    assert!(
+        outputs[0]["slots"][0]["start"].is_string(),
+        "availability output: {}",
+        outputs[0]
+    );
+    let code = outputs[1]["confirmation_code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(code.len(), 6, "booking output: {}", outputs[1]);
 
     // No response collided with another one.
     let server = read_jsonl(&sim.record_server);
     assert!(
-        !server.iter().any(|e| e["error"]["code"] == "conversation_already_has_active_response"),
+        !server
+            .iter()
+            .any(|e| e["error"]["code"] == "conversation_already_has_active_response"),
         "a response.create collided with an active response"
     );
 
@@ -101,7 +152,10 @@ fn the_model_checks_availability_and_books_during_a_call() {
         (row.0, row.1, row.2, row.3, row.4, tools)
     });
     assert_eq!(name, "Test Caller");
-    assert_eq!(phone, "+15550001111", "the phone defaults to the SIP From number");
+    assert_eq!(
+        phone, "+15550001111",
+        "the phone defaults to the SIP From number"
+    );
     assert_eq!(status, "booked");
     assert_eq!(code_db, code);
     assert!(call_id.is_some_and(|c| !c.is_empty()));

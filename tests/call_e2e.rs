@@ -197,12 +197,15 @@ fn call_rows(db: &Path) -> Vec<frontdesk::store::CallRow> {
 /// reached the caller byte for byte.
 fn assert_audio_both_ways(run: &CallRun, payload_type: u8) {
     let appended = appended_audio(&run.client_events);
-    assert!(
-        find(&appended, &run.caller_audio).is_some(),
-        "the simulator did not receive the caller's {} audio bytes in order and contiguous ({} bytes appended)",
-        run.caller_audio.len(),
-        appended.len()
-    );
+    // In order and contiguous, but for at most two 20 ms frames the adaptive jitter buffer may
+    // skip or insert while settling its depth (issue 3).
+    if let Err(e) = contains_frames_in_order(&appended, &run.caller_audio, 2) {
+        panic!(
+            "the simulator did not receive the caller's {} audio bytes in order and contiguous: {e} ({} bytes appended)",
+            run.caller_audio.len(),
+            appended.len()
+        );
+    }
     let items = sim_audio_items(&run.server_events);
     assert!(
         items.len() >= 2,

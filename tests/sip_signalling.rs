@@ -117,3 +117,48 @@ fn sigterm_hangs_up_active_calls_with_bye_and_exits() {
     });
     assert_eq!(rows[0].end_reason.as_deref(), Some("shutdown"), "{rows:?}");
 }
+
+#[test]
+fn a_call_without_rtp_is_ended_after_the_rtp_timeout() {
+    let dir = TestDir::new("rtp-timeout");
+    let sim = Sim::start(&dir, None);
+    let dialplans = Path::new(ROOT).join("dialplans");
+    let mut serve = Serve::start(
+        &dir,
+        &dialplans,
+        &["--realtime-url", &sim.url(), "--rtp-timeout", "2"],
+    );
+    let started = Instant::now();
+    // The caller sends no RTP at all and waits for frontdesk's BYE.
+    let run = run_sipp(
+        &dir,
+        "uac_wait_for_bye.xml",
+        serve.sip,
+        free_port(),
+        0,
+        false,
+    );
+    assert!(
+        run.success,
+        "no BYE after the RTP timeout:\n{}\n{}",
+        run.output,
+        serve.proc.log_text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let status = serve.proc.terminate(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rows = rt.block_on(async {
+        let store = frontdesk::store::Store::open(&serve.db).await.expect("db");
+        store.recent_calls(5).await.expect("rows")
+    });
+    assert_eq!(
+        rows[0].end_reason.as_deref(),
+        Some("rtp-timeout"),
+        "{rows:?}"
+    );
+}

@@ -23,7 +23,8 @@ use tracing::{debug, info, warn};
 
 use super::core::{Bridge, MediaParams, RtpOutcome};
 use crate::dialplan::{
-    Action, AfterMessage, AgentProfile, AudioSamples, CallInfo, DialplanHandle, MessageAudio,
+    Action, AfterMessage, AgentProfile, AudioSamples, CallInfo, DialplanHandle, DtmfAction,
+    MessageAudio,
 };
 use crate::media::g711::Law;
 use crate::media::pacer::PlayoutPacer;
@@ -32,7 +33,7 @@ use crate::realtime::client::{RealtimeSocket, RealtimeTarget};
 use crate::realtime::protocol::{self, ServerEvent, SessionSettings, TurnDetection};
 use crate::sdp::{self, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite, Transport};
-use crate::store::{CallEnd, NewCall, Store};
+use crate::store::{CallEnd, MediaRecord, NewCall, Store};
 use crate::tools::{self, ToolContext};
 
 /// Largest UDP datagram we read on an RTP socket, in bytes.
@@ -63,6 +64,8 @@ pub struct CallContext {
     pub connect_timeout: Duration,
     /// Whether a calendar is configured, so the calendar tools are offered to the model.
     pub calendar_tools: bool,
+    /// No caller RTP for this long ends an answered call with BYE (`rtp-timeout`).
+    pub rtp_timeout: Duration,
 }
 
 /// How a call ended, for the call record.
@@ -185,33 +188,54 @@ impl Drop for PortLease<'_> {
     }
 }
 
-async fn bind_rtp(ctx: &CallContext) -> Option<(UdpSocket, PortLease<'_>)> {
+/// The sockets of one call's media: RTP on an even port, RTCP on the odd port above it (RFC 3550
+/// §11). RTCP is optional: without it (port taken) frontdesk still works, and rtcp-mux uses the
+/// RTP socket.
+struct MediaSockets {
+    rtp: UdpSocket,
+    rtcp: Option<UdpSocket>,
+}
+
+async fn bind_media(ctx: &CallContext) -> Option<(MediaSockets, PortLease<'_>)> {
     for _ in 0..PORT_BIND_ATTEMPTS {
         let port = ctx.ports.lock().ok()?.allocate()?;
         let lease = PortLease {
             pool: &ctx.ports,
             port,
         };
-        let specific = UdpSocket::bind(SocketAddr::new(ctx.media_ip, port)).await;
-        let socket = match specific {
-            Ok(s) => Ok(s),
-            // The advertised IP is not ours (e.g. a NAT's public address): listen on all interfaces.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
-                let any: IpAddr = if ctx.media_ip.is_ipv6() {
-                    IpAddr::from([0u16; 8])
-                } else {
-                    IpAddr::from([0u8; 4])
-                };
-                UdpSocket::bind(SocketAddr::new(any, port)).await
+        let socket = match bind_udp(ctx.media_ip, port).await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(port, error = %e, "RTP port busy, trying another");
+                continue;
             }
-            Err(e) => Err(e),
         };
-        match socket {
-            Ok(s) => return Some((s, lease)),
-            Err(e) => debug!(port, error = %e, "RTP port busy, trying another"),
-        }
+        let rtcp = match bind_udp(ctx.media_ip, port + 1).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                debug!(port = port + 1, error = %e, "RTCP port busy; this call sends no RTCP unless rtcp-mux");
+                None
+            }
+        };
+        return Some((MediaSockets { rtp: socket, rtcp }, lease));
     }
     None
+}
+
+async fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
+    match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+        Ok(s) => Ok(s),
+        // The advertised IP is not ours (e.g. a NAT's public address): listen on all interfaces.
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            let any: IpAddr = if ip.is_ipv6() {
+                IpAddr::from([0u16; 8])
+            } else {
+                IpAddr::from([0u8; 4])
+            };
+            UdpSocket::bind(SocketAddr::new(any, port)).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// What the answered call does, from the dialplan decision.
@@ -295,14 +319,18 @@ async fn drive(
     };
 
     // 2. RTP port.
-    let Some((socket, _lease)) = bind_rtp(ctx).await else {
+    let Some((socket, _lease)) = bind_media(ctx).await else {
         warn!("no free RTP port; refusing the call");
         invite.reject(503, "no free RTP port").await;
         return Outcome::rejected(503, "no-rtp-port");
     };
     let local_rtp = SocketAddr::new(
         ctx.media_ip,
-        socket.local_addr().map(|a| a.port()).unwrap_or_default(),
+        socket
+            .rtp
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default(),
     );
 
     // 3. SDP offer/answer.
@@ -391,8 +419,8 @@ struct AnsweredCall {
     local_sdp: Vec<u8>,
     /// Our RTP address.
     local_rtp: SocketAddr,
-    /// Our RTP socket.
-    socket: UdpSocket,
+    /// Our RTP and RTCP sockets.
+    socket: MediaSockets,
     /// SIP Call-ID (keys the tool-call log and idempotent bookings).
     call_id: String,
     /// The caller's number (P-Asserted-Identity, else From), the default phone for bookings.
@@ -473,6 +501,7 @@ async fn dialog_phase(
     let media = MediaSession {
         negotiated: &negotiated,
         socket,
+        handle,
         events,
         cancel,
         record,
@@ -492,7 +521,8 @@ async fn dialog_phase(
 /// The media side of an answered call, borrowed by the media loops.
 struct MediaSession<'a> {
     negotiated: &'a Negotiated,
-    socket: UdpSocket,
+    socket: MediaSockets,
+    handle: &'a CallHandle,
     events: &'a mut CallEvents,
     cancel: &'a CancellationToken,
     record: &'a mut CallEnd,
@@ -625,7 +655,11 @@ async fn media_loop(
 ) -> Outcome {
     let MediaSession {
         negotiated,
-        socket,
+        socket: MediaSockets {
+            rtp: socket,
+            rtcp: rtcp_socket,
+        },
+        handle,
         events,
         cancel,
         record,
@@ -646,6 +680,8 @@ async fn media_loop(
         ssrc: rand::random(),
         first_seq: rand::random(),
         first_ts: rand::random(),
+        telephone_event_pt: negotiated.telephone_event_pt,
+        rtp_timeout: Some(ctx.rtp_timeout),
     };
     let mut settings = session_settings(profile, negotiated.law, announcement);
     if !announcement && ctx.calendar_tools {
@@ -662,6 +698,7 @@ async fn media_loop(
     let mut remote = negotiated.remote_rtp;
     let mut latched = false;
     let mut buf = vec![0u8; RTP_READ_BUFFER];
+    let mut rtcp_buf = vec![0u8; RTP_READ_BUFFER];
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
     let max_duration = tokio::time::sleep(profile.max_duration);
@@ -702,6 +739,57 @@ async fn media_loop(
                 }
             }
         }
+        while let Some(report) = bridge.poll_rtcp(now) {
+            // RTCP goes to the odd port above the caller's RTP port, or to the RTP port itself
+            // with rtcp-mux (RFC 5761).
+            let sent = if negotiated.rtcp_mux {
+                socket.send_to(&report, remote).await
+            } else if let Some(rtcp) = &rtcp_socket {
+                rtcp.send_to(
+                    &report,
+                    SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
+                )
+                .await
+            } else {
+                Ok(0)
+            };
+            if let Err(e) = sent {
+                debug!(error = %e, "RTCP send failed");
+            }
+        }
+        if let Some(reason) = bridge.poll_hangup() {
+            break Outcome::local(reason);
+        }
+        let mut dtmf_end = None;
+        while let Some(key) = bridge.poll_digit() {
+            match profile.dtmf_action(key) {
+                Some(DtmfAction::Hangup) => {
+                    info!(%key, "the caller's key ends the call");
+                    dtmf_end = Some(Outcome::local("dtmf-hangup"));
+                }
+                Some(DtmfAction::Transfer { target, .. }) => {
+                    info!(%key, %target, "the caller's key transfers the call");
+                    dtmf_end = Some(match handle.refer(target).await {
+                        Ok(code) if (200..300).contains(&code) => Outcome::local("transferred"),
+                        Ok(code) => {
+                            warn!(%target, code, "the transfer was refused");
+                            Outcome::local("transfer-failed")
+                        }
+                        Err(e) => {
+                            warn!(%target, error = %e, "cannot transfer the call");
+                            Outcome::local("transfer-failed")
+                        }
+                    });
+                }
+                Some(DtmfAction::Forward) | None => bridge.forward_digit(key),
+            }
+            if dtmf_end.is_some() {
+                break;
+            }
+        }
+        if let Some(outcome) = dtmf_end {
+            break outcome;
+        }
         if announcement && bridge.responses_done() > 0 && bridge.playout_idle() {
             info!("message played");
             break Outcome::local("message-played");
@@ -728,11 +816,20 @@ async fn media_loop(
                 Some(CallEvent::Cancelled) => break Outcome::remote("cancelled"),
                 Some(CallEvent::Terminated { reason }) => break Outcome::remote(reason),
                 Some(CallEvent::Info { content_type, body }) => {
-                    debug!(content_type = content_type.as_deref().unwrap_or("-"), bytes = body.len(), "SIP INFO");
+                    match crate::media::dtmf::parse_dtmf_relay(&body) {
+                        Some(key) => bridge.handle_info_digit(key),
+                        None => debug!(content_type = content_type.as_deref().unwrap_or("-"), bytes = body.len(), "SIP INFO without a key ignored"),
+                    }
                 }
                 Some(CallEvent::Ack { .. }) => {}
                 None => break Outcome::remote("dialog-gone"),
             },
+            r = recv_opt(rtcp_socket.as_ref(), &mut rtcp_buf) => {
+                if let Ok((n, _)) = r {
+                    let now = tokio::time::Instant::now().into_std();
+                    bridge.handle_rtp(now, &rtcp_buf[..n]);
+                }
+            }
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
                     let now = tokio::time::Instant::now().into_std();
@@ -782,6 +879,19 @@ async fn media_loop(
     record.packets_in = stats.inbound.received;
     record.packets_out = stats.outbound.packets_sent;
     record.concealed_frames = stats.inbound.concealed_frames;
+    record.media = Some(MediaRecord {
+        lost: stats.inbound.lost,
+        late: stats.inbound.late,
+        duplicated: stats.inbound.duplicates,
+        reordered: stats.inbound.reordered,
+        jitter_ms: stats.inbound.jitter_ms,
+        max_depth_ms: stats.inbound.max_depth_ms,
+        remote_fraction_lost: stats.remote_report.map(|r| r.fraction_lost),
+        remote_cumulative_lost: stats.remote_report.map(|r| i64::from(r.cumulative_lost)),
+        remote_jitter_ms: stats.remote_report.map(|r| r.jitter_ms),
+        dtmf_digits: stats.dtmf_digits,
+        barge_ins: stats.barge_ins,
+    });
     info!(
         appends = stats.appends,
         barge_ins = stats.barge_ins,
@@ -789,6 +899,13 @@ async fn media_loop(
         server_errors = stats.server_errors,
         late = stats.inbound.late,
         duplicates = stats.inbound.duplicates,
+        lost = stats.inbound.lost,
+        concealed = stats.inbound.concealed_frames,
+        inserted = stats.inbound.inserted_frames,
+        skipped = stats.inbound.skipped_frames,
+        jitter_ms = format!("{:.1}", stats.inbound.jitter_ms),
+        max_depth_ms = stats.inbound.max_depth_ms,
+        dtmf = stats.dtmf_digits,
         "media summary"
     );
     let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, ws.close(None)).await;
@@ -819,7 +936,7 @@ fn recording_bytes(samples: &AudioSamples, law: Law) -> Vec<u8> {
 async fn play_recording(media: MediaSession<'_>, audio: &MessageAudio) -> Outcome {
     let MediaSession {
         negotiated,
-        socket,
+        socket: MediaSockets { rtp: socket, .. },
         events,
         cancel,
         record,
@@ -872,4 +989,15 @@ async fn play_recording(media: MediaSession<'_>, audio: &MessageAudio) -> Outcom
     };
     record.packets_out = pacer.stats().packets_sent;
     outcome
+}
+
+/// Receives on an optional socket; pends forever without one (so `select!` ignores the branch).
+async fn recv_opt(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,6 +1,7 @@
 //! The per-call bridge between caller RTP and a Realtime session, as a sans-IO state machine.
 //!
-//! [`Bridge`] owns the call's [`InboundAudio`] (caller RTP → continuous 20 ms frames), its
+//! [`Bridge`] owns the call's [`JitterBuffer`] (caller RTP → one 20 ms frame per tick), its
+//! [`DtmfReceiver`] (RFC 4733 key presses), its [`RtcpSession`] (RFC 3550 reports), its
 //! [`PlayoutPacer`] (model audio → paced RTP) and the conversation state it needs from the server
 //! events: the response in progress, the assistant item being played, items interrupted by the
 //! caller, and function calls waiting for their outputs.
@@ -20,13 +21,15 @@
 //! itself (`interrupt_response: false`).
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::media::dtmf::DtmfReceiver;
 use crate::media::g711::{Law, BYTES_PER_MS};
-use crate::media::inbound::{Disposition, InboundAudio, InboundStats};
+use crate::media::jitter::{Disposition, JitterBuffer, JitterStats};
 use crate::media::pacer::{PacerStats, PlayoutPacer, Transmit};
+use crate::media::rtcp::{RemoteReport, RtcpSession};
 use crate::media::rtp;
 use crate::realtime::protocol::{self, Dialect, ServerEvent, SessionSettings};
 
@@ -46,6 +49,10 @@ pub struct MediaParams {
     pub first_seq: u16,
     /// First RTP timestamp (random, RFC 3550 §5.1).
     pub first_ts: u32,
+    /// RFC 4733 telephone-event payload type, when negotiated.
+    pub telephone_event_pt: Option<u8>,
+    /// No caller RTP for this long ends the call (`rtp-timeout`); `None` disables the check.
+    pub rtp_timeout: Option<Duration>,
 }
 
 /// What happened to an RTP datagram.
@@ -53,7 +60,7 @@ pub struct MediaParams {
 pub enum RtpOutcome {
     /// A valid RTP packet (any payload type); the shell may latch its source address.
     Rtp(Disposition),
-    /// An RTCP packet (rtcp-mux); ignored for now.
+    /// An RTCP packet (rtcp-mux or the RTCP port).
     Rtcp,
     /// Not RTP at all.
     Invalid,
@@ -63,7 +70,7 @@ pub enum RtpOutcome {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BridgeStats {
     /// Caller RTP.
-    pub inbound: InboundStats,
+    pub inbound: JitterStats,
     /// Our RTP.
     pub outbound: PacerStats,
     /// `input_audio_buffer.append` events sent.
@@ -76,6 +83,10 @@ pub struct BridgeStats {
     pub server_errors: u64,
     /// Audio deltas discarded because their item had been interrupted.
     pub late_deltas_dropped: u64,
+    /// Key presses received (RFC 4733 or SIP INFO).
+    pub dtmf_digits: u64,
+    /// What the caller last reported about our stream in RTCP, if anything.
+    pub remote_report: Option<RemoteReport>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,7 +114,13 @@ const REMEMBERED_TOOL_CALLS: usize = 32;
 pub struct Bridge {
     dialect: Dialect,
     interrupt_response: bool,
-    inbound: InboundAudio,
+    inbound: JitterBuffer,
+    dtmf: Option<DtmfReceiver>,
+    digits: VecDeque<char>,
+    rtcp: RtcpSession,
+    rtp_timeout: Option<Duration>,
+    last_rtp: Instant,
+    hangup: Option<&'static str>,
     pacer: PlayoutPacer,
     ws_out: VecDeque<String>,
     response_active: Option<String>,
@@ -132,7 +149,13 @@ impl Bridge {
         Bridge {
             dialect,
             interrupt_response,
-            inbound: InboundAudio::new(media.law, media.payload_type, now),
+            inbound: JitterBuffer::new(media.law, media.payload_type, now),
+            dtmf: media.telephone_event_pt.map(DtmfReceiver::new),
+            digits: VecDeque::new(),
+            rtcp: RtcpSession::new(media.ssrc, "frontdesk", now),
+            rtp_timeout: media.rtp_timeout,
+            last_rtp: now,
+            hangup: None,
             pacer: PlayoutPacer::new(
                 media.law,
                 media.payload_type,
@@ -172,33 +195,89 @@ impl Bridge {
         }
     }
 
-    /// Feeds one UDP datagram received on the call's RTP port.
+    /// Feeds one UDP datagram received on the call's RTP port (or its RTCP port).
     pub fn handle_rtp(&mut self, now: Instant, datagram: &[u8]) -> RtpOutcome {
         if rtp::is_rtcp(datagram) {
+            if let Err(e) = self.rtcp.handle_packet(now, datagram) {
+                debug!(error = %e, "malformed RTCP ignored");
+            }
             return RtpOutcome::Rtcp;
         }
         let Ok(packet) = rtp::parse(datagram) else {
             return RtpOutcome::Invalid;
         };
+        self.last_rtp = now;
+        if let Some(dtmf) = &mut self.dtmf {
+            dtmf.push(now, &packet);
+        }
         let disposition = self.inbound.push(now, &packet);
-        self.drain_inbound();
+        self.drain_inbound(now);
         RtpOutcome::Rtp(disposition)
     }
 
-    /// Advances timers: conceals missing caller audio.
+    /// Advances timers: releases the caller frames due (one per 20 ms tick, concealed if missing),
+    /// closes DTMF presses whose end packets were lost, and notices RTP silence.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.inbound.handle_timeout(now);
-        self.drain_inbound();
+        self.drain_inbound(now);
+        if let Some(timeout) = self.rtp_timeout {
+            if now.saturating_duration_since(self.last_rtp) >= timeout && self.hangup.is_none() {
+                info!(timeout = ?timeout, "no RTP from the caller; ending the call");
+                self.hangup = Some("rtp-timeout");
+            }
+        }
     }
 
-    fn drain_inbound(&mut self) {
-        while let Some(frame) = self.inbound.poll_frame() {
+    fn drain_inbound(&mut self, now: Instant) {
+        while let Some(frame) = self.inbound.poll_frame(now) {
             // base64 grows 4/3; the JSON envelope adds ~50 bytes.
             let mut event = String::with_capacity(frame.audio.len() * 4 / 3 + 64);
             protocol::input_audio_buffer_append(&mut event, &frame.audio);
             self.ws_out.push_back(event);
             self.stats.appends += 1;
         }
+        if let Some(dtmf) = &mut self.dtmf {
+            dtmf.handle_timeout(now);
+            while let Some(d) = dtmf.poll_digit() {
+                info!(key = %d.key, duration_ms = d.duration_ms, "caller pressed a key");
+                self.stats.dtmf_digits += 1;
+                self.digits.push_back(d.key);
+            }
+        }
+    }
+
+    /// A key press that arrived by SIP INFO (`application/dtmf-relay`); handled like an RFC 4733 one.
+    pub fn handle_info_digit(&mut self, key: char) {
+        info!(%key, "caller pressed a key (SIP INFO)");
+        self.stats.dtmf_digits += 1;
+        self.digits.push_back(key);
+    }
+
+    /// The next key the caller pressed. The shell applies the dialplan's DTMF action, or calls
+    /// [`Bridge::forward_digit`].
+    pub fn poll_digit(&mut self) -> Option<char> {
+        self.digits.pop_front()
+    }
+
+    /// Tells the model about a key press as a user message ("The caller pressed 3.") and asks for
+    /// a response when none is in progress.
+    pub fn forward_digit(&mut self, key: char) {
+        self.ws_out.push_back(protocol::user_text_message(
+            self.dialect,
+            &format!("The caller pressed {key}."),
+        ));
+        self.response_wanted = true;
+        self.maybe_request_response();
+    }
+
+    /// Why the bridge wants the call ended (e.g. `rtp-timeout`), once.
+    pub fn poll_hangup(&mut self) -> Option<&'static str> {
+        self.hangup.take()
+    }
+
+    /// The next RTCP compound packet due (SR or RR + SDES, every 5 s), for the caller's RTCP address.
+    pub fn poll_rtcp(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let report = self.inbound.receiver_report();
+        self.rtcp.poll_transmit(now, report.as_ref())
     }
 
     /// Feeds one server event.
@@ -432,15 +511,25 @@ impl Bridge {
 
     /// The next RTP packet due at `now`.
     pub fn poll_rtp(&mut self, now: Instant) -> Option<Transmit> {
-        self.pacer.poll_transmit(now)
+        let t = self.pacer.poll_transmit(now)?;
+        let ts = u32::from_be_bytes([t.packet[4], t.packet[5], t.packet[6], t.packet[7]]);
+        self.rtcp
+            .on_rtp_sent(now, ts, t.packet.len() - rtp::HEADER_BYTES);
+        Some(t)
     }
 
     /// When to call [`Bridge::handle_timeout`] / [`Bridge::poll_rtp`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.pacer.poll_timeout(), self.inbound.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.pacer.poll_timeout(),
+            self.inbound.poll_timeout(),
+            self.dtmf.as_ref().and_then(DtmfReceiver::poll_timeout),
+            self.rtcp.poll_timeout(),
+            self.rtp_timeout.map(|t| self.last_rtp + t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Responses the server has finished (`response.done`, any status).
@@ -458,6 +547,7 @@ impl Bridge {
         BridgeStats {
             inbound: self.inbound.stats(),
             outbound: self.pacer.stats(),
+            remote_report: self.rtcp.remote_reports().copied(),
             ..self.stats
         }
     }
@@ -476,6 +566,8 @@ mod tests {
             ssrc: 7,
             first_seq: 100,
             first_ts: 1000,
+            telephone_event_pt: Some(101),
+            rtp_timeout: Some(Duration::from_secs(30)),
         };
         Bridge::new(t0, &media, dialect, true)
     }
@@ -547,6 +639,10 @@ mod tests {
             );
             let now = t0 + Duration::from_millis(20 * i as u64);
             assert!(matches!(b.handle_rtp(now, &pkt), RtpOutcome::Rtp(_)));
+        }
+        // The jitter buffer releases one frame per 20 ms tick, from 40 ms after the first packet.
+        for k in 0..4u64 {
+            b.handle_timeout(t0 + Duration::from_millis(40 + 20 * k));
         }
         let appends: Vec<Vec<u8>> = drain_ws(&mut b)
             .iter()

@@ -8,8 +8,10 @@
 //!   extended sequence numbers / timestamps (RFC 3550 §A.1).
 //! - [`pacer`]: [`pacer::PlayoutPacer`], which turns model audio (any chunk size, faster than real
 //!   time) into 20 ms RTP packets on an absolute, drift-free schedule.
-//! - [`inbound`]: [`inbound::InboundAudio`], which turns caller RTP into a continuous stream of
-//!   frames for the model, filling losses and pauses with G.711 silence.
+//! - [`jitter`]: [`jitter::JitterBuffer`], the adaptive playout buffer that turns caller RTP into
+//!   exactly one 20 ms frame per tick for the model, concealing losses with G.711 silence.
+//! - [`dtmf`]: RFC 4733 telephone-event reception (and SIP INFO `application/dtmf-relay` bodies).
+//! - [`rtcp`]: RTCP receiver/sender reports (RFC 3550 §6).
 //! - [`ports`]: [`ports::PortPool`], the pool of even local RTP ports.
 //!
 //! Invariants shared by every state machine here: no I/O, no tokio, no sockets, and no reading of the
@@ -18,8 +20,10 @@
 //! payload bytes pass through untouched, and only silence bytes of the call's own law are inserted.
 //! Outputs are drained with `poll_*` until they return `None`; the next deadline is `poll_timeout()`.
 
+pub mod dtmf;
 pub mod g711;
-pub mod inbound;
+pub mod jitter;
 pub mod pacer;
 pub mod ports;
+pub mod rtcp;
 pub mod rtp;

@@ -75,6 +75,35 @@ pub struct CallEnd {
     pub packets_out: u64,
     /// 20 ms silence frames inserted for missing caller audio.
     pub concealed_frames: u64,
+    /// Media quality, when the call got as far as exchanging media.
+    pub media: Option<MediaRecord>,
+}
+
+/// Media quality figures of one call (see `migrations/20261122000003_call_media_stats.sql`).
+#[derive(Debug, Clone, Default)]
+pub struct MediaRecord {
+    /// Caller packets never received.
+    pub lost: u64,
+    /// Caller packets that arrived too late to play.
+    pub late: u64,
+    /// Duplicate caller packets.
+    pub duplicated: u64,
+    /// Caller packets that arrived out of order.
+    pub reordered: u64,
+    /// RFC 3550 interarrival jitter of the caller's stream, ms.
+    pub jitter_ms: f64,
+    /// Deepest jitter-buffer depth, ms.
+    pub max_depth_ms: u64,
+    /// Fraction of our packets the caller reported lost (0.0–1.0), from RTCP.
+    pub remote_fraction_lost: Option<f64>,
+    /// Packets of ours the caller reported lost in total, from RTCP.
+    pub remote_cumulative_lost: Option<i64>,
+    /// Jitter of our stream at the caller, ms, from RTCP.
+    pub remote_jitter_ms: Option<f64>,
+    /// Key presses received.
+    pub dtmf_digits: u64,
+    /// Times the caller interrupted the agent.
+    pub barge_ins: u64,
 }
 
 /// A stored call, as read back (for tests and the staff tools).
@@ -106,6 +135,12 @@ pub struct CallRow {
     pub packets_in: i64,
     /// RTP packets sent.
     pub packets_out: i64,
+    /// Caller packets lost (concealed).
+    pub packets_lost: Option<i64>,
+    /// Key presses received.
+    pub dtmf_digits: Option<i64>,
+    /// Times the caller interrupted the agent.
+    pub barge_ins: Option<i64>,
 }
 
 impl Store {
@@ -197,19 +232,35 @@ impl Store {
     /// # Errors
     /// [`Error::Query`] on database failure.
     pub async fn call_ended(&self, id: i64, end: &CallEnd, at: DateTime<Utc>) -> Result<(), Error> {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let m = end.media.as_ref();
         sqlx::query(
             "UPDATE calls SET ended_at = ?, end_reason = ?, end_initiator = ?,
                  sip_status = COALESCE(?, sip_status), packets_in = ?, packets_out = ?,
-                 concealed_frames = ?
+                 concealed_frames = ?, packets_lost = ?, packets_late = ?, packets_duplicated = ?,
+                 packets_reordered = ?, jitter_ms = ?, max_jitter_buffer_ms = ?,
+                 remote_fraction_lost = ?, remote_cumulative_lost = ?, remote_jitter_ms = ?,
+                 dtmf_digits = ?, barge_ins = ?
              WHERE id = ?",
         )
         .bind(rfc3339(at))
         .bind(&end.end_reason)
         .bind(&end.end_initiator)
         .bind(end.sip_status.map(i64::from))
-        .bind(i64::try_from(end.packets_in).unwrap_or(i64::MAX))
-        .bind(i64::try_from(end.packets_out).unwrap_or(i64::MAX))
-        .bind(i64::try_from(end.concealed_frames).unwrap_or(i64::MAX))
+        .bind(int(end.packets_in))
+        .bind(int(end.packets_out))
+        .bind(int(end.concealed_frames))
+        .bind(m.map(|m| int(m.lost)))
+        .bind(m.map(|m| int(m.late)))
+        .bind(m.map(|m| int(m.duplicated)))
+        .bind(m.map(|m| int(m.reordered)))
+        .bind(m.map(|m| m.jitter_ms))
+        .bind(m.map(|m| int(m.max_depth_ms)))
+        .bind(m.and_then(|m| m.remote_fraction_lost))
+        .bind(m.and_then(|m| m.remote_cumulative_lost))
+        .bind(m.and_then(|m| m.remote_jitter_ms))
+        .bind(m.map(|m| int(m.dtmf_digits)))
+        .bind(m.map(|m| int(m.barge_ins)))
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -223,7 +274,8 @@ impl Store {
     pub async fn calls_by_call_id(&self, call_id: &str) -> Result<Vec<CallRow>, Error> {
         Ok(sqlx::query_as::<_, CallRow>(
             "SELECT call_id, from_uri, caller, called, profile, started_at, answered_at, ended_at,
-                    end_reason, sip_status, codec, packets_in, packets_out
+                    end_reason, sip_status, codec, packets_in, packets_out, packets_lost,
+                    dtmf_digits, barge_ins
              FROM calls WHERE call_id = ? ORDER BY id",
         )
         .bind(call_id)
@@ -238,7 +290,8 @@ impl Store {
     pub async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRow>, Error> {
         Ok(sqlx::query_as::<_, CallRow>(
             "SELECT call_id, from_uri, caller, called, profile, started_at, answered_at, ended_at,
-                    end_reason, sip_status, codec, packets_in, packets_out
+                    end_reason, sip_status, codec, packets_in, packets_out, packets_lost,
+                    dtmf_digits, barge_ins
              FROM calls ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)

@@ -586,3 +586,50 @@ pub fn validate_events(dialect: &str, direction: &str, file: &Path) -> String {
     );
     text
 }
+
+/// Checks that `needle`'s 20 ms frames (160 bytes) appear in `haystack` in order and back to back,
+/// allowing at most `max_adjust` whole-frame adjustments of an adaptive jitter buffer: a frame
+/// skipped to shrink its depth, or a frame inserted to grow it. Returns the adjustments made.
+pub fn contains_frames_in_order(
+    haystack: &[u8],
+    needle: &[u8],
+    max_adjust: usize,
+) -> Result<usize, String> {
+    const F: usize = 160;
+    let frames: Vec<&[u8]> = needle.chunks(F).collect();
+    let Some(first) = frames.first() else {
+        return Ok(0);
+    };
+    let mut pos =
+        find(haystack, first).ok_or("the first 20 ms of the audio never arrived")? + first.len();
+    let mut adjust = 0;
+    let mut i = 1;
+    while i < frames.len() {
+        let f = frames[i];
+        let at = |p: usize| haystack.get(p..p + f.len()) == Some(f);
+        if at(pos) {
+            pos += f.len();
+            i += 1;
+        } else if at(pos + F) {
+            // A frame was inserted before this one.
+            adjust += 1;
+            pos += F + f.len();
+            i += 1;
+        } else if i + 1 < frames.len()
+            && haystack.get(pos..pos + frames[i + 1].len()) == Some(frames[i + 1])
+        {
+            // This frame was skipped.
+            adjust += 1;
+            i += 1;
+        } else {
+            return Err(format!(
+                "frame {i} of {} is missing or out of order",
+                frames.len()
+            ));
+        }
+        if adjust > max_adjust {
+            return Err(format!("more than {max_adjust} frames inserted or skipped"));
+        }
+    }
+    Ok(adjust)
+}
