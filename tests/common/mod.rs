@@ -379,14 +379,19 @@ pub struct Capture {
 impl Capture {
     /// Captures UDP packets to or from `port` on `lo` (needs root or capture rights).
     pub fn start(dir: &TestDir, port: u16) -> Capture {
+        Capture::start_filter(dir, &format!("rtp-{port}"), &format!("udp port {port}"))
+    }
+
+    /// Captures packets matching the BPF `filter` on `lo` into `<name>.pcap`.
+    pub fn start_filter(dir: &TestDir, name: &str, filter: &str) -> Capture {
         require_tool("dumpcap", "tshark");
-        let file = dir.join(&format!("rtp-{port}.pcap"));
-        let log = dir.join(&format!("dumpcap-{port}.log"));
+        let file = dir.join(&format!("{name}.pcap"));
+        let log = dir.join(&format!("dumpcap-{name}.log"));
         let mut cmd = Command::new("dumpcap");
         cmd.arg("-i")
             .arg("lo")
             .arg("-f")
-            .arg(format!("udp port {port}"))
+            .arg(filter)
             .arg("-w")
             .arg(&file);
         let proc = Proc::spawn("dumpcap", cmd, log.clone());
@@ -407,14 +412,20 @@ impl Capture {
     }
 
     /// Stops the capture and returns the RTP packets sent to `dst_port` (from any other port).
-    pub fn stop(mut self, dst_port: u16) -> Vec<RtpRecord> {
+    pub fn stop(self, dst_port: u16) -> Vec<RtpRecord> {
+        let file = self.finish();
+        read_rtp(&file, dst_port)
+    }
+
+    /// Stops the capture and returns the pcap file.
+    pub fn finish(mut self) -> PathBuf {
         std::thread::sleep(Duration::from_millis(300));
         let _ = Command::new("kill")
             .arg("-INT")
             .arg(self.proc.child.id().to_string())
             .status();
         let _ = self.proc.child.wait();
-        read_rtp(&self.file, dst_port)
+        self.file.clone()
     }
 }
 
@@ -632,4 +643,26 @@ pub fn contains_frames_in_order(
         }
     }
     Ok(adjust)
+}
+
+/// Capture times (UNIX seconds) of the TCP segments sent from `src_port` whose payload contains
+/// `text` (e.g. a Realtime event type in an unmasked server-to-client WebSocket frame).
+pub fn tcp_text_times(pcap: &Path, src_port: u16, text: &str) -> Vec<f64> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .arg("-Y")
+        .arg(format!(
+            "tcp.srcport=={src_port} && frame contains \"{text}\""
+        ))
+        .arg("-T")
+        .arg("fields")
+        .arg("-e")
+        .arg("frame.time_epoch")
+        .output()
+        .expect("run tshark");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }

@@ -1,0 +1,155 @@
+//! End to end media behaviour with SIPp and the simulator: barge-in timing and truncation, and
+//! RFC 4733 key presses reaching the model.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+fn dialplan(dir: &TestDir) -> std::path::PathBuf {
+    let d = dir.join("dialplans");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::write(
+        d.join("test.toml"),
+        r#"
+[[routes]]
+to = "*"
+agent = "tester"
+
+[agents.tester]
+voice = "alloy"
+greeting = "Hello."
+instructions = "You are a test receptionist."
+"#,
+    )
+    .expect("write");
+    d
+}
+
+/// The caller starts speaking 1.5 s into a long greeting: frontdesk stops the agent's RTP within
+/// 40 ms of the simulator's `speech_started`, and truncates the greeting at the audio the caller
+/// actually received (within 20 ms).
+#[test]
+fn barge_in_stops_playout_and_truncates_at_the_audio_heard() {
+    let dir = TestDir::new("barge-in");
+    let (ul, _) = speech(
+        &dir,
+        "caller",
+        "Sorry to interrupt, I only need your opening hours.",
+    );
+    std::fs::write(dir.join("audio.ul"), &ul).expect("write");
+    let sim = Sim::start(
+        &dir,
+        Some(&Path::new(ROOT).join("tests/scenarios/barge_in.toml")),
+    );
+    let plans = dialplan(&dir);
+    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
+    let media_port = free_port();
+    let sim_port = sim.addr.port();
+    let capture = Capture::start_filter(
+        &dir,
+        "barge-in",
+        &format!("udp port {media_port} or tcp src port {sim_port}"),
+    );
+    let run = run_sipp(
+        &dir,
+        "uac_barge_in.xml",
+        serve.sip,
+        media_port,
+        7_000,
+        false,
+    );
+    let pcap = capture.finish();
+    assert!(
+        run.success,
+        "call failed:\n{}\n{}",
+        run.output,
+        serve.proc.log_text()
+    );
+    serve.proc.terminate(Duration::from_secs(15));
+
+    let rtp = read_rtp(&pcap, media_port);
+    assert!(!rtp.is_empty(), "no RTP reached the caller");
+    // The greeting is the first talkspurt; the next marker starts the reply.
+    let next_spurt = rtp
+        .iter()
+        .skip(1)
+        .position(|p| p.marker)
+        .map(|i| i + 1)
+        .unwrap_or(rtp.len());
+    let greeting = &rtp[..next_spurt];
+    let last_greeting_packet = greeting.last().map(|p| p.time).unwrap_or_default();
+    let started = tcp_text_times(&pcap, sim_port, "input_audio_buffer.speech_started");
+    let speech_started = *started.first().expect("the simulator sent speech_started");
+    let stop_delay_ms = (last_greeting_packet - speech_started) * 1000.0;
+    assert!(
+        stop_delay_ms <= 40.0,
+        "the agent's RTP went on for {stop_delay_ms:.1} ms after speech_started"
+    );
+
+    let client = read_jsonl(&sim.record);
+    let truncate = client
+        .iter()
+        .find(|e| e["type"] == "conversation.item.truncate")
+        .expect("a truncate was sent");
+    let audio_end_ms = truncate["audio_end_ms"].as_f64().expect("audio_end_ms");
+    let heard_ms = greeting.iter().map(|p| p.payload.len()).sum::<usize>() as f64 / 8.0;
+    assert!(
+        (audio_end_ms - heard_ms).abs() <= 20.0,
+        "truncated at {audio_end_ms} ms but the caller received {heard_ms} ms of the greeting"
+    );
+    assert!(
+        heard_ms > 1000.0,
+        "the caller heard only {heard_ms} ms before interrupting"
+    );
+    // The truncate names the item that was playing, and the server accepted it.
+    let server = read_jsonl(&sim.record_server);
+    assert!(server
+        .iter()
+        .any(|e| e["type"] == "conversation.item.truncated"));
+    assert!(
+        !server.iter().any(|e| e["type"] == "error"),
+        "the simulator reported an error: {:?}",
+        server
+            .iter()
+            .filter(|e| e["type"] == "error")
+            .collect::<Vec<_>>()
+    );
+}
+
+/// RFC 4733 digits sent by SIPp (the pcaps shipped with sip-tester) reach the model as user
+/// messages, once per key press.
+#[test]
+fn dtmf_digits_reach_the_model_as_user_messages() {
+    let dir = TestDir::new("dtmf");
+    let sim = Sim::start(&dir, None);
+    let plans = dialplan(&dir);
+    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
+    let run = run_sipp(&dir, "uac_dtmf.xml", serve.sip, free_port(), 0, false);
+    assert!(
+        run.success,
+        "call failed:\n{}\n{}",
+        run.output,
+        serve.proc.log_text()
+    );
+    serve.proc.terminate(Duration::from_secs(15));
+    let texts: Vec<String> = read_jsonl(&sim.record)
+        .iter()
+        .filter(|e| e["type"] == "conversation.item.create" && e["item"]["role"] == "user")
+        .filter_map(|e| e["item"]["content"][0]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        texts,
+        ["The caller pressed 1.", "The caller pressed #."],
+        "{}",
+        serve.proc.log_text()
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rows = rt.block_on(async {
+        let store = frontdesk::store::Store::open(&serve.db).await.expect("db");
+        store.recent_calls(5).await.expect("rows")
+    });
+    assert_eq!(rows[0].dtmf_digits, Some(2));
+}
