@@ -232,3 +232,86 @@ fn reload_during_a_call_keeps_the_call_and_serves_the_next_with_the_new_plan() {
         "the bad edit's error must be logged:\n{log}"
     );
 }
+
+#[test]
+fn transfer_reject_and_message_actions_reach_the_caller() {
+    let dir = TestDir::new("actions");
+    let plans = dir.join("dialplans");
+    std::fs::create_dir_all(&plans).expect("mkdir");
+    std::fs::write(
+        plans.join("actions.toml"),
+        r#"
+[[routes]]
+name = "emergency"
+to = "911"
+transfer = "sip:oncall@pbx.example.com"
+
+[[routes]]
+name = "busy"
+to = "486"
+reject = 486
+
+[[routes]]
+name = "closed"
+to = "*"
+[routes.message]
+text = "We are closed today. Please call again tomorrow."
+"#,
+    )
+    .expect("write");
+    let sim = Sim::start(&dir, None);
+    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
+    for (number, scenario) in [
+        ("911", "invite_expect_302.xml"),
+        ("486", "invite_expect_486.xml"),
+    ] {
+        let cmd = sipp_command_to(&dir, scenario, serve.sip, number, free_port(), 0, false);
+        let run = sipp_result(&dir, scenario, { cmd }.output().expect("sipp"));
+        assert!(
+            run.success,
+            "{scenario} to {number}:\n{}\n{}",
+            run.output,
+            serve.proc.log_text()
+        );
+    }
+    // The message is played, then frontdesk hangs up.
+    let cmd = sipp_command_to(
+        &dir,
+        "uac_wait_for_bye.xml",
+        serve.sip,
+        "100",
+        free_port(),
+        0,
+        false,
+    );
+    let run = sipp_result(
+        &dir,
+        "uac_wait_for_bye.xml",
+        { cmd }.output().expect("sipp"),
+    );
+    assert!(
+        run.success,
+        "no BYE after the message:\n{}\n{}",
+        run.output,
+        serve.proc.log_text()
+    );
+    let updates = session_updates(&sim);
+    assert_eq!(updates.len(), 1, "only the message opened a session");
+    assert!(updates[0]["session"]["instructions"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("We are closed today"));
+    let rows = rows_after_stop(&mut serve);
+    let reasons: Vec<_> = rows
+        .iter()
+        .map(|r| (r.sip_status, r.end_reason.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (Some(302), "redirected".to_owned()),
+            (Some(486), "dialplan-reject".to_owned()),
+            (Some(200), "message-played".to_owned())
+        ]
+    );
+}

@@ -1,0 +1,155 @@
+//! The `frontdesk` command as admins and staff use it: help, dialplan tools, database, calendar and
+//! appointment commands, and clear errors for bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{TestDir, FRONTDESK, ROOT};
+
+fn frontdesk(args: &[&str]) -> Output {
+    Command::new(FRONTDESK)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run frontdesk")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_explains_every_command() {
+    let o = frontdesk(&["--help"]);
+    assert!(o.status.success());
+    for word in [
+        "serve",
+        "sim",
+        "dialplan",
+        "calendar",
+        "appointments",
+        "OPENAI_API_KEY",
+    ] {
+        assert!(
+            text(&o).contains(word),
+            "--help does not mention {word}:\n{}",
+            text(&o)
+        );
+    }
+    let o = frontdesk(&["serve", "--help"]);
+    for flag in [
+        "--sip-listen",
+        "--media-ip",
+        "--rtp-ports",
+        "--db",
+        "--dialplans",
+        "--realtime-url",
+        "--realtime-protocol",
+    ] {
+        assert!(text(&o).contains(flag), "serve --help lacks {flag}");
+    }
+}
+
+#[test]
+fn dialplan_check_and_test() {
+    let plans = Path::new(ROOT).join("dialplans");
+    let plans = plans.to_str().expect("utf-8 path");
+    let o = frontdesk(&["dialplan", "check", plans]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("emergency"), "{}", text(&o));
+
+    let o = frontdesk(&["dialplan", "test", "--dir", plans, "--to", "+49301234569"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("sip:oncall@pbx.example.com"),
+        "{}",
+        text(&o)
+    );
+
+    let dir = TestDir::new("cli-dialplan");
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[[routes]]\nto = \"*\"\nagnet = \"x\"\n",
+    )
+    .expect("write");
+    let o = frontdesk(&["dialplan", "check", dir.path().to_str().expect("path")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("bad.toml:3:1"), "{}", text(&o));
+    assert!(
+        text(&o).contains("agent"),
+        "a hint names the right key: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn calendar_import_list_and_export() {
+    let dir = TestDir::new("cli-calendar");
+    let db = dir.join("fd.db");
+    let db = db.to_str().expect("path");
+    let o = frontdesk(&["db", "migrate", "--db", db]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cal = Path::new(ROOT).join("deploy/calendar.example.toml");
+    let o = frontdesk(&[
+        "calendar",
+        "import",
+        cal.to_str().expect("path"),
+        "--db",
+        db,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("bright-smile"), "{}", text(&o));
+    let o = frontdesk(&["appointments", "list", "--db", db]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Bright Smile Dental"), "{}", text(&o));
+    let ics = dir.join("a.ics");
+    let o = frontdesk(&[
+        "appointments",
+        "export",
+        "--ics",
+        ics.to_str().expect("path"),
+        "--db",
+        db,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let body = std::fs::read_to_string(&ics).expect("ics written");
+    assert!(body.starts_with("BEGIN:VCALENDAR"), "{body}");
+}
+
+#[test]
+fn bad_config_and_calendar_files_fail_with_a_clear_error() {
+    let dir = TestDir::new("cli-errors");
+    std::fs::write(dir.join("bad.toml"), "[sip]\nlsiten = \"0.0.0.0:5060\"\n").expect("write");
+    let o = frontdesk(&[
+        "serve",
+        "--config",
+        dir.join("bad.toml").to_str().expect("path"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("lsiten"), "{}", text(&o));
+    std::fs::write(dir.join("cal.toml"), "[business]\nname = \"X\"\nfoo = 1\n").expect("write");
+    let o = frontdesk(&[
+        "calendar",
+        "import",
+        dir.join("cal.toml").to_str().expect("path"),
+        "--db",
+        dir.join("x.db").to_str().expect("path"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("foo"), "{}", text(&o));
+    let o = frontdesk(&[
+        "serve",
+        "--realtime-protocol",
+        "gamma",
+        "--dialplans",
+        "/nonexistent",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("gamma"), "{}", text(&o));
+}
