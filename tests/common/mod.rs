@@ -599,70 +599,49 @@ pub fn validate_events(dialect: &str, direction: &str, file: &Path) -> String {
 }
 
 /// Checks that `needle`'s 20 ms frames (160 bytes) appear in `haystack` in order and back to back,
-/// allowing at most `max_adjust` whole-frame adjustments of an adaptive jitter buffer: a frame
-/// skipped to shrink its depth, or a frame inserted to grow it. Returns the adjustments made.
+/// allowing the whole-frame adjustments of an adaptive jitter buffer: a frame of silence inserted
+/// to grow its depth, or a quiet frame skipped to shrink it (at most `max_adjust` of them, and at
+/// most one audible frame skipped). `law` is the G.711 law of the audio. Returns the adjustments.
 pub fn contains_frames_in_order(
     haystack: &[u8],
     needle: &[u8],
+    law: frontdesk::media::g711::Law,
     max_adjust: usize,
 ) -> Result<usize, String> {
     const F: usize = 160;
+    let silence = [law.silence_byte(); F];
+    let quiet = |f: &[u8]| frontdesk::media::g711::rms(law, f) < 0.01;
     let frames: Vec<&[u8]> = needle.chunks(F).collect();
     let Some(first) = frames.first() else {
         return Ok(0);
     };
-    let mut pos =
-        find(haystack, first).ok_or("the first 20 ms of the audio never arrived")? + first.len();
-    let mut adjust = 0;
+    let mut pos = find(haystack, first).ok_or("the first 20 ms of the audio never arrived")? + first.len();
+    let (mut adjust, mut audible_skips) = (0, 0);
     let mut i = 1;
     while i < frames.len() {
         let f = frames[i];
-        let at = |p: usize| haystack.get(p..p + f.len()) == Some(f);
-        if at(pos) {
+        let at = |p: usize, x: &[u8]| haystack.get(p..p + x.len()) == Some(x);
+        if at(pos, f) {
             pos += f.len();
             i += 1;
-        } else if at(pos + F) {
-            // A frame was inserted before this one.
-            adjust += 1;
+        } else if at(pos, &silence) && at(pos + F, f) {
+            adjust += 1; // silence inserted before this frame
             pos += F + f.len();
             i += 1;
-        } else if i + 1 < frames.len()
-            && haystack.get(pos..pos + frames[i + 1].len()) == Some(frames[i + 1])
-        {
-            // This frame was skipped.
-            adjust += 1;
+        } else if i + 1 < frames.len() && at(pos, frames[i + 1]) {
+            adjust += 1; // this frame skipped
+            if !quiet(f) {
+                audible_skips += 1;
+            }
             i += 1;
         } else {
-            return Err(format!(
-                "frame {i} of {} is missing or out of order",
-                frames.len()
-            ));
+            return Err(format!("frame {i} of {} is missing or out of order", frames.len()));
         }
-        if adjust > max_adjust {
-            return Err(format!("more than {max_adjust} frames inserted or skipped"));
+        if adjust > max_adjust || audible_skips > 1 {
+            return Err(format!(
+                "{adjust} frames inserted or skipped ({audible_skips} audible skipped)"
+            ));
         }
     }
     Ok(adjust)
-}
-
-/// Capture times (UNIX seconds) of the TCP segments sent from `src_port` whose payload contains
-/// `text` (e.g. a Realtime event type in an unmasked server-to-client WebSocket frame).
-pub fn tcp_text_times(pcap: &Path, src_port: u16, text: &str) -> Vec<f64> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .arg("-Y")
-        .arg(format!(
-            "tcp.srcport=={src_port} && frame contains \"{text}\""
-        ))
-        .arg("-T")
-        .arg("fields")
-        .arg("-e")
-        .arg("frame.time_epoch")
-        .output()
-        .expect("run tshark");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
 }
