@@ -109,6 +109,56 @@ pub struct RealtimeFile {
     pub connect_timeout_secs: Option<u64>,
 }
 
+/// The `[admission]` section: who may call, how often and how many at once. Validated by
+/// `sip::admission::Policy::load`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionFile {
+    /// Calls in progress at once; more get 503 (default 100).
+    pub max_calls: Option<usize>,
+    /// New calls (INVITEs) per minute per source IP (IPv6: per /64); 0 = no limit (default 30).
+    pub rate_per_source: Option<u32>,
+    /// INVITEs a source may send back to back before the rate applies (default 10).
+    pub rate_burst: Option<u32>,
+    /// Digest realm of our challenges (default `frontdesk`).
+    pub realm: Option<String>,
+    /// Digest algorithms offered, preferred first (default `["SHA-256", "MD5"]`).
+    pub digest_algorithms: Option<Vec<String>>,
+    /// Seconds a challenge's nonce stays valid (default 300).
+    pub nonce_lifetime_secs: Option<u64>,
+    /// Trusted source networks, admitted without a password.
+    #[serde(default)]
+    pub trunks: Vec<AdmissionTrunkFile>,
+    /// Digest users, for sources outside every trunk.
+    #[serde(default)]
+    pub users: Vec<AdmissionUserFile>,
+}
+
+/// One `[[admission.trunks]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionTrunkFile {
+    /// Name for the logs.
+    pub name: String,
+    /// Source networks (CIDR, IPv4 or IPv6; a bare address is one host).
+    pub allow: Vec<String>,
+    /// This trunk's own `rate_per_source` (0 = no limit).
+    pub rate_per_source: Option<u32>,
+}
+
+/// One `[[admission.users]]` entry. The password is read from `password_env` or `password_file`,
+/// never written in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionUserFile {
+    /// Digest user name.
+    pub name: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (a trailing line break is ignored).
+    pub password_file: Option<PathBuf>,
+}
+
 /// The config file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +175,38 @@ pub struct ConfigFile {
     /// Realtime service.
     #[serde(default)]
     pub realtime: RealtimeFile,
+    /// Who may call (`[admission]`); without it anyone may (see `sip::admission::Policy::open`).
+    pub admission: Option<AdmissionFile>,
+    /// Registrars frontdesk registers with (`[[registrations]]`); validated by
+    /// `sip::registration::load_accounts`.
+    #[serde(default)]
+    pub registrations: Vec<RegistrationFile>,
+}
+
+/// One `[[registrations]]` entry: frontdesk registers `user` with `registrar` (a PBX or SIP
+/// trunk) and keeps the binding fresh. The password is read from `password_env` or
+/// `password_file`, never from this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationFile {
+    /// Name used in logs.
+    pub name: String,
+    /// Registrar URI (Request-URI of the REGISTERs), e.g. `sip:pbx.example.com:5060;transport=tcp`.
+    pub registrar: String,
+    /// User (extension) to register: the AOR is `sip:<user>@<domain>`.
+    pub user: String,
+    /// Digest user name when it differs from `user` (an "authentication ID").
+    pub auth_user: Option<String>,
+    /// AOR domain [default: the registrar's host].
+    pub domain: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File whose first line is the password.
+    pub password_file: Option<PathBuf>,
+    /// Expiry to ask for, in seconds [default: 3600].
+    pub expires_secs: Option<u64>,
+    /// User part of our Contact [default: `user`].
+    pub contact_user: Option<String>,
 }
 
 impl ConfigFile {

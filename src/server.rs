@@ -2,7 +2,8 @@
 //! together and supervises one task per call. Also hosts `frontdesk sim`.
 //!
 //! Shutdown order (SIGINT/SIGTERM or the `shutdown` future): new INVITEs get 503, every call task is
-//! cancelled and hangs up with BYE, the supervisor waits for them (bounded), then SIP stops.
+//! cancelled and hangs up with BYE while the registrations send their un-REGISTER (Expires: 0),
+//! the supervisor waits for both (bounded), then SIP stops.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,8 @@ use crate::store::Store;
 
 /// How long calls get to hang up during shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the registrations get to remove their bindings during shutdown.
+const UNREGISTER_GRACE: Duration = Duration::from_secs(5);
 /// Default silence (no caller RTP) after which a call is ended, in seconds.
 pub const DEFAULT_RTP_TIMEOUT_SECS: u64 = 30;
 /// Default time to open a Realtime session before refusing the call with 503.
@@ -68,6 +71,10 @@ pub struct ServeSettings {
     pub calendar: Option<PathBuf>,
     /// No caller RTP for this long ends a call (`rtp-timeout`).
     pub rtp_timeout: Duration,
+    /// Who may call (`[admission]`; open to anyone without it).
+    pub admission: crate::sip::admission::Policy,
+    /// Registrars to register with (`[[registrations]]`), passwords already read.
+    pub registrations: Vec<crate::sip::registration::Account>,
 }
 
 impl ServeSettings {
@@ -142,6 +149,9 @@ impl ServeSettings {
                 .connect_timeout_secs
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            admission: crate::sip::admission::Policy::load(file.admission.as_ref())?,
+            registrations: crate::sip::registration::load_accounts(&file.registrations)
+                .context("invalid [[registrations]]")?,
         })
     }
 }
@@ -256,11 +266,15 @@ pub async fn run(
         listen: settings.sip_listen,
         advertised_ip: settings.media_ip,
         user_agent: format!("frontdesk/{}", env!("CARGO_PKG_VERSION")),
+        admission: settings.admission.clone(),
     };
     let (endpoint, mut incoming) = SipEndpoint::bind(&sip_config, sip_token.clone()).await?;
     let admission = endpoint.admission();
     let sip_addr = endpoint.local_addr();
+    let registrar = endpoint.registrations();
     let sip_task = tokio::spawn(endpoint.run());
+    // Registrations start once SIP serves (their responses arrive through the endpoint).
+    let registrations = registrar.spawn(settings.registrations.clone());
     let ports = PortPool::new(settings.rtp_ports.low, settings.rtp_ports.high)
         .map_err(|e| anyhow::anyhow!("invalid RTP port range: {e}"))?;
     info!(version = %dialplan.version(), routes = dialplan.routes().len(), dir = %settings.dialplans.display(), "dialplan loaded");
@@ -310,6 +324,8 @@ pub async fn run(
         active_calls = tracker.len(),
         "stopping: new calls get 503, hanging up active calls"
     );
+    // Un-REGISTER (Expires: 0) while the calls hang up; both finish before SIP stops.
+    let unregister = tokio::spawn(registrations.stop(UNREGISTER_GRACE));
     calls_token.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
@@ -318,6 +334,7 @@ pub async fn run(
     {
         warn!("some calls did not finish within {SHUTDOWN_GRACE:?}");
     }
+    let _ = unregister.await;
     sip_token.cancel();
     reload_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs frontdesk's whole test suite: unit tests, SIP signalling tests and end-to-end calls with
-# SIPp, the Realtime simulator, espeak-ng speech and packet captures, plus protocol conformance
+# SIPp, the Realtime simulator, espeak-ng speech and packet captures, registration and calls
+# through Kamailio (registrar and dispatcher), plus protocol conformance
 # checks against the official `openai` Python SDK.
 #
 # On Debian it installs what is missing (as root, or through sudo). The packet captures need root
@@ -8,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv)
-TOOLS=(sipp espeak-ng sox tshark dumpcap)
+DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv kamailio kamailio-sqlite-modules sqlite3)
+TOOLS=(sipp espeak-ng sox tshark dumpcap kamailio kamcmd sqlite3)
 
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
@@ -20,6 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${DEBIAN_PACKAGES[@]}" >/dev/null
+  # Debian enables Kamailio's own service (port 5060) on install; the tests start their own.
+  if printf '%s\n' "${missing[@]}" | grep -qx kamailio; then
+    $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+  fi
 fi
 
 # Python with the openai SDK, for validating Realtime events against the SDK's models.

@@ -7,7 +7,8 @@
 //! Request routing (RFC 3261 §8.2, §12.2.2, §9.2):
 //!
 //! ```text
-//! INVITE without To tag ──► new dialog ──► IncomingCall on the calls channel (503 if full or draining)
+//! INVITE without To tag ──► admission (403/401/503, see [`admission`]) ──► new dialog ──►
+//!                            IncomingCall on the calls channel (503 if full or draining)
 //! in-dialog request      ──► its dialog (BYE, ACK, INFO, OPTIONS, re-INVITE, UPDATE)
 //! in-dialog, no dialog   ──► 481 Call/Transaction Does Not Exist
 //! OPTIONS outside dialog ──► 200 OK with Allow/Accept
@@ -36,6 +37,11 @@ use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+pub mod admission;
+
+pub mod registration;
+mod route;
 
 /// Capacity of the channel that hands new calls to the call supervisor. When it is full, further
 /// INVITEs are answered 503 Service Unavailable with Retry-After (the supervisor is overloaded).
@@ -74,6 +80,8 @@ pub struct SipConfig {
     pub advertised_ip: std::net::IpAddr,
     /// Value of the `User-Agent`/`Server` header.
     pub user_agent: String,
+    /// Who may call, how often, how many at once.
+    pub admission: admission::Policy,
 }
 
 /// Transport a request arrived on.
@@ -118,6 +126,9 @@ pub struct PendingInvite {
     dialogs: Arc<DialogLayer>,
     contact: Option<rsipstack::sip::Uri>,
     call_id: String,
+    /// The call's admission slot: dropped with the INVITE when it is rejected or redirected, else
+    /// moved into [`CallEvents`].
+    slot: admission::CallSlot,
 }
 
 impl PendingInvite {
@@ -158,6 +169,11 @@ impl PendingInvite {
                 });
             }
         };
+        // Behind a proxy the remote target must be the Contact exactly as sent (see `route`).
+        if let Some(target) = route::exact_remote_target(&self.tx.original) {
+            let contact = self.tx.original.contact_header().ok().cloned();
+            Dialog::Invite(dialog.clone()).set_remote_target(target, contact);
+        }
         let local_sdp = Arc::new(parking_lot_lite::Slot::default());
         let handle = CallHandle {
             dialog: dialog.clone(),
@@ -170,6 +186,7 @@ impl PendingInvite {
             dialogs: self.dialogs.clone(),
             local_sdp,
             done: false,
+            _slot: self.slot,
         };
         let mut dialog_for_tx = dialog;
         let mut tx = self.tx;
@@ -324,6 +341,8 @@ pub struct CallEvents {
     dialogs: Arc<DialogLayer>,
     local_sdp: Arc<parking_lot_lite::Slot>,
     done: bool,
+    /// Counts this call against `max_calls` until the call task drops its event stream.
+    _slot: admission::CallSlot,
 }
 
 impl CallEvents {
@@ -413,6 +432,8 @@ pub struct SipEndpoint {
     cancel: CancellationToken,
     contact_host: String,
     local_addr: SocketAddr,
+    /// Admission core; locked only for one synchronous decision (never across an await).
+    gate: std::sync::Mutex<admission::Admission>,
 }
 
 /// Switch that makes the endpoint answer new INVITEs 503 (graceful shutdown).
@@ -480,6 +501,12 @@ impl SipEndpoint {
             std::net::IpAddr::V6(v6) => format!("[{v6}]:{}", udp_addr.port()),
             std::net::IpAddr::V4(v4) => format!("{v4}:{}", udp_addr.port()),
         };
+        let gate = admission::Admission::new(
+            config.admission.clone(),
+            tokio::time::Instant::now().into_std(),
+            rand::random(),
+        );
+        log_admission_policy(&config.admission);
         Ok((
             SipEndpoint {
                 endpoint,
@@ -489,6 +516,7 @@ impl SipEndpoint {
                 cancel,
                 contact_host,
                 local_addr: SocketAddr::new(config.listen.ip(), udp_addr.port()),
+                gate: std::sync::Mutex::new(gate),
             },
             calls_rx,
         ))
@@ -502,6 +530,12 @@ impl SipEndpoint {
     /// A switch to stop admitting calls during shutdown.
     pub fn admission(&self) -> AdmissionSwitch {
         AdmissionSwitch(self.accepting.clone())
+    }
+
+    /// Outbound registrations over this endpoint's transports and transaction layer, advertising
+    /// this endpoint's Contact address. Spawn them after [`SipEndpoint::run`] has started.
+    pub fn registrations(&self) -> registration::Registrations {
+        registration::Registrations::new(self.endpoint.inner.clone(), self.contact_host.clone())
     }
 
     /// Serves SIP until the cancellation token fires.
@@ -581,6 +615,10 @@ impl SipEndpoint {
             let headers = vec![Header::Other("Retry-After".into(), "30".into())];
             return reply(&mut tx, 503, headers).await;
         }
+        let Some(slot) = self.admit(&mut tx, &call_id).await else {
+            return;
+        };
+        let req = &tx.original;
         let permit = match self.calls.clone().try_reserve_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -641,10 +679,134 @@ impl SipEndpoint {
                 dialogs: self.dialogs.clone(),
                 contact,
                 call_id,
+                slot,
             },
         };
         permit.send(call);
     }
+
+    /// Runs a new INVITE through admission. Answers 401, 403 or 503 itself (no dialog, no session)
+    /// and returns `None` then; else the call's slot.
+    async fn admit(&self, tx: &mut Transaction, call_id: &str) -> Option<admission::CallSlot> {
+        let source = packet_source_ip(&tx.original);
+        let authorization: Vec<String> = tx
+            .original
+            .headers
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case("Authorization"))
+            .map(|h| h.value().to_string())
+            .collect();
+        let decision = {
+            let mut gate = self
+                .gate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            gate.handle_invite(
+                tokio::time::Instant::now().into_std(),
+                &admission::Invite {
+                    source,
+                    authorization: &authorization,
+                },
+            )
+        };
+        let source = source.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        match decision {
+            admission::Decision::Admit { slot, by } => {
+                debug!(%call_id, %source, admitted = %by, "INVITE admitted");
+                return Some(slot);
+            }
+            admission::Decision::Forbidden(why) => {
+                info!(%call_id, %source, reason = why.as_str(), "INVITE refused with 403 Forbidden");
+                reply(tx, 403, vec![]).await;
+            }
+            admission::Decision::Challenge {
+                www_authenticate,
+                stale,
+            } => {
+                debug!(%call_id, %source, stale, "INVITE challenged with 401 (digest)");
+                let headers = www_authenticate
+                    .into_iter()
+                    .map(|v| Header::WwwAuthenticate(v.into()))
+                    .collect();
+                reply(tx, 401, headers).await;
+            }
+            admission::Decision::Unavailable {
+                retry_after_secs,
+                why,
+            } => {
+                match why {
+                    admission::Busy::MaxCalls => {
+                        warn!(%call_id, %source, max_calls = self.max_calls(), "INVITE refused with 503: max_calls calls are in progress")
+                    }
+                    admission::Busy::RateLimited { repeated: false } => {
+                        info!(%call_id, %source, "INVITE refused with 503: source is rate limited")
+                    }
+                    admission::Busy::RateLimited { repeated: true } => {
+                        debug!(%call_id, %source, "INVITE refused with 503: source is still rate limited")
+                    }
+                }
+                let headers = vec![Header::RetryAfter(retry_after_secs.to_string().into())];
+                reply(tx, 503, headers).await;
+            }
+        }
+        None
+    }
+
+    fn max_calls(&self) -> usize {
+        self.gate
+            .lock()
+            .map(|g| g.policy().max_calls)
+            .unwrap_or_default()
+    }
+}
+
+/// The IP address a request came from: the top Via's `received`, which the transport layer sets
+/// whenever the packet's source differs from what the Via says (RFC 3261 §18.2.1), else the Via
+/// host, which then is the packet's source. `None` when the Via names a host (no DNS here).
+fn packet_source_ip(req: &rsipstack::sip::Request) -> Option<std::net::IpAddr> {
+    let via = req.via_header().ok()?;
+    let (_, target) = rsipstack::transport::SipConnection::parse_target_from_via(via).ok()?;
+    match target.host {
+        rsipstack::sip::Host::IpAddr(ip) => Some(ip),
+        rsipstack::sip::Host::Domain(_) => None,
+    }
+}
+
+/// Logs the admission policy at start: warnings first (an open SIP port), then a summary.
+fn log_admission_policy(policy: &admission::Policy) {
+    for w in policy.warnings() {
+        warn!("{w}");
+    }
+    if policy.open {
+        return;
+    }
+    let trunks: Vec<String> = policy
+        .trunks
+        .iter()
+        .map(|t| {
+            let nets: Vec<String> = t.allow.iter().map(ToString::to_string).collect();
+            format!("{} ({})", t.name, nets.join(", "))
+        })
+        .collect();
+    let users = policy.digest.as_ref().map_or(0, |d| d.user_names().len());
+    let others = if policy.digest.is_some() {
+        "digest challenge (401)"
+    } else {
+        "403 Forbidden"
+    };
+    let rate = policy.rate.map_or_else(
+        || "off".to_owned(),
+        |r| format!("{}/min, burst {}", r.per_minute, r.burst),
+    );
+    info!(
+        max_calls = policy.max_calls,
+        rate_per_source = %rate,
+        trunks = %trunks.join("; "),
+        digest_users = users,
+        realm = policy.digest.as_ref().map_or("-", |d| d.realm.as_str()),
+        other_sources = others,
+        "SIP admission: trunk sources are admitted by address"
+    );
 }
 
 /// Sends a stateless-style final response on a server transaction, logging failures.

@@ -615,7 +615,8 @@ pub fn contains_frames_in_order(
     let Some(first) = frames.first() else {
         return Ok(0);
     };
-    let mut pos = find(haystack, first).ok_or("the first 20 ms of the audio never arrived")? + first.len();
+    let mut pos =
+        find(haystack, first).ok_or("the first 20 ms of the audio never arrived")? + first.len();
     let (mut adjust, mut audible_skips) = (0, 0);
     let mut i = 1;
     while i < frames.len() {
@@ -635,7 +636,10 @@ pub fn contains_frames_in_order(
             }
             i += 1;
         } else {
-            return Err(format!("frame {i} of {} is missing or out of order", frames.len()));
+            return Err(format!(
+                "frame {i} of {} is missing or out of order",
+                frames.len()
+            ));
         }
         if adjust > max_adjust || audible_skips > 1 {
             return Err(format!(
@@ -644,4 +648,24 @@ pub fn contains_frames_in_order(
         }
     }
     Ok(adjust)
+}
+
+/// Capture times (UNIX seconds) of the TCP segments sent from `src_port` whose payload contains
+/// `text` (e.g. a Realtime event type in an unmasked server-to-client WebSocket frame).
+pub fn tcp_text_times(pcap: &Path, src_port: u16, text: &str) -> Vec<f64> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .arg("-Y")
+        .arg(format!("tcp.srcport=={src_port} && frame contains \"{text}\""))
+        .arg("-T")
+        .arg("fields")
+        .arg("-e")
+        .arg("frame.time_epoch")
+        .output()
+        .expect("run tshark");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
