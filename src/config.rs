@@ -95,6 +95,8 @@ pub struct SipFile {
     pub rtp_ports: Option<PortRange>,
     /// Seconds without caller RTP after which a call is ended with BYE.
     pub rtp_timeout_secs: Option<u64>,
+    /// Smallest RFC 4028 session interval accepted (`Min-SE`, default 90); smaller gets 422.
+    pub min_session_expires_secs: Option<u32>,
 }
 
 /// The `[realtime]` section.

@@ -283,6 +283,40 @@ pub fn answer_with_version(
     Ok((negotiated, serialise(&out)))
 }
 
+/// Answers an offer in a re-INVITE or UPDATE (RFC 3264 §8) of a call that runs `current`: like
+/// [`answer_with_version`], but the call keeps its law while the offer still has it; only an offer
+/// with just the other G.711 law changes the codec. Pass the previous session version + 1.
+///
+/// # Errors
+/// Any [`Error`]: reject the request with 488 and keep the call as it was.
+pub fn answer_reoffer(
+    offer: &[u8],
+    local_rtp: SocketAddr,
+    session_id: u64,
+    session_version: u64,
+    current: Law,
+) -> Result<(Negotiated, Vec<u8>), Error> {
+    let session = parse(offer)?;
+    let chosen = select_audio(&session, CodecChoice::Keep(current))?;
+    let negotiated = negotiated(&session, &chosen, chosen.offers_rtcp_mux)?;
+    let mut out = new_session(local_rtp.ip(), session_id, session_version);
+    for (index, offered) in session.medias.iter().enumerate() {
+        if index == chosen.index {
+            out.add_media(audio_media(
+                local_rtp.port(),
+                sdp::TransportProto::from(chosen.media.proto.as_str()),
+                &[(negotiated.payload_type, negotiated.law)],
+                negotiated.telephone_event_pt,
+                negotiated.direction.mirrored(),
+                negotiated.rtcp_mux,
+            ));
+        } else {
+            out.add_media(rejected_media(offered));
+        }
+    }
+    Ok((negotiated, serialise(&out)))
+}
+
 /// Builds our SDP offer (RFC 3264 §5) for an INVITE that arrived without one. The peer's answer
 /// comes back in the ACK and goes to [`accept_answer`].
 ///
@@ -331,6 +365,8 @@ enum CodecChoice {
     PreferPcmu,
     /// The peer's order, used when reading an answer: the first G.711 format listed.
     ListOrder,
+    /// A re-offer: keep the call's current law if it is still offered, else the other one.
+    Keep(Law),
 }
 
 /// What a format (payload type) of an `m=` line carries.
@@ -406,6 +442,10 @@ fn select_audio(session: &sdp::Session, choice: CodecChoice) -> Result<ChosenAud
         };
         let codec = match choice {
             CodecChoice::PreferPcmu => first_of(Law::Mu).or_else(|| first_of(Law::A)),
+            CodecChoice::Keep(law) => first_of(law).or_else(|| first_of(match law {
+                Law::Mu => Law::A,
+                Law::A => Law::Mu,
+            })),
             CodecChoice::ListOrder => encodings.iter().find_map(|&(pt, e)| match e {
                 Encoding::G711(law) => Some((pt, law)),
                 _ => None,
@@ -1220,6 +1260,36 @@ mod tests {
         );
         let (_, body) = answer(&sipp_offer(), mapped, 5).unwrap();
         assert!(text(&body).contains("c=IN IP4 203.0.113.5\r\n"));
+    }
+
+    #[test]
+    fn reoffer_keeps_the_current_law_or_switches() {
+        let both = crlf(&[
+            "v=0",
+            "o=x 1 2 IN IP4 198.51.100.7",
+            "s=-",
+            "c=IN IP4 198.51.100.7",
+            "t=0 0",
+            "m=audio 7000 RTP/AVP 0 8",
+            "a=sendonly",
+        ]);
+        let (n, body) = answer_reoffer(&both, LOCAL, 42, 44, Law::A).unwrap();
+        assert_eq!((n.law, n.payload_type), (Law::A, 8));
+        assert_eq!(n.direction, Direction::SendOnly);
+        assert!(text(&body).contains("a=recvonly"));
+        assert_eq!(lines(&body)[1], "o=frontdesk 42 44 IN IP4 203.0.113.5");
+        let (n, _) = answer_reoffer(&both, LOCAL, 42, 44, Law::Mu).unwrap();
+        assert_eq!(n.law, Law::Mu);
+        let alaw_only = crlf(&[
+            "v=0",
+            "o=x 1 2 IN IP4 198.51.100.7",
+            "s=-",
+            "c=IN IP4 198.51.100.7",
+            "t=0 0",
+            "m=audio 7002 RTP/AVP 8",
+        ]);
+        let (n, _) = answer_reoffer(&alaw_only, LOCAL, 42, 44, Law::Mu).unwrap();
+        assert_eq!((n.law, n.remote_rtp.port()), (Law::A, 7002));
     }
 
     #[test]

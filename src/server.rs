@@ -73,6 +73,8 @@ pub struct ServeSettings {
     pub rtp_timeout: Duration,
     /// Who may call (`[admission]`; open to anyone without it).
     pub admission: crate::sip::admission::Policy,
+    /// Smallest RFC 4028 session interval accepted (`[sip] min_session_expires_secs`).
+    pub min_session_expires: u32,
     /// Registrars to register with (`[[registrations]]`), passwords already read.
     pub registrations: Vec<crate::sip::registration::Account>,
 }
@@ -149,6 +151,10 @@ impl ServeSettings {
                 .connect_timeout_secs
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            min_session_expires: file
+                .sip
+                .min_session_expires_secs
+                .unwrap_or(crate::sip::session_timer::DEFAULT_MIN_SE),
             admission: crate::sip::admission::Policy::load(file.admission.as_ref())?,
             registrations: crate::sip::registration::load_accounts(&file.registrations)
                 .context("invalid [[registrations]]")?,
@@ -267,6 +273,7 @@ pub async fn run(
         advertised_ip: settings.media_ip,
         user_agent: format!("frontdesk/{}", env!("CARGO_PKG_VERSION")),
         admission: settings.admission.clone(),
+        min_session_expires: settings.min_session_expires,
     };
     let (endpoint, mut incoming) = SipEndpoint::bind(&sip_config, sip_token.clone()).await?;
     let admission = endpoint.admission();

@@ -358,6 +358,7 @@ async fn drive(
     let answered = AnsweredCall {
         negotiated,
         local_sdp,
+        session_id,
         local_rtp,
         socket,
         call_id: call_id.to_owned(),
@@ -417,6 +418,8 @@ struct AnsweredCall {
     negotiated: Option<Negotiated>,
     /// Our SDP (answer or offer) for the 200 OK.
     local_sdp: Vec<u8>,
+    /// The `o=` session id of our SDP (its first version too).
+    session_id: u64,
     /// Our RTP address.
     local_rtp: SocketAddr,
     /// Our RTP and RTCP sockets.
@@ -442,6 +445,7 @@ async fn dialog_phase(
     let AnsweredCall {
         negotiated,
         local_sdp,
+        session_id,
         local_rtp,
         socket,
         call_id,
@@ -500,6 +504,8 @@ async fn dialog_phase(
     // Media.
     let media = MediaSession {
         negotiated: &negotiated,
+        session_id,
+        local_rtp,
         socket,
         handle,
         events,
@@ -521,6 +527,10 @@ async fn dialog_phase(
 /// The media side of an answered call, borrowed by the media loops.
 struct MediaSession<'a> {
     negotiated: &'a Negotiated,
+    /// Our SDP's session id; re-offers are answered with later versions.
+    session_id: u64,
+    /// Our RTP address (unchanged by re-offers).
+    local_rtp: SocketAddr,
     socket: MediaSockets,
     handle: &'a CallHandle,
     events: &'a mut CallEvents,
@@ -607,7 +617,8 @@ async fn wait_for_ack_answer(
                 Some(CallEvent::Bye) => return Err(Outcome::remote("remote-bye")),
                 Some(CallEvent::Cancelled) => return Err(Outcome::remote("cancelled")),
                 Some(CallEvent::Terminated { reason }) => return Err(Outcome::remote(reason)),
-                Some(CallEvent::Info { .. }) => continue,
+                Some(CallEvent::SessionExpired) => return Err(Outcome::local("session-expired")),
+                Some(_) => continue,
                 None => return Err(Outcome::remote("dialog-gone")),
             }
         }
@@ -655,6 +666,8 @@ async fn media_loop(
 ) -> Outcome {
     let MediaSession {
         negotiated,
+        session_id,
+        local_rtp,
         socket: MediaSockets {
             rtp: socket,
             rtcp: rtcp_socket,
@@ -666,6 +679,9 @@ async fn media_loop(
         call_id,
         caller,
     } = media;
+    // Re-INVITEs and UPDATEs change these (hold, address, codec).
+    let mut negotiated: Negotiated = negotiated.clone();
+    let mut session_version = session_id;
     let tool_ctx = ToolContext::new(
         ctx.store.pool().clone(),
         call_id,
@@ -688,6 +704,15 @@ async fn media_loop(
         let allowed: Vec<String> = profile.tools.iter().map(|t| t.name().to_owned()).collect();
         settings.tools = tools::definitions(&allowed);
     }
+    if !announcement {
+        let allowed: Vec<String> = profile.tools.iter().map(|t| t.name().to_owned()).collect();
+        let targets: Vec<String> = profile.transfers.keys().cloned().collect();
+        settings
+            .tools
+            .extend(tools::call_control::definitions(&allowed, &targets));
+    }
+    let mut control = CallControl::default();
+    let (refer_tx, mut refer_rx) = mpsc::channel::<Result<u16, String>>(2);
     let mut bridge = Bridge::new(
         now,
         &params,
@@ -718,6 +743,14 @@ async fn media_loop(
             break Outcome::local("realtime-failed");
         }
         while let Some(req) = bridge.poll_tool_request() {
+            if req.name == tools::call_control::TRANSFER_CALL {
+                control.start_transfer(&mut bridge, profile, handle, &refer_tx, req);
+                continue;
+            }
+            if req.name == tools::call_control::END_CALL {
+                control.start_end(&mut bridge, &req);
+                continue;
+            }
             // Tools run beside the media loop; their results come back on `tool_rx`.
             let ctx = tool_ctx.clone();
             let tx = tool_tx.clone();
@@ -790,10 +823,14 @@ async fn media_loop(
         if let Some(outcome) = dtmf_end {
             break outcome;
         }
+        if let Some(end) = control.ending_due(&bridge) {
+            break end;
+        }
         if announcement && bridge.responses_done() > 0 && bridge.playout_idle() {
             info!("message played");
             break Outcome::local("message-played");
         }
+        let transfer_deadline = control.transfer_deadline();
         match bridge.poll_timeout() {
             Some(deadline) => sleep.as_mut().reset(deadline.into()),
             None => sleep
@@ -822,6 +859,32 @@ async fn media_loop(
                     }
                 }
                 Some(CallEvent::Ack { .. }) => {}
+                Some(CallEvent::Offer { sdp: offer }) => {
+                    match sdp::answer_reoffer(&offer, local_rtp, session_id, session_version + 1, negotiated.law) {
+                        Ok((new, answer)) => {
+                            session_version += 1;
+                            events.answer_offer(Ok(answer)).await;
+                            apply_media_change(&mut bridge, &mut negotiated, new, &mut remote, &mut latched, &settings, ctx.rtp_timeout);
+                        }
+                        Err(e) => {
+                            info!(error = %e, "unacceptable re-offer; answering 488 and keeping the call as it is");
+                            events.answer_offer(Err(488)).await;
+                        }
+                    }
+                }
+                Some(CallEvent::Answer { sdp: answer }) => match sdp::accept_answer(&answer) {
+                    Ok(new) => apply_media_change(&mut bridge, &mut negotiated, new, &mut remote, &mut latched, &settings, ctx.rtp_timeout),
+                    Err(e) => warn!(error = %e, "unacceptable SDP answer in the re-INVITE's ACK; media unchanged"),
+                },
+                Some(CallEvent::ReferNotify { status, terminated }) => {
+                    if let Some(end) = control.refer_progress(&mut bridge, status, terminated) {
+                        // The NOTIFY's 200 leaves from the dialog's own task: let it go out
+                        // before our BYE.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        break end;
+                    }
+                }
+                Some(CallEvent::SessionExpired) => break Outcome::local("session-expired"),
                 None => break Outcome::remote("dialog-gone"),
             },
             r = recv_opt(rtcp_socket.as_ref(), &mut rtcp_buf) => {
@@ -868,6 +931,8 @@ async fn media_loop(
                     break Outcome::local("realtime-closed");
                 }
             },
+            Some(result) = refer_rx.recv() => control.refer_answered(&mut bridge, result),
+            _ = sleep_until_opt(transfer_deadline) => control.transfer_timed_out(&mut bridge),
             _ = &mut sleep => {
                 let now = tokio::time::Instant::now().into_std();
                 bridge.handle_timeout(now);
@@ -906,6 +971,14 @@ async fn media_loop(
         jitter_ms = format!("{:.1}", stats.inbound.jitter_ms),
         max_depth_ms = stats.inbound.max_depth_ms,
         dtmf = stats.dtmf_digits,
+        packets_out = stats.outbound.packets_sent,
+        latency_frames = stats.latency.samples,
+        latency_p50_ms = format!("{:.2}", stats.latency.p50_ms),
+        latency_p99_ms = format!("{:.2}", stats.latency.p99_ms),
+        latency_max_ms = format!("{:.2}", stats.latency.max_ms),
+        pacing_p50_ms = format!("{:.2}", stats.pacing.p50_ms),
+        pacing_p99_ms = format!("{:.2}", stats.pacing.p99_ms),
+        pacing_max_ms = format!("{:.2}", stats.pacing.max_ms),
         "media summary"
     );
     let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, ws.close(None)).await;
@@ -974,6 +1047,7 @@ async fn play_recording(media: MediaSession<'_>, audio: &MessageAudio) -> Outcom
                 Some(CallEvent::Bye) => break Outcome::remote("remote-bye"),
                 Some(CallEvent::Cancelled) => break Outcome::remote("cancelled"),
                 Some(CallEvent::Terminated { reason }) => break Outcome::remote(reason),
+                Some(CallEvent::SessionExpired) => break Outcome::local("session-expired"),
                 Some(_) => {}
                 None => break Outcome::remote("dialog-gone"),
             },
@@ -999,5 +1073,200 @@ async fn recv_opt(
     match socket {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies a re-negotiated audio stream (re-INVITE/UPDATE offer, or the answer in a re-INVITE's
+/// ACK): hold and resume, a new RTP address, a codec change.
+fn apply_media_change(
+    bridge: &mut Bridge,
+    current: &mut Negotiated,
+    new: Negotiated,
+    remote: &mut SocketAddr,
+    latched: &mut bool,
+    settings: &SessionSettings,
+    rtp_timeout: Duration,
+) {
+    let now = tokio::time::Instant::now().into_std();
+    let held = !new.should_send() || !new.expects_media();
+    let was_held = !current.should_send() || !current.expects_media();
+    if held && !was_held {
+        info!(direction = new.direction.as_str(), remote_rtp = %new.remote_rtp, "call put on hold; RTP paused");
+    } else if !held && was_held {
+        info!(direction = new.direction.as_str(), remote_rtp = %new.remote_rtp, "call resumed");
+    }
+    if new.remote_rtp != current.remote_rtp && !new.remote_rtp.ip().is_unspecified() {
+        info!(from = %current.remote_rtp, to = %new.remote_rtp, "the caller's RTP address changed");
+        *remote = new.remote_rtp;
+        *latched = false;
+    }
+    if new.law != current.law || new.payload_type != current.payload_type {
+        info!(from = ?current.law, to = ?new.law, payload_type = new.payload_type, "codec changed by re-offer");
+        bridge.change_codec(now, new.law, new.payload_type, new.telephone_event_pt, settings);
+    }
+    // A held call may be silent for as long as the hold lasts.
+    bridge.set_rtp_timeout(now, (!held).then_some(rtp_timeout));
+    *current = new;
+}
+
+/// How long the transferee has to report the outcome of a transfer (NOTIFY sipfrag).
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the goodbye after `end_call` before hanging up anyway.
+const END_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `transfer_call` in progress.
+struct PendingTransfer {
+    tool_call_id: String,
+    target: String,
+    deadline: tokio::time::Instant,
+}
+
+/// An `end_call` waiting for the goodbye to be played.
+struct PendingEnd {
+    reason: String,
+    responses_needed: u64,
+    deadline: tokio::time::Instant,
+}
+
+/// The state of the model's call-control functions (`transfer_call`, `end_call`).
+#[derive(Default)]
+struct CallControl {
+    transfer: Option<PendingTransfer>,
+    end: Option<PendingEnd>,
+}
+
+impl CallControl {
+    fn start_transfer(
+        &mut self,
+        bridge: &mut Bridge,
+        profile: &AgentProfile,
+        handle: &CallHandle,
+        results: &mpsc::Sender<Result<u16, String>>,
+        req: super::core::ToolRequest,
+    ) {
+        use tools::call_control::{failure, string_argument};
+        let target = string_argument(&req.arguments, "target").unwrap_or_default();
+        let names: Vec<&String> = profile.transfers.keys().collect();
+        let Some(uri) = profile.transfers.get(&target) else {
+            info!(%target, "transfer_call to an unknown target");
+            let out = failure(
+                "unknown_target",
+                &format!("There is no transfer target called {target:?}. Use one of the listed names."),
+                Some(("available", serde_json::json!(names))),
+            );
+            bridge.handle_tool_result(&req.call_id, &out);
+            return;
+        };
+        if self.transfer.is_some() {
+            let out = failure("transfer_in_progress", "A transfer is already in progress; wait for its result.", None);
+            bridge.handle_tool_result(&req.call_id, &out);
+            return;
+        }
+        info!(%target, %uri, "the model transfers the call (REFER)");
+        let handle = handle.clone();
+        let results = results.clone();
+        let uri = uri.clone();
+        tokio::spawn(async move {
+            let r = handle.refer(&uri).await.map_err(|e| e.to_string());
+            let _ = results.send(r).await;
+        });
+        self.transfer = Some(PendingTransfer {
+            tool_call_id: req.call_id,
+            target,
+            deadline: tokio::time::Instant::now() + TRANSFER_TIMEOUT,
+        });
+    }
+
+    fn transfer_deadline(&self) -> Option<tokio::time::Instant> {
+        self.transfer.as_ref().map(|t| t.deadline)
+    }
+
+    fn fail_transfer(&mut self, bridge: &mut Bridge, why: &str) {
+        if let Some(t) = self.transfer.take() {
+            warn!(target = %t.target, %why, "transfer failed; the call continues");
+            let out = tools::call_control::failure(
+                "transfer_failed",
+                &format!("The transfer to {} failed ({why}). The caller is still on the line: apologise and offer to help or take a message.", t.target),
+                None,
+            );
+            bridge.handle_tool_result(&t.tool_call_id, &out);
+        }
+    }
+
+    /// The final response to our REFER.
+    fn refer_answered(&mut self, bridge: &mut Bridge, result: Result<u16, String>) {
+        match result {
+            Ok(code) if (200..300).contains(&code) => {
+                if let Some(t) = &self.transfer {
+                    info!(target = %t.target, code, "REFER accepted; waiting for the transfer's outcome (NOTIFY)");
+                }
+            }
+            Ok(code) => self.fail_transfer(bridge, &format!("the transfer request was refused with {code}")),
+            Err(e) => self.fail_transfer(bridge, &format!("the transfer request could not be sent: {e}")),
+        }
+    }
+
+    /// A NOTIFY sipfrag about our REFER: a final 2xx ends the call (`transferred`).
+    fn refer_progress(&mut self, bridge: &mut Bridge, status: u16, terminated: bool) -> Option<Outcome> {
+        let target = self.transfer.as_ref()?.target.clone();
+        info!(%target, status, terminated, "transfer progress (NOTIFY)");
+        if (200..300).contains(&status) {
+            self.transfer = None;
+            info!(%target, "caller transferred");
+            return Some(Outcome::local("transferred"));
+        }
+        if status >= 300 {
+            self.fail_transfer(bridge, &format!("the target answered {status}"));
+        } else if terminated {
+            self.fail_transfer(bridge, "the transfer ended without a final answer");
+        }
+        None
+    }
+
+    fn transfer_timed_out(&mut self, bridge: &mut Bridge) {
+        self.fail_transfer(bridge, "no answer from the phone system within 10 seconds");
+    }
+
+    /// `end_call`: answer the function at once, then wait for the goodbye response to be played.
+    fn start_end(&mut self, bridge: &mut Bridge, req: &super::core::ToolRequest) {
+        let reason = tools::call_control::string_argument(&req.arguments, "reason")
+            .map(|r| r.chars().filter(|c| !c.is_control()).take(80).collect::<String>())
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "conversation over".to_owned());
+        info!(%reason, "the model ends the call after its goodbye");
+        // The response that carried the call (if still running) finishes first, then the one
+        // that answers the tool output: that one is the goodbye.
+        let needed = bridge.responses_done() + 1 + u64::from(bridge.response_in_progress());
+        bridge.handle_tool_result(
+            &req.call_id,
+            &serde_json::json!({"ok": true, "message": "The call ends after your reply. Say a short goodbye now."}).to_string(),
+        );
+        self.end = Some(PendingEnd {
+            reason,
+            responses_needed: needed,
+            deadline: tokio::time::Instant::now() + END_CALL_TIMEOUT,
+        });
+    }
+
+    /// The outcome once the goodbye has been played completely (or the wait timed out).
+    fn ending_due(&self, bridge: &Bridge) -> Option<Outcome> {
+        let end = self.end.as_ref()?;
+        let played = bridge.responses_done() >= end.responses_needed && bridge.playout_idle();
+        if played || tokio::time::Instant::now() >= end.deadline {
+            if !played {
+                warn!("the goodbye did not finish in time; hanging up");
+            }
+            info!(reason = %end.reason, "goodbye played; hanging up");
+            return Some(Outcome::local(&format!("end_call: {}", end.reason)));
+        }
+        None
     }
 }

@@ -126,6 +126,11 @@ pub struct Frame {
     /// True when no byte of this frame came from the caller (loss, late packet, pause, or a frame
     /// inserted to grow the depth).
     pub concealed: bool,
+    /// When the packet that filled this frame arrived (the `now` given to
+    /// [`JitterBuffer::push`]): for ptime 20 the frame's own packet; when several packets share a
+    /// frame (ptime 10, unaligned timestamps), the last one that wrote into it. `None` for a
+    /// concealed frame. `poll_frame`'s `now` minus this is the time the audio waited in the buffer.
+    pub arrived: Option<Instant>,
 }
 
 /// Why a packet started a new mapping of media time onto the playout schedule.
@@ -420,6 +425,8 @@ struct Slot {
     frame: i64,
     /// Bytes of caller audio written (0–160).
     filled: u16,
+    /// Arrival of the last packet that wrote into this slot.
+    arrived: Option<Instant>,
     audio: [u8; FRAME_BYTES],
 }
 
@@ -507,6 +514,7 @@ impl JitterBuffer {
         let empty = Slot {
             frame: NO_FRAME,
             filled: 0,
+            arrived: None,
             audio: [law.silence_byte(); FRAME_BYTES],
         };
         JitterBuffer {
@@ -629,7 +637,7 @@ impl JitterBuffer {
             return Disposition::Late;
         }
         s.late_run = 0;
-        self.store(arrival, pos, packet.payload);
+        self.store(now, arrival, pos, packet.payload);
         Disposition::Buffered
     }
 
@@ -685,6 +693,7 @@ impl JitterBuffer {
                 return Some(Frame {
                     audio: [self.law.silence_byte(); FRAME_BYTES],
                     concealed: true,
+                    arrived: None,
                 });
             }
             Adjust::Shrink => {
@@ -701,12 +710,14 @@ impl JitterBuffer {
             Frame {
                 audio: slot.audio,
                 concealed: false,
+                arrived: slot.arrived,
             }
         } else {
             self.stats.concealed_frames += 1;
             Frame {
                 audio: [self.law.silence_byte(); FRAME_BYTES],
                 concealed: true,
+                arrived: None,
             }
         };
         slot.frame = NO_FRAME;
@@ -835,13 +846,14 @@ impl JitterBuffer {
         s.base_pos = first * FRAME_SAMPLES;
         pl.window = [None, None];
         pl.shrink_since = None;
-        self.store(arrival, first * FRAME_SAMPLES, packet.payload);
+        self.store(now, arrival, first * FRAME_SAMPLES, packet.payload);
         Disposition::Resynchronised(reason)
     }
 
     /// Writes `payload` at playout position `pos` (samples), dropping the part already played and,
-    /// if it would end beyond the bound, the oldest frames; records the packet's headroom.
-    fn store(&mut self, arrival: i64, pos: i64, payload: &[u8]) {
+    /// if it would end beyond the bound, the oldest frames; records the packet's headroom. `now` is
+    /// the packet's arrival (`arrival` in samples since the epoch).
+    fn store(&mut self, now: Instant, arrival: i64, pos: i64, payload: &[u8]) {
         let Some(pl) = self.playout.as_mut() else {
             return;
         };
@@ -875,6 +887,8 @@ impl JitterBuffer {
             }
             slot.audio[offset..offset + n].copy_from_slice(&data[..n]);
             slot.filled = (slot.filled + n as u16).min(FRAME_BYTES as u16);
+            // `now` never goes backwards (clamped), so this is the latest contributing arrival.
+            slot.arrived = Some(now);
             at += n as i64;
             data = &data[n..];
         }
@@ -892,7 +906,15 @@ fn decide(pl: &mut Playout, slots: &[Slot; RING], law: Law, target: i64) -> Adju
         return Adjust::Keep;
     };
     if measured < target {
-        return Adjust::Grow;
+        // Grow by playing one frame of silence, but only where it is not heard as a gap in
+        // speech: when the frame due is missing or quiet, or when the buffer is starving (at most
+        // one frame left), where concealment would happen anyway.
+        let slot = &slots[ring_index(pl.cursor)];
+        let present = slot.frame == pl.cursor && slot.filled > 0;
+        if !present || quiet(law, slot) || measured <= FRAME_SAMPLES {
+            return Adjust::Grow;
+        }
+        return Adjust::Keep;
     }
     if measured < target + FRAME_SAMPLES {
         pl.shrink_since = None;
@@ -1719,5 +1741,37 @@ mod tests {
             lost as i64 - s.duplicates as i64
         );
         assert_eq!(rr.extended_highest_seq, u32::from(seq0) + n - 1);
+    }
+
+    #[test]
+    fn frames_carry_the_arrival_of_the_packet_that_filled_them() {
+        let t0 = Instant::now();
+        let mut h = Harness::new(t0);
+        // ptime 20, seq 2 lost, seq 3 arriving 7 ms after its nominal time.
+        h.send(t0, 0, 0, 0);
+        h.send(t0 + ms(20), 1, 160, 1);
+        h.send(t0 + ms(67), 3, 480, 3);
+        h.run_until(t0 + ms(120));
+        let arrived: Vec<Option<Instant>> = h.out.iter().map(|(_, f)| f.arrived).collect();
+        assert_eq!(
+            arrived,
+            [Some(t0), Some(t0 + ms(20)), None, Some(t0 + ms(67)), None]
+        );
+        // The buffer adds the playout delay: frame 0 leaves 40 ms after its packet arrived.
+        assert_eq!(h.out[0].0 - t0, ms(40));
+
+        // ptime 10: two packets fill one frame; the second (the one completing it) counts.
+        let mut h = Harness::new(t0);
+        for i in 0..4u32 {
+            let p = [0x20 + i as u8; 80];
+            h.push(
+                t0 + ms(10 * u64::from(i)),
+                &view(i as u16, 80 * i, SSRC, false, &p),
+            );
+        }
+        h.run_until(t0 + ms(80));
+        assert_eq!(h.out[0].1.arrived, Some(t0 + ms(10)));
+        assert_eq!(h.out[1].1.arrived, Some(t0 + ms(30)));
+        assert!(h.out[2].1.concealed && h.out[2].1.arrived.is_none());
     }
 }

@@ -24,7 +24,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog::{
+    Dialog, DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
+};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt as _;
@@ -42,13 +44,14 @@ pub mod admission;
 
 pub mod registration;
 mod route;
+pub mod session_timer;
 
 /// Capacity of the channel that hands new calls to the call supervisor. When it is full, further
 /// INVITEs are answered 503 Service Unavailable with Retry-After (the supervisor is overloaded).
 pub const INCOMING_CALLS_CAPACITY: usize = 64;
 
 /// Methods we accept, announced in `Allow` (RFC 3261 §20.5).
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY";
 
 /// Errors of the SIP layer.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +85,8 @@ pub struct SipConfig {
     pub user_agent: String,
     /// Who may call, how often, how many at once.
     pub admission: admission::Policy,
+    /// Smallest session interval we accept (RFC 4028 `Min-SE`); smaller `Session-Expires` get 422.
+    pub min_session_expires: u32,
 }
 
 /// Transport a request arrived on.
@@ -129,6 +134,10 @@ pub struct PendingInvite {
     /// The call's admission slot: dropped with the INVITE when it is rejected or redirected, else
     /// moved into [`CallEvents`].
     slot: admission::CallSlot,
+    /// The session timer the INVITE negotiated (RFC 4028), if any.
+    timer: Option<session_timer::SessionTimer>,
+    /// Our minimum session interval, for re-INVITEs and UPDATEs.
+    min_se: u32,
 }
 
 impl PendingInvite {
@@ -175,11 +184,19 @@ impl PendingInvite {
             Dialog::Invite(dialog.clone()).set_remote_target(target, contact);
         }
         let local_sdp = Arc::new(parking_lot_lite::Slot::default());
+        let timer = Arc::new(std::sync::Mutex::new(self.timer.take()));
+        let peer_allows_update = self
+            .tx
+            .original
+            .header_value("Allow")
+            .is_none_or(|a| a.to_ascii_uppercase().contains("UPDATE"));
         let handle = CallHandle {
             dialog: dialog.clone(),
             call_id: self.call_id.clone(),
             local_sdp: local_sdp.clone(),
+            timer: timer.clone(),
         };
+        let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
         let events = CallEvents {
             rx: state_rx,
             dialog: dialog.clone(),
@@ -187,6 +204,14 @@ impl PendingInvite {
             local_sdp,
             done: false,
             _slot: self.slot,
+            timer,
+            min_se: self.min_se,
+            outstanding: Arc::new(AtomicBool::new(false)),
+            refresh_tx,
+            refresh_rx,
+            pending_offer: None,
+            expect_ack_answer: false,
+            peer_allows_update,
         };
         let mut dialog_for_tx = dialog;
         let mut tx = self.tx;
@@ -217,6 +242,27 @@ pub enum CallEvent {
         /// Short machine-readable reason, e.g. `ack-timeout`, `local-bye`, `rejected`.
         reason: &'static str,
     },
+    /// A re-INVITE or UPDATE with an SDP offer (hold, resume, new address, codec change). Answer
+    /// it with [`CallEvents::answer_offer`] before the next [`CallEvents::recv`] (which otherwise
+    /// answers with our current SDP).
+    Offer {
+        /// The SDP offer.
+        sdp: Vec<u8>,
+    },
+    /// The ACK of a re-INVITE without SDP carried the caller's answer to our (current) SDP offer.
+    Answer {
+        /// The SDP answer.
+        sdp: Vec<u8>,
+    },
+    /// A NOTIFY about our REFER (RFC 3515 sipfrag); already answered 200.
+    ReferNotify {
+        /// The status code of the sipfrag (e.g. 100, 200, 503).
+        status: u16,
+        /// Whether the subscription is terminated (this is the final NOTIFY).
+        terminated: bool,
+    },
+    /// The session timer ran out without a refresh (RFC 4028 §10): end the call with BYE.
+    SessionExpired,
     /// A SIP INFO request body (e.g. `application/dtmf-relay`); already answered 200.
     Info {
         /// Content-Type of the body.
@@ -232,6 +278,7 @@ pub struct CallHandle {
     dialog: InviteDialog,
     call_id: String,
     local_sdp: Arc<parking_lot_lite::Slot>,
+    timer: Arc<std::sync::Mutex<Option<session_timer::SessionTimer>>>,
 }
 
 /// A tiny mutex-protected slot for our current SDP (re-INVITEs are answered with it).
@@ -267,7 +314,14 @@ impl CallHandle {
     /// [`Error::Dialog`] if the INVITE transaction is already gone (e.g. the caller cancelled).
     pub fn answer(&self, sdp: Vec<u8>) -> Result<(), Error> {
         self.local_sdp.set(sdp.clone());
-        let headers = vec![Header::ContentType("application/sdp".into())];
+        let mut headers = vec![Header::ContentType("application/sdp".into())];
+        if let Ok(mut timer) = self.timer.lock() {
+            if let Some(t) = timer.as_mut() {
+                // The session interval starts with the 2xx.
+                t.refreshed(std::time::Instant::now(), None, None);
+                headers.extend(other_headers(t.response_headers()));
+            }
+        }
         self.dialog
             .accept(Some(headers), Some(sdp))
             .map_err(|e| self.err(e))
@@ -292,6 +346,21 @@ impl CallHandle {
     /// # Errors
     /// [`Error::Dialog`] if the BYE could not be sent.
     pub async fn hangup(&self, reason: &str) -> Result<(), Error> {
+        // An in-dialog request (NOTIFY, UPDATE, INFO, ...) being answered leaves the dialog out of
+        // Confirmed for a moment; BYE can be sent once it is back.
+        for _ in 0..40 {
+            match self.dialog.state() {
+                DialogState::Updated(..)
+                | DialogState::Notify(..)
+                | DialogState::Info(..)
+                | DialogState::Options(..)
+                | DialogState::Message(..)
+                | DialogState::Publish(..) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                _ => break,
+            }
+        }
         match self.dialog.state() {
             DialogState::Confirmed(..) | DialogState::WaitAck(..) => self
                 .dialog
@@ -343,25 +412,91 @@ pub struct CallEvents {
     done: bool,
     /// Counts this call against `max_calls` until the call task drops its event stream.
     _slot: admission::CallSlot,
+    /// The RFC 4028 session timer, shared with [`CallHandle::answer`] (which starts it).
+    timer: Arc<std::sync::Mutex<Option<session_timer::SessionTimer>>>,
+    /// Our minimum session interval.
+    min_se: u32,
+    /// Our own refresh (UPDATE/re-INVITE) is outstanding: an incoming one gets 491 (glare).
+    outstanding: Arc<AtomicBool>,
+    /// Results of our refreshes: `true` for a 2xx.
+    refresh_tx: mpsc::UnboundedSender<bool>,
+    refresh_rx: mpsc::UnboundedReceiver<bool>,
+    /// A re-INVITE/UPDATE offer handed out as [`CallEvent::Offer`], not answered yet, with the
+    /// session-timer headers for its 2xx.
+    pending_offer: Option<(TransactionHandle, Vec<Header>)>,
+    /// We answered a re-INVITE without SDP with our offer: its ACK carries the answer.
+    expect_ack_answer: bool,
+    /// The caller's Allow lists UPDATE (or it sent no Allow): refresh with UPDATE, else re-INVITE.
+    peer_allows_update: bool,
 }
 
 impl CallEvents {
     /// The next event of this call, or `None` after the dialog ended (the last event returned is
-    /// always `Cancelled`, `Bye` or `Terminated`).
+    /// always `Cancelled`, `Bye`, `Terminated` or `SessionExpired`).
     pub async fn recv(&mut self) -> Option<CallEvent> {
         if self.done {
             return None;
         }
-        while let Some(state) = self.rx.recv().await {
+        if self.pending_offer.is_some() {
+            // Nobody answered the last offer: keep the session as it is (our current SDP).
+            let sdp = self.local_sdp.get();
+            self.respond_offer(200, sdp).await;
+        }
+        loop {
+            let deadline = self
+                .timer
+                .lock()
+                .ok()
+                .and_then(|t| t.as_ref().map(session_timer::SessionTimer::poll_timeout));
+            let state = tokio::select! {
+                state = self.rx.recv() => state,
+                Some(ok) = self.refresh_rx.recv() => {
+                    if ok {
+                        if let Ok(mut t) = self.timer.lock() {
+                            if let Some(t) = t.as_mut() {
+                                t.refreshed(std::time::Instant::now(), None, None);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                _ = sleep_until_std(deadline) => {
+                    let action = self
+                        .timer
+                        .lock()
+                        .ok()
+                        .and_then(|mut t| t.as_mut().and_then(|t| t.poll(std::time::Instant::now())));
+                    match action {
+                        Some(session_timer::TimerAction::Expired) => {
+                            info!("session timer expired without a refresh (RFC 4028)");
+                            if let Ok(mut t) = self.timer.lock() {
+                                *t = None;
+                            }
+                            return Some(CallEvent::SessionExpired);
+                        }
+                        Some(session_timer::TimerAction::Refresh) => self.send_refresh(),
+                        None => {}
+                    }
+                    continue;
+                }
+            };
+            let Some(state) = state else { break };
             match state {
                 DialogState::Confirmed(..) => {
                     // Each Confirmed follows an ACK (initial INVITE or re-INVITE) or the return from
-                    // an in-dialog transaction; only the first one matters to the call.
+                    // an in-dialog transaction; only the first one matters to the call, and the ACK
+                    // of a re-INVITE we answered with an offer.
                     let answer = self
                         .dialog
                         .last_remote_ack()
                         .map(|ack| ack.body().clone())
                         .filter(|b| !b.is_empty());
+                    if self.expect_ack_answer {
+                        if let Some(sdp) = answer {
+                            self.expect_ack_answer = false;
+                            return Some(CallEvent::Answer { sdp });
+                        }
+                    }
                     return Some(CallEvent::Ack { answer });
                 }
                 DialogState::Terminated(_, reason) => {
@@ -391,20 +526,34 @@ impl CallEvents {
                     handle.reply(StatusCode::OK).await.ok();
                     return Some(CallEvent::Info { content_type, body });
                 }
-                DialogState::Updated(_, _req, handle) => {
-                    // re-INVITE / UPDATE: keep the session as it is and answer with our last SDP.
-                    // (Hold, resume and address changes are a later milestone.)
-                    let body = self.local_sdp.get();
-                    let headers = body
-                        .as_ref()
-                        .map(|_| vec![Header::ContentType("application/sdp".into())]);
-                    handle.respond(StatusCode::OK, headers, body).await.ok();
+                DialogState::Updated(_, req, handle) => {
+                    if let Some(ev) = self.on_update(&req, handle).await {
+                        return Some(ev);
+                    }
                 }
                 DialogState::Options(_, _, handle) => {
                     handle.reply(StatusCode::OK).await.ok();
                 }
-                DialogState::Notify(_, _, handle)
-                | DialogState::Refer(_, _, handle)
+                DialogState::Notify(_, req, handle) => {
+                    let is_refer = req
+                        .header_value("Event")
+                        .or_else(|| req.header_value("o"))
+                        .is_some_and(|e| {
+                            e.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("refer")
+                        });
+                    if !is_refer {
+                        handle.reply(StatusCode::from(489)).await.ok();
+                        continue;
+                    }
+                    handle.reply(StatusCode::OK).await.ok();
+                    let terminated = req
+                        .header_value("Subscription-State")
+                        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("terminated"));
+                    if let Some(status) = sipfrag_status(req.body()) {
+                        return Some(CallEvent::ReferNotify { status, terminated });
+                    }
+                }
+                DialogState::Refer(_, _, handle)
                 | DialogState::Message(_, _, handle)
                 | DialogState::Publish(_, _, handle) => {
                     handle.reply(StatusCode::NotImplemented).await.ok();
@@ -415,6 +564,191 @@ impl CallEvents {
         self.done = true;
         None
     }
+
+    /// A re-INVITE or UPDATE: glare (491), session-timer checks (422) and refresh, then either an
+    /// [`CallEvent::Offer`] to answer, or an immediate 200 (no SDP: our current SDP as the offer
+    /// for a re-INVITE, no body for an UPDATE).
+    async fn on_update(
+        &mut self,
+        req: &rsipstack::sip::Request,
+        handle: TransactionHandle,
+    ) -> Option<CallEvent> {
+        let is_invite = req.method == Method::Invite;
+        if self.outstanding.load(Ordering::SeqCst) {
+            info!(method = %req.method, "glare: our own refresh is outstanding; answering 491");
+            handle.reply(StatusCode::from(491)).await.ok();
+            return None;
+        }
+        let pairs: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
+        let treq =
+            session_timer::TimerRequest::parse(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let mut headers = Vec::new();
+        match session_timer::negotiate(&treq, self.min_se) {
+            session_timer::Negotiation::TooSmall { min_se } => {
+                info!(method = %req.method, min_se, "session interval too small; answering 422");
+                handle
+                    .respond(
+                        StatusCode::from(422),
+                        Some(vec![Header::Other("Min-SE".into(), min_se.to_string())]),
+                        None,
+                    )
+                    .await
+                    .ok();
+                return None;
+            }
+            negotiated => {
+                if let Ok(mut timer) = self.timer.lock() {
+                    let now = std::time::Instant::now();
+                    match (timer.as_mut(), negotiated) {
+                        (
+                            Some(t),
+                            session_timer::Negotiation::Timer {
+                                interval, refresher, ..
+                            },
+                        ) => t.refreshed(now, Some(interval), Some(refresher)),
+                        (
+                            None,
+                            session_timer::Negotiation::Timer {
+                                interval,
+                                refresher,
+                                require,
+                            },
+                        ) => {
+                            *timer = Some(session_timer::SessionTimer::new(
+                                now, interval, refresher, require,
+                            ))
+                        }
+                        (Some(t), _) => t.refreshed(now, None, None),
+                        (None, _) => {}
+                    }
+                    if let Some(t) = timer.as_ref() {
+                        debug!(method = %req.method, interval = t.interval_secs(), refresher = t.refresher().as_str(), "session refreshed");
+                        headers.extend(other_headers(t.response_headers()));
+                    }
+                }
+            }
+        }
+        let is_sdp = req
+            .header_value("Content-Type")
+            .map(|ct| ct.to_ascii_lowercase().starts_with("application/sdp"))
+            .unwrap_or(false);
+        if is_sdp && !req.body().is_empty() {
+            self.pending_offer = Some((handle, headers));
+            return Some(CallEvent::Offer {
+                sdp: req.body().clone(),
+            });
+        }
+        if is_invite {
+            // No SDP: our current SDP is the offer; the answer comes in the ACK.
+            let body = self.local_sdp.get();
+            if body.is_some() {
+                headers.push(Header::ContentType("application/sdp".into()));
+                self.expect_ack_answer = true;
+            }
+            handle.respond(StatusCode::OK, Some(headers), body).await.ok();
+        } else {
+            handle.respond(StatusCode::OK, Some(headers), None).await.ok();
+        }
+        None
+    }
+
+    /// Answers the [`CallEvent::Offer`] just received: `Ok(answer)` with 200 and the SDP answer
+    /// (which becomes our current SDP), `Err(code)` with that final status (e.g. 488); the
+    /// session is then unchanged.
+    pub async fn answer_offer(&mut self, answer: Result<Vec<u8>, u16>) {
+        match answer {
+            Ok(sdp) => {
+                self.local_sdp.set(sdp.clone());
+                self.respond_offer(200, Some(sdp)).await;
+            }
+            Err(code) => self.respond_offer(code, None).await,
+        }
+    }
+
+    async fn respond_offer(&mut self, code: u16, sdp: Option<Vec<u8>>) {
+        let Some((handle, mut headers)) = self.pending_offer.take() else {
+            return;
+        };
+        if code >= 300 {
+            headers.clear();
+        }
+        if sdp.is_some() {
+            headers.push(Header::ContentType("application/sdp".into()));
+        }
+        handle
+            .respond(StatusCode::from(code), Some(headers), sdp)
+            .await
+            .ok();
+    }
+
+    /// Sends our session refresh (RFC 4028 §7.4) in the background: UPDATE without SDP when the
+    /// caller allows UPDATE, else a re-INVITE with our current SDP.
+    fn send_refresh(&mut self) {
+        let headers = match self.timer.lock() {
+            Ok(t) => match t.as_ref() {
+                Some(t) => other_headers(t.refresh_headers()),
+                None => return,
+            },
+            Err(_) => return,
+        };
+        let dialog = self.dialog.clone();
+        let outstanding = self.outstanding.clone();
+        let results = self.refresh_tx.clone();
+        let use_update = self.peer_allows_update;
+        let sdp = self.local_sdp.get();
+        outstanding.store(true, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let resp = if use_update {
+                dialog.update(Some(headers), None).await
+            } else {
+                let mut headers = headers;
+                headers.push(Header::ContentType("application/sdp".into()));
+                dialog.reinvite(Some(headers), sdp).await
+            };
+            outstanding.store(false, Ordering::SeqCst);
+            let ok = match resp {
+                Ok(Some(r)) => {
+                    let code = u16::from(r.status_code);
+                    info!(code, method = if use_update { "UPDATE" } else { "INVITE" }, "session refresh answered");
+                    (200..300).contains(&code)
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    warn!(error = %e, "session refresh failed");
+                    false
+                }
+            };
+            let _ = results.send(ok);
+        });
+    }
+}
+
+/// `(name, value)` pairs as extension headers.
+fn other_headers(pairs: Vec<(&'static str, String)>) -> Vec<Header> {
+    pairs
+        .into_iter()
+        .map(|(n, v)| Header::Other(n.into(), v))
+        .collect()
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_std(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The status code of a `message/sipfrag` body (`SIP/2.0 200 OK`, RFC 3420).
+fn sipfrag_status(body: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(body).ok()?;
+    let line = text.lines().next()?.trim();
+    let rest = line.strip_prefix("SIP/2.0")?.trim_start();
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 impl Drop for CallEvents {
@@ -434,6 +768,8 @@ pub struct SipEndpoint {
     local_addr: SocketAddr,
     /// Admission core; locked only for one synchronous decision (never across an await).
     gate: std::sync::Mutex<admission::Admission>,
+    /// Our minimum session interval (RFC 4028 Min-SE).
+    min_se: u32,
 }
 
 /// Switch that makes the endpoint answer new INVITEs 503 (graceful shutdown).
@@ -488,6 +824,8 @@ impl SipEndpoint {
                 Method::Bye,
                 Method::Options,
                 Method::Info,
+                Method::Update,
+                Method::Notify,
             ])
             .build();
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
@@ -517,6 +855,7 @@ impl SipEndpoint {
                 contact_host,
                 local_addr: SocketAddr::new(config.listen.ip(), udp_addr.port()),
                 gate: std::sync::Mutex::new(gate),
+                min_se: config.min_session_expires.max(1),
             },
             calls_rx,
         ))
@@ -618,6 +957,39 @@ impl SipEndpoint {
         let Some(slot) = self.admit(&mut tx, &call_id).await else {
             return;
         };
+        // RFC 4028: a session interval below our minimum gets 422 with our Min-SE.
+        let timer = {
+            let pairs: Vec<(String, String)> = tx
+                .original
+                .headers
+                .iter()
+                .map(|h| (h.name().to_string(), h.value().to_string()))
+                .collect();
+            let treq = session_timer::TimerRequest::parse(
+                pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            );
+            match session_timer::negotiate(&treq, self.min_se) {
+                session_timer::Negotiation::TooSmall { min_se } => {
+                    info!(%call_id, min_se, "INVITE refused with 422: session interval too small");
+                    let headers = vec![Header::Other("Min-SE".into(), min_se.to_string())];
+                    return reply(&mut tx, 422, headers).await;
+                }
+                session_timer::Negotiation::NoTimer => None,
+                session_timer::Negotiation::Timer {
+                    interval,
+                    refresher,
+                    require,
+                } => {
+                    debug!(%call_id, interval, refresher = refresher.as_str(), "session timer negotiated");
+                    Some(session_timer::SessionTimer::new(
+                        std::time::Instant::now(),
+                        interval,
+                        refresher,
+                        require,
+                    ))
+                }
+            }
+        };
         let req = &tx.original;
         let permit = match self.calls.clone().try_reserve_owned() {
             Ok(p) => p,
@@ -680,6 +1052,8 @@ impl SipEndpoint {
                 contact,
                 call_id,
                 slot,
+                timer,
+                min_se: self.min_se,
             },
         };
         permit.send(call);

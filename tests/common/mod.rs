@@ -657,7 +657,9 @@ pub fn tcp_text_times(pcap: &Path, src_port: u16, text: &str) -> Vec<f64> {
         .arg("-r")
         .arg(pcap)
         .arg("-Y")
-        .arg(format!("tcp.srcport=={src_port} && frame contains \"{text}\""))
+        .arg(format!(
+            "tcp.srcport=={src_port} && frame contains \"{text}\""
+        ))
         .arg("-T")
         .arg("fields")
         .arg("-e")
