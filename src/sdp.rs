@@ -442,10 +442,12 @@ fn select_audio(session: &sdp::Session, choice: CodecChoice) -> Result<ChosenAud
         };
         let codec = match choice {
             CodecChoice::PreferPcmu => first_of(Law::Mu).or_else(|| first_of(Law::A)),
-            CodecChoice::Keep(law) => first_of(law).or_else(|| first_of(match law {
-                Law::Mu => Law::A,
-                Law::A => Law::Mu,
-            })),
+            CodecChoice::Keep(law) => first_of(law).or_else(|| {
+                first_of(match law {
+                    Law::Mu => Law::A,
+                    Law::A => Law::Mu,
+                })
+            }),
             CodecChoice::ListOrder => encodings.iter().find_map(|&(pt, e)| match e {
                 Encoding::G711(law) => Some((pt, law)),
                 _ => None,

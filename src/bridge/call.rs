@@ -1110,7 +1110,13 @@ fn apply_media_change(
     }
     if new.law != current.law || new.payload_type != current.payload_type {
         info!(from = ?current.law, to = ?new.law, payload_type = new.payload_type, "codec changed by re-offer");
-        bridge.change_codec(now, new.law, new.payload_type, new.telephone_event_pt, settings);
+        bridge.change_codec(
+            now,
+            new.law,
+            new.payload_type,
+            new.telephone_event_pt,
+            settings,
+        );
     }
     // A held call may be silent for as long as the hold lasts.
     bridge.set_rtp_timeout(now, (!held).then_some(rtp_timeout));
@@ -1159,14 +1165,20 @@ impl CallControl {
             info!(%target, "transfer_call to an unknown target");
             let out = failure(
                 "unknown_target",
-                &format!("There is no transfer target called {target:?}. Use one of the listed names."),
+                &format!(
+                    "There is no transfer target called {target:?}. Use one of the listed names."
+                ),
                 Some(("available", serde_json::json!(names))),
             );
             bridge.handle_tool_result(&req.call_id, &out);
             return;
         };
         if self.transfer.is_some() {
-            let out = failure("transfer_in_progress", "A transfer is already in progress; wait for its result.", None);
+            let out = failure(
+                "transfer_in_progress",
+                "A transfer is already in progress; wait for its result.",
+                None,
+            );
             bridge.handle_tool_result(&req.call_id, &out);
             return;
         }
@@ -1209,13 +1221,24 @@ impl CallControl {
                     info!(target = %t.target, code, "REFER accepted; waiting for the transfer's outcome (NOTIFY)");
                 }
             }
-            Ok(code) => self.fail_transfer(bridge, &format!("the transfer request was refused with {code}")),
-            Err(e) => self.fail_transfer(bridge, &format!("the transfer request could not be sent: {e}")),
+            Ok(code) => self.fail_transfer(
+                bridge,
+                &format!("the transfer request was refused with {code}"),
+            ),
+            Err(e) => self.fail_transfer(
+                bridge,
+                &format!("the transfer request could not be sent: {e}"),
+            ),
         }
     }
 
     /// A NOTIFY sipfrag about our REFER: a final 2xx ends the call (`transferred`).
-    fn refer_progress(&mut self, bridge: &mut Bridge, status: u16, terminated: bool) -> Option<Outcome> {
+    fn refer_progress(
+        &mut self,
+        bridge: &mut Bridge,
+        status: u16,
+        terminated: bool,
+    ) -> Option<Outcome> {
         let target = self.transfer.as_ref()?.target.clone();
         info!(%target, status, terminated, "transfer progress (NOTIFY)");
         if (200..300).contains(&status) {
@@ -1238,7 +1261,12 @@ impl CallControl {
     /// `end_call`: answer the function at once, then wait for the goodbye response to be played.
     fn start_end(&mut self, bridge: &mut Bridge, req: &super::core::ToolRequest) {
         let reason = tools::call_control::string_argument(&req.arguments, "reason")
-            .map(|r| r.chars().filter(|c| !c.is_control()).take(80).collect::<String>())
+            .map(|r| {
+                r.chars()
+                    .filter(|c| !c.is_control())
+                    .take(80)
+                    .collect::<String>()
+            })
             .filter(|r| !r.trim().is_empty())
             .unwrap_or_else(|| "conversation over".to_owned());
         info!(%reason, "the model ends the call after its goodbye");

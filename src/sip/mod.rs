@@ -539,7 +539,11 @@ impl CallEvents {
                         .header_value("Event")
                         .or_else(|| req.header_value("o"))
                         .is_some_and(|e| {
-                            e.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("refer")
+                            e.split(';')
+                                .next()
+                                .unwrap_or("")
+                                .trim()
+                                .eq_ignore_ascii_case("refer")
                         });
                     if !is_refer {
                         handle.reply(StatusCode::from(489)).await.ok();
@@ -607,7 +611,9 @@ impl CallEvents {
                         (
                             Some(t),
                             session_timer::Negotiation::Timer {
-                                interval, refresher, ..
+                                interval,
+                                refresher,
+                                ..
                             },
                         ) => t.refreshed(now, Some(interval), Some(refresher)),
                         (
@@ -649,9 +655,15 @@ impl CallEvents {
                 headers.push(Header::ContentType("application/sdp".into()));
                 self.expect_ack_answer = true;
             }
-            handle.respond(StatusCode::OK, Some(headers), body).await.ok();
+            handle
+                .respond(StatusCode::OK, Some(headers), body)
+                .await
+                .ok();
         } else {
-            handle.respond(StatusCode::OK, Some(headers), None).await.ok();
+            handle
+                .respond(StatusCode::OK, Some(headers), None)
+                .await
+                .ok();
         }
         None
     }
@@ -713,7 +725,11 @@ impl CallEvents {
             let ok = match resp {
                 Ok(Some(r)) => {
                     let code = u16::from(r.status_code);
-                    info!(code, method = if use_update { "UPDATE" } else { "INVITE" }, "session refresh answered");
+                    info!(
+                        code,
+                        method = if use_update { "UPDATE" } else { "INVITE" },
+                        "session refresh answered"
+                    );
                     (200..300).contains(&code)
                 }
                 Ok(None) => false,
