@@ -261,26 +261,13 @@ pub fn answer_with_version(
     session_id: u64,
     session_version: u64,
 ) -> Result<(Negotiated, Vec<u8>), Error> {
-    let session = parse(offer)?;
-    let chosen = select_audio(&session, CodecChoice::PreferPcmu)?;
-    let negotiated = negotiated(&session, &chosen, chosen.offers_rtcp_mux)?;
-
-    let mut out = new_session(local_rtp.ip(), session_id, session_version);
-    for (index, offered) in session.medias.iter().enumerate() {
-        if index == chosen.index {
-            out.add_media(audio_media(
-                local_rtp.port(),
-                sdp::TransportProto::from(chosen.media.proto.as_str()),
-                &[(negotiated.payload_type, negotiated.law)],
-                negotiated.telephone_event_pt,
-                negotiated.direction.mirrored(),
-                negotiated.rtcp_mux,
-            ));
-        } else {
-            out.add_media(rejected_media(offered));
-        }
-    }
-    Ok((negotiated, serialise(&out)))
+    answer_choosing(
+        offer,
+        local_rtp,
+        session_id,
+        session_version,
+        CodecChoice::PreferPcmu,
+    )
 }
 
 /// Answers an offer in a re-INVITE or UPDATE (RFC 3264 §8) of a call that runs `current`: like
@@ -296,8 +283,25 @@ pub fn answer_reoffer(
     session_version: u64,
     current: Law,
 ) -> Result<(Negotiated, Vec<u8>), Error> {
+    answer_choosing(
+        offer,
+        local_rtp,
+        session_id,
+        session_version,
+        CodecChoice::Keep(current),
+    )
+}
+
+/// The answer of [`answer_with_version`] and [`answer_reoffer`], with the codec rule `choice`.
+fn answer_choosing(
+    offer: &[u8],
+    local_rtp: SocketAddr,
+    session_id: u64,
+    session_version: u64,
+    choice: CodecChoice,
+) -> Result<(Negotiated, Vec<u8>), Error> {
     let session = parse(offer)?;
-    let chosen = select_audio(&session, CodecChoice::Keep(current))?;
+    let chosen = select_audio(&session, choice)?;
     let negotiated = negotiated(&session, &chosen, chosen.offers_rtcp_mux)?;
     let mut out = new_session(local_rtp.ip(), session_id, session_version);
     for (index, offered) in session.medias.iter().enumerate() {
