@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Load benchmark of frontdesk (issue 3): N concurrent calls on this machine, everything on 127.0.0.1.
+#
+#   benches/load.sh [N...]            default: 10 25 50 100 200
+#
+# For each N: starts `frontdesk sim --echo` (the Realtime simulator returning each caller turn as the
+# agent's reply) and `frontdesk serve` (release build, temp db, a dialplan with an empty greeting),
+# captures the RTP on lo with dumpcap, and runs SIPp (tests/sipp/uac_load.xml) with N calls at
+# LOAD_RATE calls/s, each streaming a spoken sentence followed by silence in a loop (rtp_stream)
+# for the hold time; the echo of every sentence comes back as frontdesk's paced RTP. Once all N
+# calls are up it measures a steady window of LOAD_STEADY_S seconds: frontdesk's CPU
+# (/proc/PID/stat utime+stime) and RSS (VmRSS, against its idle RSS before the first call), and the
+# CPU of the simulator, SIPp, dumpcap and the whole box. benches/load_analyze.py then combines the
+# capture (pacing error of frontdesk's RTP on the wire), frontdesk's log ("media summary" per call:
+# lost/late/concealed frames, added latency and pacing error percentiles) and SIPp's counts into
+# one JSON line per N in $LOAD_OUT/results.jsonl, and prints the table at the end.
+#
+# Knobs (environment):
+#   LOAD_RATE=20        call attempts per second (SIPp -r)
+#   LOAD_STEADY_S=20    length of the measured window, seconds
+#   LOAD_CAPTURE=1      0: no dumpcap capture (no wire pacing figures; less load on the box)
+#   LOAD_PERF=0         1: `perf record` frontdesk during the window ($LOAD_OUT/N/perf.data;
+#                       perf report -i ... --no-children --sort dso,sym)
+#   LOAD_BUILD=1        0: use target/release/frontdesk as it is
+#   LOAD_FRONTDESK=PATH another frontdesk binary (A/B comparisons; implies no build)
+#   LOAD_OUT=target/load/<date>   where logs, captures and results go
+#
+# Bounded: every wait has a deadline, SIPp runs under `timeout`, and every process this script
+# starts is killed at exit (trap), by PID. Needs: sipp (sip-tester), espeak-ng, sox, dumpcap
+# (tshark; root or capture rights), python3.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+NS=("$@")
+[ ${#NS[@]} -gt 0 ] || NS=(10 25 50 100 200)
+RATE="${LOAD_RATE:-20}"
+STEADY="${LOAD_STEADY_S:-20}"
+CAPTURE="${LOAD_CAPTURE:-1}"
+PERF="${LOAD_PERF:-0}"
+OUT="${LOAD_OUT:-$ROOT/target/load/$(date +%Y%m%d-%H%M%S)}"
+ANALYZE=(python3 "$ROOT/benches/load_analyze.py")
+FD="${LOAD_FRONTDESK:-$ROOT/target/release/frontdesk}"
+HZ="$(getconf CLK_TCK)"
+CORES="$(nproc)"
+
+for n in "${NS[@]}"; do
+  [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 1400 ] || { echo "N must be 1..1400: $n" >&2; exit 2; }
+done
+for tool in sipp espeak-ng sox python3; do
+  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
+done
+if [ "$CAPTURE" = 1 ]; then command -v dumpcap >/dev/null || { echo "missing dumpcap (tshark); or LOAD_CAPTURE=0" >&2; exit 2; }; fi
+if [ "$PERF" = 1 ]; then command -v perf >/dev/null || { echo "missing perf (linux-perf)" >&2; exit 2; }; fi
+
+if [ "${LOAD_BUILD:-1}" = 1 ] && [ -z "${LOAD_FRONTDESK:-}" ]; then
+  cargo build --release --quiet
+fi
+[ -x "$FD" ] || { echo "no $FD; run cargo build --release" >&2; exit 2; }
+
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+echo "load: N=${NS[*]} rate=${RATE}/s steady=${STEADY}s capture=${CAPTURE} -> $OUT"
+
+# ---- processes: every PID we start is recorded and killed at exit.
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  sleep 0.5
+  for pid in "${PIDS[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop PID SIGNAL SECS: signal one of our processes and wait for it (bounded), then forget it.
+stop() {
+  local pid="$1" sig="$2" secs="$3" i
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for ((i = 0; i < secs * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+ticks() { [ -r "/proc/$1/stat" ] && awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat" || echo ""; }
+# User and system ticks apart.
+ticks_us() { [ -r "/proc/$1/stat" ] && awk '{sub(/^.*\) /, ""); print $12 " " $13}' "/proc/$1/stat" || echo ""; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Busy jiffies of the whole box (user+nice+system+irq+softirq+steal).
+box_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# Jiffies stolen by the hypervisor (this is a VM: run-to-run CPU figures vary with the host's load).
+box_steal() { awk '/^cpu / {print $9}' /proc/stat; }
+# All jiffies of the whole box (busy + idle + iowait), to turn busy jiffies into a fraction.
+box_total() { awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+count() { grep -c -- "$1" "$2" 2>/dev/null || true; }
+
+# ---- the caller's audio: a sentence (no commas, so one VAD turn), then 5 s of silence in which the
+# simulator's echo of it (~3.3 s: 300 ms prefix padding + speech + 500 ms silence window) plays back.
+AUDIO_DIR="$OUT/audio"
+mkdir -p "$AUDIO_DIR"
+espeak-ng -v en-us -s 150 -w "$AUDIO_DIR/sentence.wav" "Please book me a cleaning next Tuesday"
+sox "$AUDIO_DIR/sentence.wav" -r 8000 -c 1 -t ul "$AUDIO_DIR/load.ul" pad 0 5
+
+DIALPLANS="$OUT/dialplans"
+mkdir -p "$DIALPLANS"
+cat > "$DIALPLANS/load.toml" <<'EOF'
+# benches/load.sh: every call reaches an agent with no greeting (the simulator only echoes).
+[[routes]]
+name = "load"
+to = "*"
+agent = "echo"
+
+[agents.echo]
+voice = "alloy"
+greeting = ""
+instructions = "Load test: the simulator echoes the caller."
+max_duration = "10m"
+tools = []
+EOF
+
+# Admit the load from 127.0.0.1 without the per-source rate limit, and more than the default 100
+# calls at once.
+CONFIG="$OUT/frontdesk.toml"
+cat > "$CONFIG" <<'EOF'
+[admission]
+max_calls = 5000
+
+[[admission.trunks]]
+name = "load"
+allow = ["127.0.0.1/32"]
+rate_per_source = 0
+EOF
+
+run_one() {
+  local n="$1"
+  local dir="$OUT/$n"
+  mkdir -p "$dir"
+  ln -sf "$AUDIO_DIR/load.ul" "$dir/load.ul"
+  local ramp=$(( (n + RATE - 1) / RATE ))
+  local hold=$(( ramp + 6 + STEADY + 4 ))
+  local ports
+  ports="$("${ANALYZE[@]}" ports 4 $(( 2 * n + 64 )))"
+  read -r sip_port sim_port sipp_port sipp_mp rtp_low <<<"$ports"
+  local rtp_high=$(( rtp_low + 2 * n + 62 ))
+  echo "== N=$n: hold ${hold}s, ramp ${ramp}s, SIP 127.0.0.1:$sip_port, sim :$sim_port, SIPp :$sipp_port media :$sipp_mp, RTP $rtp_low-$rtp_high"
+
+  "$FD" sim --listen "127.0.0.1:$sim_port" --echo >"$dir/sim.log" 2>&1 &
+  local sim_pid=$!
+  PIDS+=("$sim_pid")
+  "${ANALYZE[@]}" wait-tcp "127.0.0.1:$sim_port" 15
+
+  # frontdesk::bridge=debug: also log failed RTP/RTCP sends (a few lines per call otherwise).
+  NO_COLOR=1 RUST_LOG="info,rsipstack=warn,frontdesk::bridge=debug" "$FD" serve --config "$CONFIG" \
+    --sip-listen "127.0.0.1:$sip_port" --media-ip 127.0.0.1 --rtp-ports "$rtp_low-$rtp_high" \
+    --db "$dir/frontdesk.db" --dialplans "$DIALPLANS" \
+    --realtime-url "ws://127.0.0.1:$sim_port/v1/realtime" >"$dir/frontdesk.log" 2>&1 &
+  local fd_pid=$!
+  PIDS+=("$fd_pid")
+  "${ANALYZE[@]}" wait-sip "127.0.0.1:$sip_port" 30
+  sleep 1
+  local rss_idle
+  rss_idle="$(rss_kib "$fd_pid")"
+
+  local dump_pid="" i
+  if [ "$CAPTURE" = 1 ]; then
+    # Headers only (64 bytes: Ethernet + IPv4 + UDP + RTP header), classic pcap for the analyzer.
+    dumpcap -P -s 64 -B 64 -i lo -f "udp port $sipp_mp" -w "$dir/rtp.pcap" >"$dir/dumpcap.log" 2>&1 &
+    dump_pid=$!
+    PIDS+=("$dump_pid")
+    for ((i = 0; i < 150; i++)); do grep -q "Capturing on" "$dir/dumpcap.log" && break; sleep 0.1; done
+    grep -q "Capturing on" "$dir/dumpcap.log" || { echo "dumpcap did not start: $(cat "$dir/dumpcap.log")" >&2; exit 1; }
+    sleep 0.3
+  fi
+
+  (cd "$dir" && exec timeout $(( hold + ramp + 90 )) sipp -sf "$ROOT/tests/sipp/uac_load.xml" \
+    "127.0.0.1:$sip_port" -s frontdesk -i 127.0.0.1 -p "$sipp_port" -mi 127.0.0.1 -mp "$sipp_mp" \
+    -l "$n" -m "$n" -r "$RATE" -d "$(( hold * 1000 ))" -nostdin \
+    -timeout "$(( hold + ramp + 60 ))s" -timeout_error \
+    -trace_err -error_file "$dir/sipp.errors.log" >"$dir/sipp.out" 2>&1) &
+  local sipp_pid=$!
+  PIDS+=("$sipp_pid")
+  # $sipp_pid is `timeout`; SIPp itself is its child.
+  local sipp_real=""
+  for ((i = 0; i < 50; i++)); do
+    sipp_real="$(pgrep -P "$sipp_pid" -x sipp | head -1 || true)"
+    [ -n "$sipp_real" ] && break
+    sleep 0.1
+  done
+  [ -z "$sipp_real" ] || PIDS+=("$sipp_real")
+
+  # Wait until all N calls are answered (bounded), then let them settle into their echo cycle.
+  local deadline=$(( SECONDS + ramp + 30 ))
+  while [ "$(count ': call answered' "$dir/frontdesk.log")" -lt "$n" ] && [ $SECONDS -lt $deadline ]; do
+    kill -0 "$sipp_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  sleep 5
+
+  local m="$dir/metrics.txt"
+  {
+    echo "clk_tck=$HZ"
+    echo "cores=$CORES"
+    echo "rss_idle=$rss_idle"
+    echo "active0=$(( $(count ': call answered' "$dir/frontdesk.log") - $(count ': call ended' "$dir/frontdesk.log") ))"
+    echo "t0=$(date +%s.%N)"
+    echo "fd_ticks0=$(ticks "$fd_pid")"
+    echo "fd_user_sys0=$(ticks_us "$fd_pid")"
+    echo "sim_ticks0=$(ticks "$sim_pid")"
+    echo "sipp_ticks0=${sipp_real:+$(ticks "$sipp_real")}"
+    echo "dump_ticks0=${dump_pid:+$(ticks "$dump_pid")}"
+    echo "stat_busy0=$(box_busy)"
+    echo "stat_total0=$(box_total)"
+    echo "stat_steal0=$(box_steal)"
+  } >"$m"
+  if [ "$PERF" = 1 ]; then
+    # cpu-clock: hardware counters are not available in this VM. The release build has no frame
+    # pointers, so no -g by default; LOAD_PERF_ARGS="--call-graph dwarf" with a build carrying
+    # debug info (CARGO_PROFILE_RELEASE_DEBUG=1) gives call graphs.
+    # shellcheck disable=SC2086
+    perf record -F 999 -e cpu-clock ${LOAD_PERF_ARGS:-} -p "$fd_pid" -o "$dir/perf.data" -- sleep "$STEADY" >"$dir/perf.log" 2>&1 || true
+  else
+    sleep "$STEADY"
+  fi
+  {
+    echo "t1=$(date +%s.%N)"
+    echo "fd_ticks1=$(ticks "$fd_pid")"
+    echo "fd_user_sys1=$(ticks_us "$fd_pid")"
+    echo "sim_ticks1=$(ticks "$sim_pid")"
+    echo "sipp_ticks1=${sipp_real:+$(ticks "$sipp_real")}"
+    echo "dump_ticks1=${dump_pid:+$(ticks "$dump_pid")}"
+    echo "stat_busy1=$(box_busy)"
+    echo "stat_total1=$(box_total)"
+    echo "stat_steal1=$(box_steal)"
+    echo "rss1=$(rss_kib "$fd_pid")"
+    echo "active1=$(( $(count ': call answered' "$dir/frontdesk.log") - $(count ': call ended' "$dir/frontdesk.log") ))"
+  } >>"$m"
+
+  # SIPp hangs up after the hold time; wait for it (bounded by its own timeout).
+  local rc=0
+  wait "$sipp_pid" || rc=$?
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$sipp_pid" ] || [ "$p" = "$sipp_real" ] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+  echo "sipp_rc=$rc" >>"$m"
+  # Let frontdesk write the last call records.
+  deadline=$(( SECONDS + 20 ))
+  while [ "$(count ': call ended' "$dir/frontdesk.log")" -lt "$(count ': call answered' "$dir/frontdesk.log")" ] && [ $SECONDS -lt $deadline ]; do
+    sleep 0.2
+  done
+  if [ -n "$dump_pid" ]; then
+    stop "$dump_pid" INT 10
+    echo "dump_stats=$(grep -E '^Packets (captured|received)' "$dir/dumpcap.log" | tr '\n' ' ')" >>"$m"
+  fi
+  stop "$fd_pid" TERM 10
+  stop "$sim_pid" TERM 5
+
+  "${ANALYZE[@]}" analyze --n "$n" --rate "$RATE" --hold "$hold" --metrics "$m" \
+    --log "$dir/frontdesk.log" --sipp-out "$dir/sipp.out" --sipp-mp "$sipp_mp" \
+    ${dump_pid:+--pcap "$dir/rtp.pcap"} --out "$RESULTS" >/dev/null
+  # The capture is large and not needed once analysed.
+  [ "${LOAD_KEEP_PCAP:-0}" = 1 ] || rm -f "$dir/rtp.pcap"
+  # (LOAD_KEEP_PCAP=1 keeps it, e.g. for tshark -z rtp,streams)
+  "${ANALYZE[@]}" table --row-only <(tail -1 "$RESULTS")
+}
+
+for n in "${NS[@]}"; do
+  run_one "$n"
+done
+
+echo
+echo "Results ($RESULTS), machine: $CORES cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); SIPp, the simulator and dumpcap run on the same box:"
+"${ANALYZE[@]}" table "$RESULTS"
