@@ -21,6 +21,8 @@
 #   LOAD_CAPTURE=1      0: no dumpcap capture (no wire pacing figures; less load on the box)
 #   LOAD_PERF=0         1: `perf record` frontdesk during the window ($LOAD_OUT/N/perf.data;
 #                       perf report -i ... --no-children --sort dso,sym)
+#   LOAD_PERF_ARGS=     extra perf record arguments, e.g. "--call-graph dwarf,16384 -F 250"
+#   LOAD_KEEP_PCAP=0    1: keep $LOAD_OUT/N/rtp.pcap (deleted once analysed otherwise)
 #   LOAD_BUILD=1        0: use target/release/frontdesk as it is
 #   LOAD_FRONTDESK=PATH another frontdesk binary (A/B comparisons; implies no build)
 #   LOAD_OUT=target/load/<date>   where logs, captures and results go
