@@ -76,9 +76,14 @@ pub struct ServeArgs {
     /// `rtp-timeout`) [default: 30].
     #[arg(long, value_name = "SECS")]
     pub rtp_timeout: Option<u64>,
-    /// SQLite database file, created and migrated at start [default: ./frontdesk.db].
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// Database, created and migrated at start: a SQLite file path or sqlite://PATH, or
+    /// postgres://USER@HOST[:PORT]/DB for several instances sharing one PostgreSQL (see README
+    /// "Running several instances") [default: ./frontdesk.db].
+    #[arg(long, value_name = "PATH|URL")]
+    pub db: Option<String>,
+    /// File whose first line is the PostgreSQL password (else PGPASSWORD is used).
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
     /// Directory of dialplan *.toml files [default: ./dialplans].
     #[arg(long, value_name = "DIR")]
     pub dialplans: Option<PathBuf>,
@@ -119,14 +124,38 @@ pub struct SimArgs {
     pub echo: bool,
 }
 
+/// `--db` and its password, shared by every command that uses the database.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Database: a SQLite file path or sqlite://PATH (created if missing), or
+    /// postgres://USER@HOST[:PORT]/DB[?host=SOCKET_DIR&sslmode=require] (one database shared by
+    /// several frontdesk instances). Put no password in the URL: use --db-password-file or
+    /// PGPASSWORD.
+    #[arg(long, value_name = "PATH|URL", default_value = crate::store::DEFAULT_DB)]
+    pub db: String,
+    /// File whose first line is the PostgreSQL password (else PGPASSWORD is used).
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// The parsed target.
+    ///
+    /// # Errors
+    /// [`crate::store::TargetError`] for an unsupported URL or unreadable password file.
+    pub fn target(&self) -> Result<crate::store::DbTarget, crate::store::TargetError> {
+        crate::store::DbTarget::parse(&self.db, self.db_password_file.as_deref())
+    }
+}
+
 /// `frontdesk db` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Create the database if needed and apply pending migrations.
     Migrate {
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -139,9 +168,9 @@ pub enum CalendarCommand {
         /// The calendar file (TOML); see deploy/calendar.example.toml.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -159,18 +188,18 @@ pub enum AppointmentsCommand {
         /// Also list cancelled appointments.
         #[arg(long)]
         all: bool,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Export the booked appointments as an iCalendar (.ics) file.
     Export {
         /// The file to write.
         #[arg(long, value_name = "FILE")]
         ics: PathBuf,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -240,20 +269,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db {
             command: DbCommand::Migrate { db },
         } => {
-            crate::store::Store::open(&db).await?;
-            println!("database {} is up to date", db.display());
+            let store = crate::store::Store::open(db.target()?).await?;
+            println!("database {} is up to date", store.name());
             Ok(ExitCode::SUCCESS)
         }
         Command::Calendar {
             command: CalendarCommand::Import { file, db },
         } => {
             let cal = crate::calendar_file::load(&file)?;
-            let store = crate::store::Store::open(&db).await?;
-            let s = crate::store::calendar::import(store.pool(), &cal, chrono::Utc::now()).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
+            let s = crate::store::calendar::import(&store, &cal, chrono::Utc::now()).await?;
             println!(
                 "imported {} into {}: {} provider(s), {} service(s), {} opening range(s), {} closure(s){}",
                 s.business,
-                db.display(),
+                store.name(),
                 s.providers,
                 s.services,
                 s.hour_ranges,
@@ -271,7 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     db,
                 },
         } => {
-            let store = crate::store::Store::open(&db).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
             let opts = crate::tools::staff::ListOptions {
                 business: None,
                 date,
@@ -279,16 +308,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 include_cancelled: all,
             };
             let text =
-                crate::tools::staff::list_appointments(store.pool(), &opts, chrono::Utc::now())
-                    .await?;
+                crate::tools::staff::list_appointments(&store, &opts, chrono::Utc::now()).await?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Appointments {
             command: AppointmentsCommand::Export { ics, db },
         } => {
-            let store = crate::store::Store::open(&db).await?;
-            let n = crate::tools::staff::export_ics(store.pool(), &ics, None).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
+            let n = crate::tools::staff::export_ics(&store, &ics, None).await?;
             println!("wrote {n} appointment(s) to {}", ics.display());
             Ok(ExitCode::SUCCESS)
         }
