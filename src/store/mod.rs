@@ -4,6 +4,7 @@
 //! The database runs in WAL mode with a busy timeout, so call tasks can write concurrently.
 
 pub mod calendar;
+pub mod history;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -30,6 +31,9 @@ pub enum Error {
     /// A query failed.
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// A query of the calendar store failed.
+    #[error(transparent)]
+    Calendar(#[from] calendar::Error),
 }
 
 /// The embedded migrations of `migrations/`.
@@ -77,6 +81,14 @@ pub struct CallEnd {
     pub concealed_frames: u64,
     /// Media quality, when the call got as far as exchanging media.
     pub media: Option<MediaRecord>,
+    /// Realtime model of the session, when one was opened.
+    pub model: Option<String>,
+    /// Usage the Realtime service reported, when a session was opened.
+    pub usage: Option<crate::pricing::CallUsage>,
+    /// Estimated cost in USD (`None`: no session, or no price for the model).
+    pub cost_usd: Option<f64>,
+    /// The conversation (empty when `[privacy] store_transcripts = false`).
+    pub turns: Vec<crate::bridge::transcript::Turn>,
 }
 
 /// Media quality figures of one call (see `migrations/20261122000003_call_media_stats.sql`).
@@ -234,13 +246,18 @@ impl Store {
     pub async fn call_ended(&self, id: i64, end: &CallEnd, at: DateTime<Utc>) -> Result<(), Error> {
         let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let m = end.media.as_ref();
+        let u = end.usage.as_ref();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE calls SET ended_at = ?, end_reason = ?, end_initiator = ?,
                  sip_status = COALESCE(?, sip_status), packets_in = ?, packets_out = ?,
                  concealed_frames = ?, packets_lost = ?, packets_late = ?, packets_duplicated = ?,
                  packets_reordered = ?, jitter_ms = ?, max_jitter_buffer_ms = ?,
                  remote_fraction_lost = ?, remote_cumulative_lost = ?, remote_jitter_ms = ?,
-                 dtmf_digits = ?, barge_ins = ?
+                 dtmf_digits = ?, barge_ins = ?, model = ?, responses = ?,
+                 input_text_tokens = ?, input_audio_tokens = ?, cached_text_tokens = ?,
+                 cached_audio_tokens = ?, output_text_tokens = ?, output_audio_tokens = ?,
+                 billed_seconds = ?, cost_usd = ?
              WHERE id = ?",
         )
         .bind(rfc3339(at))
@@ -261,9 +278,21 @@ impl Store {
         .bind(m.and_then(|m| m.remote_jitter_ms))
         .bind(m.map(|m| int(m.dtmf_digits)))
         .bind(m.map(|m| int(m.barge_ins)))
+        .bind(end.model.as_deref())
+        .bind(u.map(|u| int(u.responses)))
+        .bind(u.map(|u| int(u.input_text_tokens)))
+        .bind(u.map(|u| int(u.input_audio_tokens)))
+        .bind(u.map(|u| int(u.cached_text_tokens)))
+        .bind(u.map(|u| int(u.cached_audio_tokens)))
+        .bind(u.map(|u| int(u.output_text_tokens)))
+        .bind(u.map(|u| int(u.output_audio_tokens)))
+        .bind(u.map(|u| u.billed_seconds))
+        .bind(end.cost_usd)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        history::insert_turns(&mut tx, id, &end.turns).await?;
+        tx.commit().await?;
         Ok(())
     }
 
