@@ -1,6 +1,6 @@
 //! The per-call bridge between caller RTP and a Realtime session, as a sans-IO state machine.
 //!
-//! [`Bridge`] owns the call's [`JitterBuffer`] (caller RTP → one 20 ms frame per tick), its
+//! [`Bridge`] owns the call's [`JitterBuffer`] (caller RTP → 20 ms frames, released on arrival), its
 //! [`DtmfReceiver`] (RFC 4733 key presses), its [`RtcpSession`] (RFC 3550 reports), its
 //! [`PlayoutPacer`] (model audio → paced RTP) and the conversation state it needs from the server
 //! events: the response in progress, the assistant item being played, items interrupted by the
@@ -224,7 +224,7 @@ pub struct BridgeStats {
     /// What the caller last reported about our stream in RTCP, if anything.
     pub remote_report: Option<RemoteReport>,
     /// Added latency of caller frames: packet arrival → `append` queued for the WebSocket (the
-    /// jitter buffer's playout delay plus processing); concealed frames are not counted.
+    /// relay's wait for a gap or the rest of a frame, plus processing); concealed frames are not counted.
     pub latency: Percentiles,
     /// Pacing error of our RTP: the time a packet was handed out by [`Bridge::poll_rtp`] minus its
     /// scheduled [`Transmit::due`] (how late the shell woke up).
@@ -384,7 +384,8 @@ impl Bridge {
         RtpOutcome::Rtp(disposition)
     }
 
-    /// Advances timers: releases the caller frames due (one per 20 ms tick, concealed if missing),
+    /// Advances timers: releases the caller frames due (a gap whose reorder window ended, silence
+    /// frames on the media clock for a silent caller),
     /// closes DTMF presses whose end packets were lost, and notices RTP silence.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.drain_inbound(now);
@@ -923,10 +924,8 @@ mod tests {
             let now = t0 + Duration::from_millis(20 * i as u64);
             assert!(matches!(b.handle_rtp(now, &pkt), RtpOutcome::Rtp(_)));
         }
-        // The jitter buffer releases one frame per 20 ms tick, from 40 ms after the first packet.
-        for k in 0..4u64 {
-            b.handle_timeout(t0 + Duration::from_millis(40 + 20 * k));
-        }
+        // Each frame is released at its packet's arrival: the gap at seq 3 is concealed the moment
+        // seq 4 shows it (the path never reordered, so nothing is waited for).
         let appends: Vec<Vec<u8>> = drain_ws(&mut b)
             .iter()
             .map(|e| {
@@ -1133,9 +1132,8 @@ mod tests {
         let t0 = Instant::now();
         let mut b = bridge(t0, Dialect::Ga);
         let mut pkt = Vec::new();
-        // Ten packets, 20 ms apart; the buffer plays each 40 ms after it arrived: frames 0–7 are
-        // released by the arrival of the packet two later (at their due time), frames 8 and 9 by a
-        // shell that wakes up 1 ms after the tick.
+        // Ten packets, 20 ms apart, in order: each frame is appended at its packet's arrival (0 ms
+        // added), then a ptime-10 packet whose frame waits 10 ms for its second half.
         for seq in 0..10u16 {
             crate::media::rtp::write_packet(
                 &mut pkt,
@@ -1149,19 +1147,27 @@ mod tests {
             let now = t0 + Duration::from_millis(20 * u64::from(seq));
             b.handle_rtp(now, &pkt);
         }
-        let end = t0 + Duration::from_millis(300);
-        for _ in 0..100 {
-            let Some(t) = b.poll_timeout().filter(|t| *t <= end) else {
-                break;
-            };
-            b.handle_timeout(t + Duration::from_millis(1));
+        for half in 0..2u16 {
+            crate::media::rtp::write_packet(
+                &mut pkt,
+                0,
+                false,
+                10 + half,
+                1_600 + u32::from(half) * 80,
+                9,
+                &[0x11; 80],
+            );
+            b.handle_rtp(t0 + Duration::from_millis(200 + 10 * u64::from(half)), &pkt);
         }
         let s = b.stats();
-        assert_eq!(s.latency.samples, 10, "concealed frames are not counted");
-        // 40.0 ms is reported as the upper edge of its 0.5 ms bucket.
-        assert!((s.latency.p50_ms - 40.5).abs() < 1e-9, "{:?}", s.latency);
-        assert!((s.latency.p99_ms - 41.0).abs() < 1e-9, "{:?}", s.latency);
-        assert!((s.latency.max_ms - 41.0).abs() < 1e-9, "{:?}", s.latency);
+        assert_eq!(s.latency.samples, 11);
+        // Nearest rank: 0 ms for the in-order frames; the ptime-10 frame's arrival is that of its
+        // second half, which completed it, so it added nothing either.
+        assert_eq!(
+            (s.latency.p50_ms, s.latency.p99_ms, s.latency.max_ms),
+            (0.0, 0.0, 0.0)
+        );
+        assert_eq!(s.appends, 11);
 
         // Model audio: three packets, polled 0, 2 and 7 ms after they are due.
         b.handle_server_event(t0, delta("item_a", 480));

@@ -104,7 +104,7 @@ pub struct MediaRecord {
     pub reordered: u64,
     /// RFC 3550 interarrival jitter of the caller's stream, ms.
     pub jitter_ms: f64,
-    /// Deepest jitter-buffer depth, ms.
+    /// Longest a caller frame waited in the input relay (for a gap or the rest of a frame), ms.
     pub max_depth_ms: u64,
     /// Fraction of our packets the caller reported lost (0.0–1.0), from RTCP.
     pub remote_fraction_lost: Option<f64>,
