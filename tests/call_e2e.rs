@@ -61,15 +61,6 @@ fn sim_audio_items(server_events: &[Value]) -> Vec<(String, Vec<u8>)> {
     items
 }
 
-/// All audio frontdesk appended to the session, in order.
-fn appended_audio(client_events: &[Value]) -> Vec<u8> {
-    client_events
-        .iter()
-        .filter(|e| e["type"] == "input_audio_buffer.append")
-        .flat_map(|e| b64(e["audio"].as_str().unwrap_or_default()))
-        .collect()
-}
-
 fn truncated_items(client_events: &[Value]) -> Vec<String> {
     client_events
         .iter()

@@ -16,7 +16,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
 
 const CALLER_SENTENCE: &str = "Hello, I would like to book a cleaning.";
 const AGENT_PASSWORD: &str = "agent-secret-7";
@@ -518,15 +517,6 @@ expires_secs = 600
     let log = fd.log();
     assert_eq!(log.matches("unregistered (Expires: 0)").count(), 2, "{log}");
     assert!(!log.contains(AGENT_PASSWORD) && !log.contains("second-secret"));
-}
-
-/// All audio frontdesk appended to the Realtime session, in order.
-fn appended_audio(client_events: &[Value]) -> Vec<u8> {
-    client_events
-        .iter()
-        .filter(|e| e["type"] == "input_audio_buffer.append")
-        .flat_map(|e| b64(e["audio"].as_str().unwrap_or_default()))
-        .collect()
 }
 
 /// A caller reaches the registered frontdesk through Kamailio (record_route; frontdesk registered

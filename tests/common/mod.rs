@@ -598,6 +598,16 @@ pub fn validate_events(dialect: &str, direction: &str, file: &Path) -> String {
     text
 }
 
+/// All audio frontdesk appended to the Realtime session (`input_audio_buffer.append` events of the
+/// simulator's `--record`), in order.
+pub fn appended_audio(client_events: &[serde_json::Value]) -> Vec<u8> {
+    client_events
+        .iter()
+        .filter(|e| e["type"] == "input_audio_buffer.append")
+        .flat_map(|e| b64(e["audio"].as_str().unwrap_or_default()))
+        .collect()
+}
+
 /// Checks that `needle`'s whole 20 ms frames (160 bytes each; a partial last frame is ignored,
 /// RTP carries whole frames) appear in `haystack` exactly, back to back: every frame in order, no
 /// frame added, removed or altered. On failure, says how far the longest exact run went and what
