@@ -48,6 +48,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AppointmentsCommand,
     },
+    /// Call history, for the staff: who called, what was said and booked, what it cost.
+    Calls {
+        /// Calls command.
+        #[command(subcommand)]
+        command: CallsCommand,
+    },
     /// Dialplan tools for admins.
     Dialplan {
         /// Dialplan command.
@@ -102,6 +108,10 @@ pub struct ServeArgs {
     /// see docs/calendar.md. Without a calendar the appointment tools are not offered.
     #[arg(long, value_name = "FILE")]
     pub calendar: Option<PathBuf>,
+    /// Log caller numbers, key presses and transcripts in clear, for debugging. Without it they
+    /// are written as "[redacted]" (the database keeps them, see `[privacy]`).
+    #[arg(long)]
+    pub log_pii: bool,
 }
 
 /// `frontdesk sim` flags.
@@ -197,6 +207,73 @@ pub enum AppointmentsCommand {
         /// The file to write.
         #[arg(long, value_name = "FILE")]
         ics: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// `frontdesk calls` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CallsCommand {
+    /// List calls, newest first: time (UTC), caller, route, outcome, duration, bookings, cost.
+    List {
+        /// Only calls since then: 7d, 12h, 30m, 2026-12-01, "2026-12-01 08:00" (UTC) or RFC 3339.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only calls whose caller number contains this text.
+        #[arg(long, value_name = "NUMBER")]
+        caller: Option<String>,
+        /// At most this many calls.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+        /// Print JSON (an array of objects) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show one call: the transcript as a conversation, tool calls with arguments and results,
+    /// end reason, media quality, usage and cost.
+    Show {
+        /// The call's SIP Call-ID (as `calls list` prints it).
+        #[arg(value_name = "CALL-ID")]
+        call_id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Totals per day (UTC): calls, answered, minutes, bookings, tokens and cost.
+    Summary {
+        /// Days back from today, today included.
+        #[arg(long, value_name = "N", default_value_t = 7)]
+        days: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete call data older than the retention (`[privacy]` of --config, else the defaults:
+    /// transcripts 30 days, calls 365 days). `frontdesk serve` does this once a day by itself.
+    Purge {
+        /// Config file whose `[privacy]` section sets the retention.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Keep call rows (with their tool calls and transcripts) this many days.
+        #[arg(long, value_name = "DAYS")]
+        keep_calls_days: Option<u32>,
+        /// Keep transcripts this many days.
+        #[arg(long, value_name = "DAYS")]
+        keep_transcripts_days: Option<u32>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
         /// The database (`--db`, `--db-password-file`).
         #[command(flatten)]
         db: DbArgs,
@@ -320,6 +397,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("wrote {n} appointment(s) to {}", ics.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Calls { command } => run_calls(command).await,
         Command::Dialplan {
             command: DialplanCommand::Check { dir },
         } => {
@@ -345,4 +423,102 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+async fn run_calls(command: CallsCommand) -> anyhow::Result<ExitCode> {
+    use crate::tools::calls;
+    let now = chrono::Utc::now();
+    match command {
+        CallsCommand::List {
+            since,
+            caller,
+            limit,
+            json: as_json,
+            db,
+        } => {
+            let since = since
+                .as_deref()
+                .map(|s| calls::parse_since(s, now))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let store = crate::store::Store::open(db.target()?).await?;
+            let rows = store
+                .list_calls(&crate::store::history::CallFilter {
+                    since,
+                    caller,
+                    limit,
+                })
+                .await?;
+            if as_json {
+                print_json(&rows)?;
+            } else {
+                print!("{}", calls::list_text(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CallsCommand::Show {
+            call_id,
+            json: as_json,
+            db,
+        } => {
+            let store = crate::store::Store::open(db.target()?).await?;
+            let Some(detail) = store.call_detail(&call_id).await? else {
+                eprintln!("no call with Call-ID {call_id:?} (see `frontdesk calls list`)");
+                return Ok(ExitCode::from(1));
+            };
+            if as_json {
+                print_json(&detail)?;
+            } else {
+                print!("{}", calls::show_text(&detail));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CallsCommand::Summary {
+            days,
+            json: as_json,
+            db,
+        } => {
+            let store = crate::store::Store::open(db.target()?).await?;
+            let since = now.date_naive() - chrono::Duration::days(i64::from(days.max(1)) - 1);
+            let rows = store.daily_summary(since).await?;
+            if as_json {
+                print_json(&rows)?;
+            } else {
+                print!("{}", calls::summary_text(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CallsCommand::Purge {
+            config,
+            keep_calls_days,
+            keep_transcripts_days,
+            json: as_json,
+            db,
+        } => {
+            let file = match &config {
+                Some(path) => crate::config::ConfigFile::load(path)?,
+                None => crate::config::ConfigFile::default(),
+            };
+            let privacy = crate::server::Privacy::from_file(&file.privacy);
+            let store = crate::store::Store::open(db.target()?).await?;
+            let report = store
+                .purge(
+                    now,
+                    keep_calls_days.or(privacy.keep_calls_days),
+                    keep_transcripts_days.or(privacy.keep_transcripts_days),
+                )
+                .await?;
+            if as_json {
+                print_json(&report)?;
+            } else {
+                print!("{}", calls::purge_text(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }

@@ -77,6 +77,41 @@ pub struct ServeSettings {
     pub min_session_expires: u32,
     /// Registrars to register with (`[[registrations]]`), passwords already read.
     pub registrations: Vec<crate::sip::registration::Account>,
+    /// Prices for the cost estimate of each call (`[pricing]` over the defaults).
+    pub prices: crate::pricing::PriceTable,
+    /// Retention and storage of call data (`[privacy]`).
+    pub privacy: Privacy,
+}
+
+/// What is stored about callers and for how long (`[privacy]`, `--log-pii`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Privacy {
+    /// Days transcripts are kept (`None`: forever).
+    pub keep_transcripts_days: Option<u32>,
+    /// Days call rows are kept (`None`: forever).
+    pub keep_calls_days: Option<u32>,
+    /// Whether transcripts are stored.
+    pub store_transcripts: bool,
+    /// Log personal data in clear.
+    pub log_pii: bool,
+}
+
+impl Privacy {
+    /// The `[privacy]` section with its defaults (30 days of transcripts, 365 of calls).
+    pub fn from_file(file: &config::PrivacyFile) -> Privacy {
+        Privacy {
+            keep_transcripts_days: Some(
+                file.keep_transcripts_days
+                    .unwrap_or(config::DEFAULT_KEEP_TRANSCRIPTS_DAYS),
+            ),
+            keep_calls_days: Some(
+                file.keep_calls_days
+                    .unwrap_or(config::DEFAULT_KEEP_CALLS_DAYS),
+            ),
+            store_transcripts: file.store_transcripts.unwrap_or(true),
+            log_pii: file.log_pii.unwrap_or(false),
+        }
+    }
 }
 
 impl ServeSettings {
@@ -161,6 +196,11 @@ impl ServeSettings {
             admission: crate::sip::admission::Policy::load(file.admission.as_ref())?,
             registrations: crate::sip::registration::load_accounts(&file.registrations)
                 .context("invalid [[registrations]]")?,
+            prices: crate::pricing::PriceTable::with_overrides(&file.pricing),
+            privacy: Privacy {
+                log_pii: args.log_pii || file.privacy.log_pii.unwrap_or(false),
+                ..Privacy::from_file(&file.privacy)
+            },
         })
     }
 }
@@ -204,6 +244,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     install_crypto_provider();
+    crate::telemetry::set_log_pii(settings.privacy.log_pii);
+    if settings.privacy.log_pii {
+        warn!("--log-pii: caller numbers and transcripts are written to the log in clear");
+    }
     let store = Store::open(&settings.db)
         .await
         .with_context(|| format!("cannot use database {}", settings.db))?;
@@ -304,7 +348,15 @@ pub async fn run(
         connect_timeout: settings.connect_timeout,
         calendar_tools: !businesses.is_empty(),
         rtp_timeout: settings.rtp_timeout,
+        prices: settings.prices.clone(),
+        store_transcripts: settings.privacy.store_transcripts,
     });
+    let purge_token = CancellationToken::new();
+    tokio::spawn(daily_purge(
+        store.clone(),
+        settings.privacy,
+        purge_token.clone(),
+    ));
     info!(
         sip = %sip_addr,
         media_ip = %settings.media_ip,
@@ -347,11 +399,45 @@ pub async fn run(
     let _ = unregister.await;
     sip_token.cancel();
     reload_token.cancel();
+    purge_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;
     sim_token.cancel();
     store.close().await;
     info!("frontdesk stopped");
     Ok(())
+}
+
+/// How often `serve` applies the `[privacy]` retention.
+const PURGE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// Applies the retention at start and then once a day, until `cancel`.
+async fn daily_purge(store: Store, privacy: Privacy, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match store
+            .purge(
+                chrono::Utc::now(),
+                privacy.keep_calls_days,
+                privacy.keep_transcripts_days,
+            )
+            .await
+        {
+            Ok(r) if r.calls + r.turns + r.tool_calls > 0 => info!(
+                calls = r.calls,
+                turns = r.turns,
+                tool_calls = r.tool_calls,
+                keep_calls_days = ?privacy.keep_calls_days,
+                keep_transcripts_days = ?privacy.keep_transcripts_days,
+                "retention: old call data deleted"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "retention purge failed; retrying tomorrow"),
+        }
+    }
 }
 
 /// Runs `frontdesk sim` until SIGINT/SIGTERM.

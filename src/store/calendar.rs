@@ -1364,7 +1364,7 @@ pub struct ToolCallRecord<'a> {
 }
 
 /// A row of `tool_calls`.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct ToolCallRow {
     /// SIP Call-ID.
     pub call_id: String,

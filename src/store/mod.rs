@@ -16,6 +16,7 @@
 //!   connection check before each use (so the pool reconnects after the server restarts).
 
 pub mod calendar;
+pub mod history;
 pub mod sql;
 mod target;
 pub mod testing;
@@ -50,6 +51,9 @@ pub enum Error {
     /// A query failed.
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// A query of the calendar store failed.
+    #[error(transparent)]
+    Calendar(#[from] calendar::Error),
 }
 
 /// Which database is behind a [`Store`].
@@ -164,6 +168,14 @@ pub struct CallEnd {
     pub concealed_frames: u64,
     /// Media quality, when the call got as far as exchanging media.
     pub media: Option<MediaRecord>,
+    /// Realtime model of the session, when one was opened.
+    pub model: Option<String>,
+    /// Usage the Realtime service reported, when a session was opened.
+    pub usage: Option<crate::pricing::CallUsage>,
+    /// Estimated cost in USD (`None`: no session, or no price for the model).
+    pub cost_usd: Option<f64>,
+    /// The conversation (empty when `[privacy] store_transcripts = false`).
+    pub turns: Vec<crate::bridge::transcript::Turn>,
 }
 
 /// Media quality figures of one call (see `migrations/20261122000003_call_media_stats.sql`).
@@ -386,6 +398,8 @@ impl Store {
     pub async fn call_ended(&self, id: i64, end: &CallEnd, at: DateTime<Utc>) -> Result<(), Error> {
         let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let m = end.media.as_ref();
+        let u = end.usage.as_ref();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(sql!(
             self.backend,
             "UPDATE calls SET ended_at = ?, end_reason = ?, end_initiator = ?,
@@ -393,7 +407,10 @@ impl Store {
                  concealed_frames = ?, packets_lost = ?, packets_late = ?, packets_duplicated = ?,
                  packets_reordered = ?, jitter_ms = ?, max_jitter_buffer_ms = ?,
                  remote_fraction_lost = ?, remote_cumulative_lost = ?, remote_jitter_ms = ?,
-                 dtmf_digits = ?, barge_ins = ?
+                 dtmf_digits = ?, barge_ins = ?, model = ?, responses = ?,
+                 input_text_tokens = ?, input_audio_tokens = ?, cached_text_tokens = ?,
+                 cached_audio_tokens = ?, output_text_tokens = ?, output_audio_tokens = ?,
+                 billed_seconds = ?, cost_usd = ?
              WHERE id = ?"
         ))
         .bind(rfc3339(at))
@@ -414,9 +431,21 @@ impl Store {
         .bind(m.and_then(|m| m.remote_jitter_ms))
         .bind(m.map(|m| int(m.dtmf_digits)))
         .bind(m.map(|m| int(m.barge_ins)))
+        .bind(end.model.as_deref())
+        .bind(u.map(|u| int(u.responses)))
+        .bind(u.map(|u| int(u.input_text_tokens)))
+        .bind(u.map(|u| int(u.input_audio_tokens)))
+        .bind(u.map(|u| int(u.cached_text_tokens)))
+        .bind(u.map(|u| int(u.cached_audio_tokens)))
+        .bind(u.map(|u| int(u.output_text_tokens)))
+        .bind(u.map(|u| int(u.output_audio_tokens)))
+        .bind(u.map(|u| u.billed_seconds))
+        .bind(end.cost_usd)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        history::insert_turns(&mut tx, self.backend, id, &end.turns).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -465,11 +494,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A fresh store of each backend (PostgreSQL only when [`testing::pg_server`] has one).
-    async fn fresh_stores(dir: &std::path::Path) -> Vec<(Store, DbTarget)> {
+    pub(crate) async fn fresh_stores(dir: &std::path::Path) -> Vec<(Store, DbTarget)> {
         let mut out = Vec::new();
         let sqlite = DbTarget::from(dir.join("t.db"));
         out.push((Store::open(&sqlite).await.expect("open sqlite"), sqlite));

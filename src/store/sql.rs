@@ -37,6 +37,15 @@ macro_rules! sql {
     }};
 }
 
+/// A statement assembled at run time (from constants only; every value is bound) in the dialect
+/// of `backend`. Prefer [`sql!`](crate::sql) with a literal.
+pub fn dynamic(backend: Backend, sqlite: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(match backend {
+        Backend::Sqlite => sqlite.to_owned(),
+        Backend::Postgres => to_dollar_placeholders(sqlite),
+    })
+}
+
 /// Rewrites SQLite placeholders (`?` numbered left to right, `?N` kept as `N`) to PostgreSQL's
 /// `$N`, leaving quoted literals and identifiers alone.
 pub fn to_dollar_placeholders(sqlite: &str) -> String {

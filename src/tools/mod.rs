@@ -18,6 +18,7 @@
 //! Staff commands are in [`staff`]. No SQL here: all of it is in `crate::store::calendar`.
 
 pub mod call_control;
+pub mod calls;
 mod handlers;
 mod output;
 pub mod schema;
