@@ -38,7 +38,11 @@ use crate::media::jitter::{Disposition, JitterBuffer, JitterStats};
 use crate::media::pacer::{PacerStats, PlayoutPacer, Transmit};
 use crate::media::rtcp::{RemoteReport, RtcpSession};
 use crate::media::rtp;
+use crate::pricing::CallUsage;
 use crate::realtime::protocol::{self, Dialect, ServerEvent, SessionSettings};
+use crate::telemetry::Pii;
+
+use super::transcript::{Transcript, Turn};
 
 /// How many interrupted item ids are remembered to discard their late deltas.
 const REMEMBERED_INTERRUPTED_ITEMS: usize = 8;
@@ -280,6 +284,11 @@ pub struct Bridge {
     stats: BridgeStats,
     latency: LatencyHistogram,
     pacing: LatencyHistogram,
+    started: Instant,
+    /// Call time (ms) of the first `input_audio_buffer.append`: the session's audio time 0.
+    first_append_ms: Option<u64>,
+    transcript: Transcript,
+    usage: CallUsage,
 }
 
 impl Bridge {
@@ -329,6 +338,24 @@ impl Bridge {
             stats: BridgeStats::default(),
             latency: LatencyHistogram::new(),
             pacing: LatencyHistogram::new(),
+            started: now,
+            first_append_ms: None,
+            transcript: Transcript::new(),
+            usage: CallUsage::default(),
+        }
+    }
+
+    /// Milliseconds of call time (since [`Bridge::new`]) at `now`.
+    fn call_ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Call time of a position in the session's input audio (`audio_start_ms`, `audio_end_ms`):
+    /// appends start with the caller's first packet and then run one frame per 20 ms.
+    fn audio_to_call_ms(&self, now: Instant, audio_ms: u64) -> u64 {
+        match self.first_append_ms {
+            Some(first) => first + audio_ms,
+            None => self.call_ms(now),
         }
     }
 
@@ -385,6 +412,9 @@ impl Bridge {
             let mut event = String::with_capacity(frame.audio.len() * 4 / 3 + 64);
             protocol::input_audio_buffer_append(&mut event, &frame.audio);
             self.ws_out.push_back(event);
+            if self.stats.appends == 0 {
+                self.first_append_ms = Some(self.call_ms(now));
+            }
             self.stats.appends += 1;
             if let Some(arrived) = frame.arrived {
                 self.latency.record(now.saturating_duration_since(arrived));
@@ -393,7 +423,7 @@ impl Bridge {
         if let Some(dtmf) = &mut self.dtmf {
             dtmf.handle_timeout(now);
             while let Some(d) = dtmf.poll_digit() {
-                info!(key = %d.key, duration_ms = d.duration_ms, "caller pressed a key");
+                info!(key = %Pii(d.key), duration_ms = d.duration_ms, "caller pressed a key");
                 self.stats.dtmf_digits += 1;
                 self.digits.push_back(d.key);
             }
@@ -402,7 +432,7 @@ impl Bridge {
 
     /// A key press that arrived by SIP INFO (`application/dtmf-relay`); handled like an RFC 4733 one.
     pub fn handle_info_digit(&mut self, key: char) {
-        info!(%key, "caller pressed a key (SIP INFO)");
+        info!(key = %Pii(key), "caller pressed a key (SIP INFO)");
         self.stats.dtmf_digits += 1;
         self.digits.push_back(key);
     }
@@ -415,13 +445,38 @@ impl Bridge {
 
     /// Tells the model about a key press as a user message ("The caller pressed 3.") and asks for
     /// a response when none is in progress.
-    pub fn forward_digit(&mut self, key: char) {
+    pub fn forward_digit(&mut self, now: Instant, key: char) {
+        self.note(now, &format!("pressed {key}"));
         self.ws_out.push_back(protocol::user_text_message(
             self.dialect,
             &format!("The caller pressed {key}."),
         ));
         self.response_wanted = true;
         self.maybe_request_response();
+    }
+
+    /// Adds a system note ("pressed 3", "transferred to reception") to the call's transcript.
+    pub fn note(&mut self, now: Instant, text: &str) {
+        let at = self.call_ms(now);
+        self.transcript.note(at, text);
+    }
+
+    /// The call's transcript so far ([`Transcript::turns`]); an agent item still playing counts
+    /// as heard only as far as it was played. Call at the end of the call.
+    pub fn finish_transcript(&mut self) -> Vec<Turn> {
+        if let Some(item) = &self.playing {
+            let received = self.pacer.received_bytes(item.tag);
+            let played = self.pacer.played_bytes(item.tag);
+            if played < received {
+                self.transcript.handle_agent_cut(&item.id, played);
+            }
+        }
+        self.transcript.turns()
+    }
+
+    /// The token usage the server reported so far (every `response.done`).
+    pub fn usage(&self) -> CallUsage {
+        self.usage
     }
 
     /// Why the bridge wants the call ended (e.g. `rtp-timeout`), once.
@@ -444,9 +499,21 @@ impl Bridge {
                 content_index,
                 audio,
             } => self.on_audio_delta(now, item_id, content_index, &audio),
-            ServerEvent::SpeechStarted { audio_start_ms, .. } => {
+            ServerEvent::SpeechStarted {
+                audio_start_ms,
+                item_id,
+            } => {
                 debug!(audio_start_ms, "caller started speaking");
+                let at = self.audio_to_call_ms(now, audio_start_ms);
+                self.transcript.handle_speech_started(&item_id, at);
                 self.barge_in();
+            }
+            ServerEvent::SpeechStopped {
+                audio_end_ms,
+                item_id,
+            } => {
+                let at = self.audio_to_call_ms(now, audio_end_ms);
+                self.transcript.handle_speech_stopped(&item_id, at);
             }
             ServerEvent::ResponseCreated { response_id } => {
                 self.response_active = Some(response_id);
@@ -456,8 +523,12 @@ impl Bridge {
                 response_id,
                 status,
                 function_calls,
+                usage,
                 ..
             } => {
+                if let Some(usage) = &usage {
+                    self.usage.add(usage);
+                }
                 if self.response_active.as_deref() == Some(response_id.as_str()) {
                     self.response_active = None;
                 }
@@ -520,17 +591,37 @@ impl Bridge {
                 }
                 warn!(error_type = %kind, code = code.as_deref().unwrap_or("-"), %message, "Realtime server error");
             }
-            ServerEvent::InputTranscriptionCompleted { transcript, .. } => {
-                info!(transcript = %transcript.trim(), "caller said");
+            ServerEvent::InputTranscriptionCompleted {
+                transcript,
+                item_id,
+            } => {
+                info!(transcript = %Pii(transcript.trim()), "caller said");
+                let at = self.call_ms(now);
+                self.transcript
+                    .handle_caller_text(&item_id, &transcript, at);
             }
-            ServerEvent::TranscriptDone { transcript, .. } => {
-                info!(transcript = %transcript.trim(), "agent said");
+            ServerEvent::TranscriptDelta { item_id, delta } => {
+                let at = self.call_ms(now);
+                self.transcript
+                    .handle_agent_text_delta(&item_id, &delta, at);
+            }
+            ServerEvent::TranscriptDone {
+                transcript,
+                item_id,
+            } => {
+                info!(transcript = %Pii(transcript.trim()), "agent said");
+                let at = self.call_ms(now);
+                self.transcript
+                    .handle_agent_text_done(&item_id, &transcript, at);
             }
             _ => {}
         }
     }
 
     fn on_audio_delta(&mut self, now: Instant, item_id: String, content_index: u32, audio: &[u8]) {
+        let at = self.call_ms(now);
+        self.transcript
+            .handle_agent_audio(&item_id, at, audio.len());
         if self.interrupted.iter().any(|i| *i == item_id) {
             self.stats.late_deltas_dropped += 1;
             return;
@@ -569,6 +660,8 @@ impl Bridge {
             return;
         }
         self.stats.barge_ins += 1;
+        self.transcript
+            .handle_agent_cut(&item.id, played.min(received));
         let audio_end_ms = played.min(received) / BYTES_PER_MS;
         info!(
             item_id = %item.id,
