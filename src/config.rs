@@ -165,8 +165,10 @@ pub struct AdmissionUserFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// SQLite database path.
-    pub db: Option<PathBuf>,
+    /// Database: SQLite path or `sqlite://PATH`, or `postgres://USER@HOST/DB` (no password).
+    pub db: Option<String>,
+    /// File whose first line is the PostgreSQL password.
+    pub db_password_file: Option<PathBuf>,
     /// Dialplan directory.
     pub dialplans: Option<PathBuf>,
     /// Calendar file (TOML) imported at start.
@@ -183,6 +185,32 @@ pub struct ConfigFile {
     /// `sip::registration::load_accounts`.
     #[serde(default)]
     pub registrations: Vec<RegistrationFile>,
+    /// What is kept about calls, and for how long (`[privacy]`).
+    #[serde(default)]
+    pub privacy: PrivacyFile,
+    /// Prices of Realtime models, USD per million tokens (`[pricing."MODEL"]`), over the
+    /// built-in defaults of `pricing::DEFAULT_PRICES_DATE`.
+    #[serde(default)]
+    pub pricing: std::collections::BTreeMap<String, crate::pricing::ModelPrice>,
+}
+
+/// Default of `[privacy] keep_transcripts_days`.
+pub const DEFAULT_KEEP_TRANSCRIPTS_DAYS: u32 = 30;
+/// Default of `[privacy] keep_calls_days`.
+pub const DEFAULT_KEEP_CALLS_DAYS: u32 = 365;
+
+/// The `[privacy]` section: what is stored and logged about callers, and for how long.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyFile {
+    /// Days transcripts (`call_turns`) are kept (default 30; 0 = not kept past the daily purge).
+    pub keep_transcripts_days: Option<u32>,
+    /// Days call rows (with their tool calls) are kept (default 365).
+    pub keep_calls_days: Option<u32>,
+    /// Whether transcripts are stored at all (default true).
+    pub store_transcripts: Option<bool>,
+    /// Log caller numbers and transcripts in clear (default false; like `--log-pii`).
+    pub log_pii: Option<bool>,
 }
 
 /// One `[[registrations]]` entry: frontdesk registers `user` with `registrar` (a PBX or SIP

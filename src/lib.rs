@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod dialplan;
 pub mod media;
+pub mod pricing;
 pub mod realtime;
 pub mod sdp;
 pub mod server;

@@ -59,8 +59,8 @@ pub struct ServeSettings {
     pub media_ip: IpAddr,
     /// RTP ports.
     pub rtp_ports: PortRange,
-    /// SQLite file.
-    pub db: PathBuf,
+    /// The database (`--db`).
+    pub db: crate::store::DbTarget,
     /// Dialplan directory.
     pub dialplans: PathBuf,
     /// Realtime backend.
@@ -77,6 +77,41 @@ pub struct ServeSettings {
     pub min_session_expires: u32,
     /// Registrars to register with (`[[registrations]]`), passwords already read.
     pub registrations: Vec<crate::sip::registration::Account>,
+    /// Prices for the cost estimate of each call (`[pricing]` over the defaults).
+    pub prices: crate::pricing::PriceTable,
+    /// Retention and storage of call data (`[privacy]`).
+    pub privacy: Privacy,
+}
+
+/// What is stored about callers and for how long (`[privacy]`, `--log-pii`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Privacy {
+    /// Days transcripts are kept (`None`: forever).
+    pub keep_transcripts_days: Option<u32>,
+    /// Days call rows are kept (`None`: forever).
+    pub keep_calls_days: Option<u32>,
+    /// Whether transcripts are stored.
+    pub store_transcripts: bool,
+    /// Log personal data in clear.
+    pub log_pii: bool,
+}
+
+impl Privacy {
+    /// The `[privacy]` section with its defaults (30 days of transcripts, 365 of calls).
+    pub fn from_file(file: &config::PrivacyFile) -> Privacy {
+        Privacy {
+            keep_transcripts_days: Some(
+                file.keep_transcripts_days
+                    .unwrap_or(config::DEFAULT_KEEP_TRANSCRIPTS_DAYS),
+            ),
+            keep_calls_days: Some(
+                file.keep_calls_days
+                    .unwrap_or(config::DEFAULT_KEEP_CALLS_DAYS),
+            ),
+            store_transcripts: file.store_transcripts.unwrap_or(true),
+            log_pii: file.log_pii.unwrap_or(false),
+        }
+    }
 }
 
 impl ServeSettings {
@@ -131,10 +166,13 @@ impl ServeSettings {
             sip_listen,
             media_ip,
             rtp_ports,
-            db: args
-                .db
-                .or(file.db)
-                .unwrap_or_else(|| PathBuf::from("./frontdesk.db")),
+            db: crate::store::DbTarget::parse(
+                args.db
+                    .or(file.db)
+                    .as_deref()
+                    .unwrap_or(crate::store::DEFAULT_DB),
+                args.db_password_file.or(file.db_password_file).as_deref(),
+            )?,
             dialplans: args
                 .dialplans
                 .or(file.dialplans)
@@ -158,6 +196,11 @@ impl ServeSettings {
             admission: crate::sip::admission::Policy::load(file.admission.as_ref())?,
             registrations: crate::sip::registration::load_accounts(&file.registrations)
                 .context("invalid [[registrations]]")?,
+            prices: crate::pricing::PriceTable::with_overrides(&file.pricing),
+            privacy: Privacy {
+                log_pii: args.log_pii || file.privacy.log_pii.unwrap_or(false),
+                ..Privacy::from_file(&file.privacy)
+            },
         })
     }
 }
@@ -201,9 +244,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     install_crypto_provider();
+    crate::telemetry::set_log_pii(settings.privacy.log_pii);
+    if settings.privacy.log_pii {
+        warn!("--log-pii: caller numbers and transcripts are written to the log in clear");
+    }
     let store = Store::open(&settings.db)
         .await
-        .with_context(|| format!("cannot use database {}", settings.db.display()))?;
+        .with_context(|| format!("cannot use database {}", settings.db))?;
     let dialplan = match Dialplan::load_dir(&settings.dialplans) {
         Ok(plan) => plan,
         Err(errors) => {
@@ -220,12 +267,12 @@ pub async fn run(
 
     if let Some(path) = &settings.calendar {
         let cal = crate::calendar_file::load(path)?;
-        let summary = crate::store::calendar::import(store.pool(), &cal, chrono::Utc::now())
+        let summary = crate::store::calendar::import(&store, &cal, chrono::Utc::now())
             .await
             .with_context(|| format!("cannot import calendar {}", path.display()))?;
         info!(file = %path.display(), business = %summary.business, providers = summary.providers, services = summary.services, "calendar imported");
     }
-    let businesses = crate::store::calendar::business_keys(store.pool())
+    let businesses = crate::store::calendar::business_keys(&store)
         .await
         .context("cannot read the calendar")?;
     if businesses.is_empty() {
@@ -301,12 +348,20 @@ pub async fn run(
         connect_timeout: settings.connect_timeout,
         calendar_tools: !businesses.is_empty(),
         rtp_timeout: settings.rtp_timeout,
+        prices: settings.prices.clone(),
+        store_transcripts: settings.privacy.store_transcripts,
     });
+    let purge_token = CancellationToken::new();
+    tokio::spawn(daily_purge(
+        store.clone(),
+        settings.privacy,
+        purge_token.clone(),
+    ));
     info!(
         sip = %sip_addr,
         media_ip = %settings.media_ip,
         rtp_ports = %format!("{}-{}", settings.rtp_ports.low, settings.rtp_ports.high),
-        db = %settings.db.display(),
+        db = %settings.db,
         "frontdesk is ready: listening for SIP on UDP and TCP"
     );
 
@@ -344,11 +399,45 @@ pub async fn run(
     let _ = unregister.await;
     sip_token.cancel();
     reload_token.cancel();
+    purge_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;
     sim_token.cancel();
     store.close().await;
     info!("frontdesk stopped");
     Ok(())
+}
+
+/// How often `serve` applies the `[privacy]` retention.
+const PURGE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// Applies the retention at start and then once a day, until `cancel`.
+async fn daily_purge(store: Store, privacy: Privacy, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match store
+            .purge(
+                chrono::Utc::now(),
+                privacy.keep_calls_days,
+                privacy.keep_transcripts_days,
+            )
+            .await
+        {
+            Ok(r) if r.calls + r.turns + r.tool_calls > 0 => info!(
+                calls = r.calls,
+                turns = r.turns,
+                tool_calls = r.tool_calls,
+                keep_calls_days = ?privacy.keep_calls_days,
+                keep_transcripts_days = ?privacy.keep_transcripts_days,
+                "retention: old call data deleted"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "retention purge failed; retrying tomorrow"),
+        }
+    }
 }
 
 /// Runs `frontdesk sim` until SIGINT/SIGTERM.

@@ -61,15 +61,6 @@ fn sim_audio_items(server_events: &[Value]) -> Vec<(String, Vec<u8>)> {
     items
 }
 
-/// All audio frontdesk appended to the session, in order.
-fn appended_audio(client_events: &[Value]) -> Vec<u8> {
-    client_events
-        .iter()
-        .filter(|e| e["type"] == "input_audio_buffer.append")
-        .flat_map(|e| b64(e["audio"].as_str().unwrap_or_default()))
-        .collect()
-}
-
 fn truncated_items(client_events: &[Value]) -> Vec<String> {
     client_events
         .iter()
@@ -193,20 +184,14 @@ fn call_rows(db: &Path) -> Vec<frontdesk::store::CallRow> {
     })
 }
 
-/// The caller's sentence reached the session in order and contiguous, and the simulator's replies
+/// The caller's sentence reached the session exactly, and the simulator's replies
 /// reached the caller byte for byte.
 fn assert_audio_both_ways(run: &CallRun, payload_type: u8) {
     let appended = appended_audio(&run.client_events);
-    // In order and contiguous, but for the adaptive jitter buffer settling its depth with whole
-    // frames of silence inserted or quiet frames skipped (issue 3).
-    let law = if payload_type == 8 {
-        frontdesk::media::g711::Law::A
-    } else {
-        frontdesk::media::g711::Law::Mu
-    };
-    if let Err(e) = contains_frames_in_order(&appended, &run.caller_audio, law, 8) {
+    // Every caller frame, in order, nothing added, removed or altered (a clean loopback path).
+    if let Err(e) = relayed_exactly(&appended, &run.caller_audio) {
         panic!(
-            "the simulator did not receive the caller's {} audio bytes in order and contiguous: {e} ({} bytes appended)",
+            "the simulator did not receive the caller's {} audio bytes exactly: {e} ({} bytes appended)",
             run.caller_audio.len(),
             appended.len()
         );

@@ -34,6 +34,7 @@ use crate::realtime::protocol::{self, ServerEvent, SessionSettings, TurnDetectio
 use crate::sdp::{self, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite, Transport};
 use crate::store::{CallEnd, MediaRecord, NewCall, Store};
+use crate::telemetry::Pii;
 use crate::tools::{self, ToolContext};
 
 /// Largest UDP datagram we read on an RTP socket, in bytes.
@@ -66,6 +67,10 @@ pub struct CallContext {
     pub calendar_tools: bool,
     /// No caller RTP for this long ends an answered call with BYE (`rtp-timeout`).
     pub rtp_timeout: Duration,
+    /// Prices of the Realtime models, for each call's cost estimate (`[pricing]`).
+    pub prices: crate::pricing::PriceTable,
+    /// Whether transcripts are written to `call_turns` (`[privacy] store_transcripts`).
+    pub store_transcripts: bool,
 }
 
 /// How a call ended, for the call record.
@@ -115,7 +120,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         invite,
     } = call;
     info!(
-        from = %caller_user.as_deref().unwrap_or("anonymous"),
+        from = %Pii(caller_user.as_deref().unwrap_or("anonymous")),
         to = %called_user.as_deref().unwrap_or("-"),
         source = ?source,
         transport = ?transport,
@@ -683,7 +688,7 @@ async fn media_loop(
     let mut negotiated: Negotiated = negotiated.clone();
     let mut session_version = session_id;
     let tool_ctx = ToolContext::new(
-        ctx.store.pool().clone(),
+        ctx.store.clone(),
         call_id,
         caller,
         profile.calendar.clone().unwrap_or_default(),
@@ -797,11 +802,13 @@ async fn media_loop(
         while let Some(key) = bridge.poll_digit() {
             match profile.dtmf_action(key) {
                 Some(DtmfAction::Hangup) => {
-                    info!(%key, "the caller's key ends the call");
+                    info!(key = %Pii(key), "the caller's key ends the call");
+                    bridge.note(now, &format!("pressed {key}: hang up"));
                     dtmf_end = Some(Outcome::local("dtmf-hangup"));
                 }
                 Some(DtmfAction::Transfer { target, .. }) => {
-                    info!(%key, %target, "the caller's key transfers the call");
+                    info!(key = %Pii(key), %target, "the caller's key transfers the call");
+                    bridge.note(now, &format!("pressed {key}: transfer to {target}"));
                     dtmf_end = Some(match handle.refer(target).await {
                         Ok(code) if (200..300).contains(&code) => Outcome::local("transferred"),
                         Ok(code) => {
@@ -814,7 +821,7 @@ async fn media_loop(
                         }
                     });
                 }
-                Some(DtmfAction::Forward) | None => bridge.forward_digit(key),
+                Some(DtmfAction::Forward) | None => bridge.forward_digit(now, key),
             }
             if dtmf_end.is_some() {
                 break;
@@ -941,6 +948,21 @@ async fn media_loop(
     };
 
     let stats = bridge.stats();
+    let usage = bridge.usage();
+    record.model = Some(profile.model.clone());
+    record.cost_usd = match ctx.prices.lookup(&profile.model) {
+        Some((_, price)) => Some(usage.cost_usd(price)),
+        None => {
+            warn!(model = %profile.model, "no price for this model in [pricing]; the call's cost is not estimated");
+            None
+        }
+    };
+    record.usage = Some(usage);
+    if ctx.store_transcripts {
+        let now = tokio::time::Instant::now().into_std();
+        bridge.note(now, &format!("call ended: {}", outcome.reason));
+        record.turns = bridge.finish_transcript();
+    }
     record.packets_in = stats.inbound.received;
     record.packets_out = stats.outbound.packets_sent;
     record.concealed_frames = stats.inbound.concealed_frames;
@@ -966,8 +988,8 @@ async fn media_loop(
         duplicates = stats.inbound.duplicates,
         lost = stats.inbound.lost,
         concealed = stats.inbound.concealed_frames,
-        inserted = stats.inbound.inserted_frames,
-        skipped = stats.inbound.skipped_frames,
+        clock_frames = stats.inbound.clock_frames,
+        reorder_window_ms = stats.inbound.max_reorder_window_ms,
         jitter_ms = format!("{:.1}", stats.inbound.jitter_ms),
         max_depth_ms = stats.inbound.max_depth_ms,
         dtmf = stats.dtmf_digits,
@@ -979,6 +1001,13 @@ async fn media_loop(
         pacing_p50_ms = format!("{:.2}", stats.pacing.p50_ms),
         pacing_p99_ms = format!("{:.2}", stats.pacing.p99_ms),
         pacing_max_ms = format!("{:.2}", stats.pacing.max_ms),
+        input_tokens = usage.input_tokens(),
+        output_tokens = usage.output_tokens(),
+        cost_usd = record
+            .cost_usd
+            .map(|c| format!("{c:.4}"))
+            .unwrap_or_default(),
+        turns = record.turns.len(),
         "media summary"
     );
     let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, ws.close(None)).await;

@@ -1,6 +1,6 @@
 //! The per-call bridge between caller RTP and a Realtime session, as a sans-IO state machine.
 //!
-//! [`Bridge`] owns the call's [`JitterBuffer`] (caller RTP → one 20 ms frame per tick), its
+//! [`Bridge`] owns the call's [`JitterBuffer`] (caller RTP → 20 ms frames, released on arrival), its
 //! [`DtmfReceiver`] (RFC 4733 key presses), its [`RtcpSession`] (RFC 3550 reports), its
 //! [`PlayoutPacer`] (model audio → paced RTP) and the conversation state it needs from the server
 //! events: the response in progress, the assistant item being played, items interrupted by the
@@ -38,7 +38,11 @@ use crate::media::jitter::{Disposition, JitterBuffer, JitterStats};
 use crate::media::pacer::{PacerStats, PlayoutPacer, Transmit};
 use crate::media::rtcp::{RemoteReport, RtcpSession};
 use crate::media::rtp;
+use crate::pricing::CallUsage;
 use crate::realtime::protocol::{self, Dialect, ServerEvent, SessionSettings};
+use crate::telemetry::Pii;
+
+use super::transcript::{Transcript, Turn};
 
 /// How many interrupted item ids are remembered to discard their late deltas.
 const REMEMBERED_INTERRUPTED_ITEMS: usize = 8;
@@ -220,7 +224,7 @@ pub struct BridgeStats {
     /// What the caller last reported about our stream in RTCP, if anything.
     pub remote_report: Option<RemoteReport>,
     /// Added latency of caller frames: packet arrival → `append` queued for the WebSocket (the
-    /// jitter buffer's playout delay plus processing); concealed frames are not counted.
+    /// relay's wait for a gap or the rest of a frame, plus processing); concealed frames are not counted.
     pub latency: Percentiles,
     /// Pacing error of our RTP: the time a packet was handed out by [`Bridge::poll_rtp`] minus its
     /// scheduled [`Transmit::due`] (how late the shell woke up).
@@ -276,6 +280,11 @@ pub struct Bridge {
     stats: BridgeStats,
     latency: LatencyHistogram,
     pacing: LatencyHistogram,
+    started: Instant,
+    /// Call time (ms) of the first `input_audio_buffer.append`: the session's audio time 0.
+    first_append_ms: Option<u64>,
+    transcript: Transcript,
+    usage: CallUsage,
 }
 
 impl Bridge {
@@ -320,6 +329,24 @@ impl Bridge {
             stats: BridgeStats::default(),
             latency: LatencyHistogram::new(),
             pacing: LatencyHistogram::new(),
+            started: now,
+            first_append_ms: None,
+            transcript: Transcript::new(),
+            usage: CallUsage::default(),
+        }
+    }
+
+    /// Milliseconds of call time (since [`Bridge::new`]) at `now`.
+    fn call_ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Call time of a position in the session's input audio (`audio_start_ms`, `audio_end_ms`):
+    /// appends start with the caller's first packet and then run one frame per 20 ms.
+    fn audio_to_call_ms(&self, now: Instant, audio_ms: u64) -> u64 {
+        match self.first_append_ms {
+            Some(first) => first + audio_ms,
+            None => self.call_ms(now),
         }
     }
 
@@ -357,7 +384,8 @@ impl Bridge {
         RtpOutcome::Rtp(disposition)
     }
 
-    /// Advances timers: releases the caller frames due (one per 20 ms tick, concealed if missing),
+    /// Advances timers: releases the caller frames due (a gap whose reorder window ended, silence
+    /// frames on the media clock for a silent caller),
     /// closes DTMF presses whose end packets were lost, and notices RTP silence.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.drain_inbound(now);
@@ -375,6 +403,9 @@ impl Bridge {
             let mut event = String::with_capacity(frame.audio.len() * 4 / 3 + 64);
             protocol::input_audio_buffer_append(&mut event, &frame.audio);
             self.ws_out.push_back(event);
+            if self.stats.appends == 0 {
+                self.first_append_ms = Some(self.call_ms(now));
+            }
             self.stats.appends += 1;
             if let Some(arrived) = frame.arrived {
                 self.latency.record(now.saturating_duration_since(arrived));
@@ -383,7 +414,7 @@ impl Bridge {
         if let Some(dtmf) = &mut self.dtmf {
             dtmf.handle_timeout(now);
             while let Some(d) = dtmf.poll_digit() {
-                info!(key = %d.key, duration_ms = d.duration_ms, "caller pressed a key");
+                info!(key = %Pii(d.key), duration_ms = d.duration_ms, "caller pressed a key");
                 self.stats.dtmf_digits += 1;
                 self.digits.push_back(d.key);
             }
@@ -392,7 +423,7 @@ impl Bridge {
 
     /// A key press that arrived by SIP INFO (`application/dtmf-relay`); handled like an RFC 4733 one.
     pub fn handle_info_digit(&mut self, key: char) {
-        info!(%key, "caller pressed a key (SIP INFO)");
+        info!(key = %Pii(key), "caller pressed a key (SIP INFO)");
         self.stats.dtmf_digits += 1;
         self.digits.push_back(key);
     }
@@ -405,13 +436,38 @@ impl Bridge {
 
     /// Tells the model about a key press as a user message ("The caller pressed 3.") and asks for
     /// a response when none is in progress.
-    pub fn forward_digit(&mut self, key: char) {
+    pub fn forward_digit(&mut self, now: Instant, key: char) {
+        self.note(now, &format!("pressed {key}"));
         self.ws_out.push_back(protocol::user_text_message(
             self.dialect,
             &format!("The caller pressed {key}."),
         ));
         self.response_wanted = true;
         self.maybe_request_response();
+    }
+
+    /// Adds a system note ("pressed 3", "transferred to reception") to the call's transcript.
+    pub fn note(&mut self, now: Instant, text: &str) {
+        let at = self.call_ms(now);
+        self.transcript.note(at, text);
+    }
+
+    /// The call's transcript so far ([`Transcript::turns`]); an agent item still playing counts
+    /// as heard only as far as it was played. Call at the end of the call.
+    pub fn finish_transcript(&mut self) -> Vec<Turn> {
+        if let Some(item) = &self.playing {
+            let received = self.pacer.received_bytes(item.tag);
+            let played = self.pacer.played_bytes(item.tag);
+            if played < received {
+                self.transcript.handle_agent_cut(&item.id, played);
+            }
+        }
+        self.transcript.turns()
+    }
+
+    /// The token usage the server reported so far (every `response.done`).
+    pub fn usage(&self) -> CallUsage {
+        self.usage
     }
 
     /// Why the bridge wants the call ended (e.g. `rtp-timeout`), once.
@@ -434,9 +490,21 @@ impl Bridge {
                 content_index,
                 audio,
             } => self.on_audio_delta(now, item_id, content_index, &audio),
-            ServerEvent::SpeechStarted { audio_start_ms, .. } => {
+            ServerEvent::SpeechStarted {
+                audio_start_ms,
+                item_id,
+            } => {
                 debug!(audio_start_ms, "caller started speaking");
+                let at = self.audio_to_call_ms(now, audio_start_ms);
+                self.transcript.handle_speech_started(&item_id, at);
                 self.barge_in();
+            }
+            ServerEvent::SpeechStopped {
+                audio_end_ms,
+                item_id,
+            } => {
+                let at = self.audio_to_call_ms(now, audio_end_ms);
+                self.transcript.handle_speech_stopped(&item_id, at);
             }
             ServerEvent::ResponseCreated { response_id } => {
                 self.response_active = Some(response_id);
@@ -446,8 +514,12 @@ impl Bridge {
                 response_id,
                 status,
                 function_calls,
+                usage,
                 ..
             } => {
+                if let Some(usage) = &usage {
+                    self.usage.add(usage);
+                }
                 if self.response_active.as_deref() == Some(response_id.as_str()) {
                     self.response_active = None;
                 }
@@ -510,17 +582,37 @@ impl Bridge {
                 }
                 warn!(error_type = %kind, code = code.as_deref().unwrap_or("-"), %message, "Realtime server error");
             }
-            ServerEvent::InputTranscriptionCompleted { transcript, .. } => {
-                info!(transcript = %transcript.trim(), "caller said");
+            ServerEvent::InputTranscriptionCompleted {
+                transcript,
+                item_id,
+            } => {
+                info!(transcript = %Pii(transcript.trim()), "caller said");
+                let at = self.call_ms(now);
+                self.transcript
+                    .handle_caller_text(&item_id, &transcript, at);
             }
-            ServerEvent::TranscriptDone { transcript, .. } => {
-                info!(transcript = %transcript.trim(), "agent said");
+            ServerEvent::TranscriptDelta { item_id, delta } => {
+                let at = self.call_ms(now);
+                self.transcript
+                    .handle_agent_text_delta(&item_id, &delta, at);
+            }
+            ServerEvent::TranscriptDone {
+                transcript,
+                item_id,
+            } => {
+                info!(transcript = %Pii(transcript.trim()), "agent said");
+                let at = self.call_ms(now);
+                self.transcript
+                    .handle_agent_text_done(&item_id, &transcript, at);
             }
             _ => {}
         }
     }
 
     fn on_audio_delta(&mut self, now: Instant, item_id: String, content_index: u32, audio: &[u8]) {
+        let at = self.call_ms(now);
+        self.transcript
+            .handle_agent_audio(&item_id, at, audio.len());
         if self.interrupted.iter().any(|i| *i == item_id) {
             self.stats.late_deltas_dropped += 1;
             return;
@@ -559,6 +651,8 @@ impl Bridge {
             return;
         }
         self.stats.barge_ins += 1;
+        self.transcript
+            .handle_agent_cut(&item.id, played.min(received));
         let audio_end_ms = played.min(received) / BYTES_PER_MS;
         info!(
             item_id = %item.id,
@@ -830,10 +924,8 @@ mod tests {
             let now = t0 + Duration::from_millis(20 * i as u64);
             assert!(matches!(b.handle_rtp(now, &pkt), RtpOutcome::Rtp(_)));
         }
-        // The jitter buffer releases one frame per 20 ms tick, from 40 ms after the first packet.
-        for k in 0..4u64 {
-            b.handle_timeout(t0 + Duration::from_millis(40 + 20 * k));
-        }
+        // Each frame is released at its packet's arrival: the gap at seq 3 is concealed the moment
+        // seq 4 shows it (the path never reordered, so nothing is waited for).
         let appends: Vec<Vec<u8>> = drain_ws(&mut b)
             .iter()
             .map(|e| {
@@ -1040,9 +1132,8 @@ mod tests {
         let t0 = Instant::now();
         let mut b = bridge(t0, Dialect::Ga);
         let mut pkt = Vec::new();
-        // Ten packets, 20 ms apart; the buffer plays each 40 ms after it arrived: frames 0–7 are
-        // released by the arrival of the packet two later (at their due time), frames 8 and 9 by a
-        // shell that wakes up 1 ms after the tick.
+        // Ten packets, 20 ms apart, in order: each frame is appended at its packet's arrival (0 ms
+        // added), then a ptime-10 packet whose frame waits 10 ms for its second half.
         for seq in 0..10u16 {
             crate::media::rtp::write_packet(
                 &mut pkt,
@@ -1056,19 +1147,27 @@ mod tests {
             let now = t0 + Duration::from_millis(20 * u64::from(seq));
             b.handle_rtp(now, &pkt);
         }
-        let end = t0 + Duration::from_millis(300);
-        for _ in 0..100 {
-            let Some(t) = b.poll_timeout().filter(|t| *t <= end) else {
-                break;
-            };
-            b.handle_timeout(t + Duration::from_millis(1));
+        for half in 0..2u16 {
+            crate::media::rtp::write_packet(
+                &mut pkt,
+                0,
+                false,
+                10 + half,
+                1_600 + u32::from(half) * 80,
+                9,
+                &[0x11; 80],
+            );
+            b.handle_rtp(t0 + Duration::from_millis(200 + 10 * u64::from(half)), &pkt);
         }
         let s = b.stats();
-        assert_eq!(s.latency.samples, 10, "concealed frames are not counted");
-        // 40.0 ms is reported as the upper edge of its 0.5 ms bucket.
-        assert!((s.latency.p50_ms - 40.5).abs() < 1e-9, "{:?}", s.latency);
-        assert!((s.latency.p99_ms - 41.0).abs() < 1e-9, "{:?}", s.latency);
-        assert!((s.latency.max_ms - 41.0).abs() < 1e-9, "{:?}", s.latency);
+        assert_eq!(s.latency.samples, 11);
+        // Nearest rank: 0 ms for the in-order frames; the ptime-10 frame's arrival is that of its
+        // second half, which completed it, so it added nothing either.
+        assert_eq!(
+            (s.latency.p50_ms, s.latency.p99_ms, s.latency.max_ms),
+            (0.0, 0.0, 0.0)
+        );
+        assert_eq!(s.appends, 11);
 
         // Model audio: three packets, polled 0, 2 and 7 ms after they are due.
         b.handle_server_event(t0, delta("item_a", 480));

@@ -3,3 +3,4 @@
 
 pub mod call;
 pub mod core;
+pub mod transcript;

@@ -8,8 +8,9 @@
 //!   extended sequence numbers / timestamps (RFC 3550 §A.1).
 //! - [`pacer`]: [`pacer::PlayoutPacer`], which turns model audio (any chunk size, faster than real
 //!   time) into 20 ms RTP packets on an absolute, drift-free schedule.
-//! - [`jitter`]: [`jitter::JitterBuffer`], the adaptive playout buffer that turns caller RTP into
-//!   exactly one 20 ms frame per tick for the model, concealing losses with G.711 silence.
+//! - [`jitter`]: [`jitter::JitterBuffer`], the zero-delay relay that turns caller RTP into 20 ms
+//!   frames for the model as soon as they are complete, in media order, waiting only at a gap (for
+//!   an adaptive reorder window) and concealing losses and a silent caller with G.711 silence.
 //! - [`dtmf`]: RFC 4733 telephone-event reception (and SIP INFO `application/dtmf-relay` bodies).
 //! - [`rtcp`]: RTCP receiver/sender reports (RFC 3550 §6).
 //! - [`ports`]: [`ports::PortPool`], the pool of even local RTP ports.

@@ -596,7 +596,11 @@ pub struct FunctionCall {
     pub arguments: String,
 }
 
-/// Token usage of one response (`response.usage`; §3.4). Missing counters are 0.
+/// Token usage of one response (`response.usage`; §3.4), in tokens. Missing counters are 0.
+///
+/// `input_token_details` splits the input into text and audio tokens and says how many of them
+/// were cached (`cached_tokens`; GA adds `cached_tokens_details` with the text/audio split,
+/// beta does not); `output_token_details` splits the output into text and audio tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
     /// Input tokens billed for this response (the whole conversation, cached part included).
@@ -605,6 +609,20 @@ pub struct Usage {
     pub output_tokens: u64,
     /// `input_tokens + output_tokens` as reported by the server.
     pub total_tokens: u64,
+    /// `input_token_details.text_tokens` (cached ones included).
+    pub input_text_tokens: u64,
+    /// `input_token_details.audio_tokens` (cached ones included).
+    pub input_audio_tokens: u64,
+    /// `input_token_details.cached_tokens`: input tokens billed at the cached rate.
+    pub cached_tokens: u64,
+    /// `input_token_details.cached_tokens_details.text_tokens` (GA only; else 0).
+    pub cached_text_tokens: u64,
+    /// `input_token_details.cached_tokens_details.audio_tokens` (GA only; else 0).
+    pub cached_audio_tokens: u64,
+    /// `output_token_details.text_tokens`.
+    pub output_text_tokens: u64,
+    /// `output_token_details.audio_tokens`.
+    pub output_audio_tokens: u64,
 }
 
 /// A server event, parsed by [`parse_server_event`] (§3). Ids are the server's strings
@@ -969,6 +987,44 @@ struct UsageWire {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     total_tokens: Option<u64>,
+    input_token_details: Option<InputTokenDetailsWire>,
+    output_token_details: Option<TokenSplitWire>,
+}
+
+#[derive(Deserialize)]
+struct InputTokenDetailsWire {
+    text_tokens: Option<u64>,
+    audio_tokens: Option<u64>,
+    cached_tokens: Option<u64>,
+    cached_tokens_details: Option<TokenSplitWire>,
+}
+
+#[derive(Deserialize)]
+struct TokenSplitWire {
+    text_tokens: Option<u64>,
+    audio_tokens: Option<u64>,
+}
+
+impl From<UsageWire> for Usage {
+    fn from(u: UsageWire) -> Usage {
+        let input = u.input_token_details;
+        let cached = input
+            .as_ref()
+            .and_then(|d| d.cached_tokens_details.as_ref());
+        let output = u.output_token_details;
+        Usage {
+            input_tokens: u.input_tokens.unwrap_or(0),
+            output_tokens: u.output_tokens.unwrap_or(0),
+            total_tokens: u.total_tokens.unwrap_or(0),
+            input_text_tokens: input.as_ref().and_then(|d| d.text_tokens).unwrap_or(0),
+            input_audio_tokens: input.as_ref().and_then(|d| d.audio_tokens).unwrap_or(0),
+            cached_tokens: input.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0),
+            cached_text_tokens: cached.and_then(|c| c.text_tokens).unwrap_or(0),
+            cached_audio_tokens: cached.and_then(|c| c.audio_tokens).unwrap_or(0),
+            output_text_tokens: output.as_ref().and_then(|d| d.text_tokens).unwrap_or(0),
+            output_audio_tokens: output.as_ref().and_then(|d| d.audio_tokens).unwrap_or(0),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -1175,11 +1231,7 @@ pub fn parse_server_event(text: &str) -> Result<ServerEvent, Error> {
                 error_code,
                 error_message,
                 function_calls,
-                usage: r.usage.map(|u| Usage {
-                    input_tokens: u.input_tokens.unwrap_or(0),
-                    output_tokens: u.output_tokens.unwrap_or(0),
-                    total_tokens: u.total_tokens.unwrap_or(0),
-                }),
+                usage: r.usage.map(Usage::from),
             }
         }
         "response.output_item.added" => {
@@ -1746,6 +1798,13 @@ mod tests {
                         input_tokens: 132,
                         output_tokens: 121,
                         total_tokens: 253,
+                        input_text_tokens: 119,
+                        input_audio_tokens: 13,
+                        cached_tokens: 64,
+                        cached_text_tokens: 64,
+                        cached_audio_tokens: 0,
+                        output_text_tokens: 30,
+                        output_audio_tokens: 91,
                     }),
                 },
             ),
@@ -1816,6 +1875,11 @@ mod tests {
                         input_tokens: 6,
                         output_tokens: 4,
                         total_tokens: 10,
+                        input_text_tokens: 2,
+                        input_audio_tokens: 4,
+                        output_text_tokens: 1,
+                        output_audio_tokens: 3,
+                        ..Usage::default()
                     }),
                 },
             ),
@@ -1996,6 +2060,10 @@ mod tests {
                         input_tokens: 40,
                         output_tokens: 10,
                         total_tokens: 50,
+                        input_text_tokens: 30,
+                        input_audio_tokens: 10,
+                        output_text_tokens: 10,
+                        ..Usage::default()
                     }),
                 },
             ),

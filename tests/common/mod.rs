@@ -598,56 +598,66 @@ pub fn validate_events(dialect: &str, direction: &str, file: &Path) -> String {
     text
 }
 
-/// Checks that `needle`'s 20 ms frames (160 bytes) appear in `haystack` in order and back to back,
-/// allowing the whole-frame adjustments of an adaptive jitter buffer: a frame of silence inserted
-/// to grow its depth, or a quiet frame skipped to shrink it (at most `max_adjust` of them, and at
-/// most one audible frame skipped). `law` is the G.711 law of the audio. Returns the adjustments.
-pub fn contains_frames_in_order(
-    haystack: &[u8],
-    needle: &[u8],
-    law: frontdesk::media::g711::Law,
-    max_adjust: usize,
-) -> Result<usize, String> {
+/// All audio frontdesk appended to the Realtime session (`input_audio_buffer.append` events of the
+/// simulator's `--record`), in order.
+pub fn appended_audio(client_events: &[serde_json::Value]) -> Vec<u8> {
+    client_events
+        .iter()
+        .filter(|e| e["type"] == "input_audio_buffer.append")
+        .flat_map(|e| b64(e["audio"].as_str().unwrap_or_default()))
+        .collect()
+}
+
+/// Checks that `needle`'s whole 20 ms frames (160 bytes each; a partial last frame is ignored,
+/// RTP carries whole frames) appear in `haystack` exactly, back to back: every frame in order, no
+/// frame added, removed or altered. On failure, says how far the longest exact run went and what
+/// came instead of the next frame.
+pub fn relayed_exactly(haystack: &[u8], needle: &[u8]) -> Result<(), String> {
     const F: usize = 160;
-    let silence = [law.silence_byte(); F];
-    let quiet = |f: &[u8]| frontdesk::media::g711::rms(law, f) < 0.01;
-    let frames: Vec<&[u8]> = needle.chunks(F).collect();
-    let Some(first) = frames.first() else {
-        return Ok(0);
-    };
-    let mut pos =
-        find(haystack, first).ok_or("the first 20 ms of the audio never arrived")? + first.len();
-    let (mut adjust, mut audible_skips) = (0, 0);
-    let mut i = 1;
-    while i < frames.len() {
-        let f = frames[i];
-        let at = |p: usize, x: &[u8]| haystack.get(p..p + x.len()) == Some(x);
-        if at(pos, f) {
-            pos += f.len();
-            i += 1;
-        } else if at(pos, &silence) && at(pos + F, f) {
-            adjust += 1; // silence inserted before this frame
-            pos += F + f.len();
-            i += 1;
-        } else if i + 1 < frames.len() && at(pos, frames[i + 1]) {
-            adjust += 1; // this frame skipped
-            if !quiet(f) {
-                audible_skips += 1;
+    let whole = &needle[..needle.len() / F * F];
+    if whole.is_empty() || find(haystack, whole).is_some() {
+        return Ok(());
+    }
+    let frames: Vec<&[u8]> = whole.chunks(F).collect();
+    // The longest run of needle frames starting at any occurrence of any needle frame.
+    let mut best = (0usize, 0usize, 0usize); // (run length, needle frame, haystack offset)
+    for (j, f) in frames.iter().enumerate() {
+        let mut from = 0;
+        while let Some(p) = find(&haystack[from..], f).map(|p| p + from) {
+            let run = frames[j..]
+                .iter()
+                .enumerate()
+                .take_while(|(k, g)| haystack.get(p + k * F..p + (k + 1) * F) == Some(**g))
+                .count();
+            if run > best.0 {
+                best = (run, j, p);
             }
-            i += 1;
-        } else {
-            return Err(format!(
-                "frame {i} of {} is missing or out of order",
-                frames.len()
-            ));
-        }
-        if adjust > max_adjust || audible_skips > 1 {
-            return Err(format!(
-                "{adjust} frames inserted or skipped ({audible_skips} audible skipped)"
-            ));
+            from = p + 1;
         }
     }
-    Ok(adjust)
+    let (run, j, p) = best;
+    let next = haystack.get(p + run * F..p + (run + 1) * F);
+    let what = match next {
+        None => "the end of the appended audio".to_owned(),
+        Some(b) if b.iter().all(|&x| x == b[0]) => format!("a frame of byte {:#04x}", b[0]),
+        Some(b) if frames.get(j + run + 1).is_some_and(|g| *g == b) => {
+            "the frame after it (one frame removed)".to_owned()
+        }
+        Some(b)
+            if frames.get(j + run).is_some_and(|g| {
+                haystack.get(p + (run + 1) * F..p + (run + 2) * F) == Some(*g)
+            }) =>
+        {
+            format!("an added frame ({:#04x}…)", b[0])
+        }
+        Some(_) => "other audio".to_owned(),
+    };
+    Err(format!(
+        "the longest exact run is frames {j}..{} of {}; frame {} was followed by {what}",
+        j + run,
+        frames.len(),
+        j + run,
+    ))
 }
 
 /// Capture times (UNIX seconds) of the TCP segments sent from `src_port` whose payload contains
