@@ -38,11 +38,12 @@ pub enum Error {
     #[error(transparent)]
     Target(#[from] TargetError),
     /// Opening or creating the database failed.
-    #[error("failed to open database {target}: {source}")]
+    #[error("failed to open database {target}")]
     Open {
         /// The database path or URL (without password).
         target: String,
-        /// The driver error.
+        /// The driver error (shown by the error chain).
+        #[source]
         source: sqlx::Error,
     },
     /// Applying the schema migrations failed.
