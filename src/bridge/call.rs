@@ -67,6 +67,8 @@ pub struct CallContext {
     pub calendar_tools: bool,
     /// No caller RTP for this long ends an answered call with BYE (`rtp-timeout`).
     pub rtp_timeout: Duration,
+    /// Continuous RTP: G.711 silence toward the caller while the agent is silent.
+    pub send_silence: bool,
     /// Prices of the Realtime models, for each call's cost estimate (`[pricing]`).
     pub prices: crate::pricing::PriceTable,
     /// Whether transcripts are written to `call_turns` (`[privacy] store_transcripts`).
@@ -703,6 +705,7 @@ async fn media_loop(
         first_ts: rand::random(),
         telephone_event_pt: negotiated.telephone_event_pt,
         rtp_timeout: Some(ctx.rtp_timeout),
+        send_silence: ctx.send_silence,
     };
     let mut settings = session_settings(profile, negotiated.law, announcement);
     if !announcement && ctx.calendar_tools {
