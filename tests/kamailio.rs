@@ -745,10 +745,7 @@ fn two_instances_on_one_postgres_book_a_slot_once() {
     let (ul, _) = speech(&dir, "caller", CALLER_SENTENCE);
     std::fs::write(dir.join("audio.ul"), &ul).expect("write");
     // Next Tuesday at least two days ahead (within the 90-day booking window).
-    let mut day = chrono::Utc::now().date_naive() + chrono::Duration::days(2);
-    while chrono::Datelike::weekday(&day) != chrono::Weekday::Tue {
-        day += chrono::Duration::days(1);
-    }
+    let day = next_tuesday();
     let slot = format!("{day}T09:00");
     let scenario = dir.join("book.toml");
     std::fs::write(
