@@ -254,9 +254,7 @@ pub async fn run(
     if settings.privacy.log_pii {
         warn!("--log-pii: caller numbers and transcripts are written to the log in clear");
     }
-    let store = Store::open(&settings.db)
-        .await
-        .with_context(|| format!("cannot use database {}", settings.db))?;
+    let store = Store::open(&settings.db).await?;
     let dialplan = match Dialplan::load_dir(&settings.dialplans) {
         Ok(plan) => plan,
         Err(errors) => {
