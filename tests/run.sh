@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv kamailio kamailio-sqlite-modules sqlite3 sipvicious)
-TOOLS=(sipp espeak-ng sox tshark dumpcap kamailio kamcmd sqlite3 svwar svmap)
+DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv kamailio kamailio-sqlite-modules sqlite3 sipvicious chromium)
+TOOLS=(sipp espeak-ng sox tshark dumpcap kamailio kamcmd sqlite3 svwar svmap chromium)
 
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
