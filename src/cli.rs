@@ -82,9 +82,14 @@ pub struct ServeArgs {
     /// `rtp-timeout`) [default: 30].
     #[arg(long, value_name = "SECS")]
     pub rtp_timeout: Option<u64>,
-    /// SQLite database file, created and migrated at start [default: ./frontdesk.db].
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// Database, created and migrated at start: a SQLite file path or sqlite://PATH, or
+    /// postgres://USER@HOST[:PORT]/DB for several instances sharing one PostgreSQL (see README
+    /// "Running several instances") [default: ./frontdesk.db].
+    #[arg(long, value_name = "PATH|URL")]
+    pub db: Option<String>,
+    /// File whose first line is the PostgreSQL password (else PGPASSWORD is used).
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
     /// Directory of dialplan *.toml files [default: ./dialplans].
     #[arg(long, value_name = "DIR")]
     pub dialplans: Option<PathBuf>,
@@ -134,14 +139,38 @@ pub struct SimArgs {
     pub echo: bool,
 }
 
+/// `--db` and its password, shared by every command that uses the database.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Database: a SQLite file path or sqlite://PATH (created if missing), or
+    /// postgres://USER@HOST[:PORT]/DB[?host=SOCKET_DIR&sslmode=require] (one database shared by
+    /// several frontdesk instances). Put no password in the URL: use --db-password-file or
+    /// PGPASSWORD.
+    #[arg(long, value_name = "PATH|URL", default_value = crate::store::DEFAULT_DB)]
+    pub db: String,
+    /// File whose first line is the PostgreSQL password (else PGPASSWORD is used).
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// The parsed target.
+    ///
+    /// # Errors
+    /// [`crate::store::TargetError`] for an unsupported URL or unreadable password file.
+    pub fn target(&self) -> Result<crate::store::DbTarget, crate::store::TargetError> {
+        crate::store::DbTarget::parse(&self.db, self.db_password_file.as_deref())
+    }
+}
+
 /// `frontdesk db` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Create the database if needed and apply pending migrations.
     Migrate {
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -154,9 +183,9 @@ pub enum CalendarCommand {
         /// The calendar file (TOML); see deploy/calendar.example.toml.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -174,18 +203,18 @@ pub enum AppointmentsCommand {
         /// Also list cancelled appointments.
         #[arg(long)]
         all: bool,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Export the booked appointments as an iCalendar (.ics) file.
     Export {
         /// The file to write.
         #[arg(long, value_name = "FILE")]
         ics: PathBuf,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -206,9 +235,9 @@ pub enum CallsCommand {
         /// Print JSON (an array of objects) instead of a table.
         #[arg(long)]
         json: bool,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Show one call: the transcript as a conversation, tool calls with arguments and results,
     /// end reason, media quality, usage and cost.
@@ -219,9 +248,9 @@ pub enum CallsCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Totals per day (UTC): calls, answered, minutes, bookings, tokens and cost.
     Summary {
@@ -231,9 +260,9 @@ pub enum CallsCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Delete call data older than the retention (`[privacy]` of --config, else the defaults:
     /// transcripts 30 days, calls 365 days). `frontdesk serve` does this once a day by itself.
@@ -250,9 +279,9 @@ pub enum CallsCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// SQLite database file.
-        #[arg(long, value_name = "PATH", default_value = "./frontdesk.db")]
-        db: PathBuf,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -322,20 +351,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db {
             command: DbCommand::Migrate { db },
         } => {
-            crate::store::Store::open(&db).await?;
-            println!("database {} is up to date", db.display());
+            let store = crate::store::Store::open(db.target()?).await?;
+            println!("database {} is up to date", store.name());
             Ok(ExitCode::SUCCESS)
         }
         Command::Calendar {
             command: CalendarCommand::Import { file, db },
         } => {
             let cal = crate::calendar_file::load(&file)?;
-            let store = crate::store::Store::open(&db).await?;
-            let s = crate::store::calendar::import(store.pool(), &cal, chrono::Utc::now()).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
+            let s = crate::store::calendar::import(&store, &cal, chrono::Utc::now()).await?;
             println!(
                 "imported {} into {}: {} provider(s), {} service(s), {} opening range(s), {} closure(s){}",
                 s.business,
-                db.display(),
+                store.name(),
                 s.providers,
                 s.services,
                 s.hour_ranges,
@@ -353,7 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     db,
                 },
         } => {
-            let store = crate::store::Store::open(&db).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
             let opts = crate::tools::staff::ListOptions {
                 business: None,
                 date,
@@ -361,16 +390,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 include_cancelled: all,
             };
             let text =
-                crate::tools::staff::list_appointments(store.pool(), &opts, chrono::Utc::now())
-                    .await?;
+                crate::tools::staff::list_appointments(&store, &opts, chrono::Utc::now()).await?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Appointments {
             command: AppointmentsCommand::Export { ics, db },
         } => {
-            let store = crate::store::Store::open(&db).await?;
-            let n = crate::tools::staff::export_ics(store.pool(), &ics, None).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
+            let n = crate::tools::staff::export_ics(&store, &ics, None).await?;
             println!("wrote {n} appointment(s) to {}", ics.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -418,7 +446,7 @@ async fn run_calls(command: CallsCommand) -> anyhow::Result<ExitCode> {
                 .map(|s| calls::parse_since(s, now))
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            let store = crate::store::Store::open(&db).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
             let rows = store
                 .list_calls(&crate::store::history::CallFilter {
                     since,
@@ -438,7 +466,7 @@ async fn run_calls(command: CallsCommand) -> anyhow::Result<ExitCode> {
             json: as_json,
             db,
         } => {
-            let store = crate::store::Store::open(&db).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
             let Some(detail) = store.call_detail(&call_id).await? else {
                 eprintln!("no call with Call-ID {call_id:?} (see `frontdesk calls list`)");
                 return Ok(ExitCode::from(1));
@@ -455,7 +483,7 @@ async fn run_calls(command: CallsCommand) -> anyhow::Result<ExitCode> {
             json: as_json,
             db,
         } => {
-            let store = crate::store::Store::open(&db).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
             let since = now.date_naive() - chrono::Duration::days(i64::from(days.max(1)) - 1);
             let rows = store.daily_summary(since).await?;
             if as_json {
@@ -477,7 +505,7 @@ async fn run_calls(command: CallsCommand) -> anyhow::Result<ExitCode> {
                 None => crate::config::ConfigFile::default(),
             };
             let privacy = crate::server::Privacy::from_file(&file.privacy);
-            let store = crate::store::Store::open(&db).await?;
+            let store = crate::store::Store::open(db.target()?).await?;
             let report = store
                 .purge(
                     now,

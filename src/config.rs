@@ -165,8 +165,10 @@ pub struct AdmissionUserFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// SQLite database path.
-    pub db: Option<PathBuf>,
+    /// Database: SQLite path or `sqlite://PATH`, or `postgres://USER@HOST/DB` (no password).
+    pub db: Option<String>,
+    /// File whose first line is the PostgreSQL password.
+    pub db_password_file: Option<PathBuf>,
     /// Dialplan directory.
     pub dialplans: Option<PathBuf>,
     /// Calendar file (TOML) imported at start.

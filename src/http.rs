@@ -261,7 +261,7 @@ struct CallLine {
 
 async fn index(State(s): State<Arc<HttpState>>) -> Response {
     let now = Utc::now();
-    let agendas = match crate::tools::staff::agenda(s.store.pool(), now).await {
+    let agendas = match crate::tools::staff::agenda(&s.store, now).await {
         Ok(a) => a,
         Err(e) => return server_error("the appointments", &e),
     };

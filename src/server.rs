@@ -60,8 +60,8 @@ pub struct ServeSettings {
     pub media_ip: IpAddr,
     /// RTP ports.
     pub rtp_ports: PortRange,
-    /// SQLite file.
-    pub db: PathBuf,
+    /// The database (`--db`).
+    pub db: crate::store::DbTarget,
     /// Dialplan directory.
     pub dialplans: PathBuf,
     /// Realtime backend.
@@ -171,10 +171,13 @@ impl ServeSettings {
             sip_listen,
             media_ip,
             rtp_ports,
-            db: args
-                .db
-                .or(file.db)
-                .unwrap_or_else(|| PathBuf::from("./frontdesk.db")),
+            db: crate::store::DbTarget::parse(
+                args.db
+                    .or(file.db)
+                    .as_deref()
+                    .unwrap_or(crate::store::DEFAULT_DB),
+                args.db_password_file.or(file.db_password_file).as_deref(),
+            )?,
             dialplans: args
                 .dialplans
                 .or(file.dialplans)
@@ -254,7 +257,7 @@ pub async fn run(
     }
     let store = Store::open(&settings.db)
         .await
-        .with_context(|| format!("cannot use database {}", settings.db.display()))?;
+        .with_context(|| format!("cannot use database {}", settings.db))?;
     let dialplan = match Dialplan::load_dir(&settings.dialplans) {
         Ok(plan) => plan,
         Err(errors) => {
@@ -271,12 +274,12 @@ pub async fn run(
 
     if let Some(path) = &settings.calendar {
         let cal = crate::calendar_file::load(path)?;
-        let summary = crate::store::calendar::import(store.pool(), &cal, chrono::Utc::now())
+        let summary = crate::store::calendar::import(&store, &cal, chrono::Utc::now())
             .await
             .with_context(|| format!("cannot import calendar {}", path.display()))?;
         info!(file = %path.display(), business = %summary.business, providers = summary.providers, services = summary.services, "calendar imported");
     }
-    let businesses = crate::store::calendar::business_keys(store.pool())
+    let businesses = crate::store::calendar::business_keys(&store)
         .await
         .context("cannot read the calendar")?;
     if businesses.is_empty() {
@@ -372,7 +375,7 @@ pub async fn run(
         sip = %sip_addr,
         media_ip = %settings.media_ip,
         rtp_ports = %format!("{}-{}", settings.rtp_ports.low, settings.rtp_ports.high),
-        db = %settings.db.display(),
+        db = %settings.db,
         "frontdesk is ready: listening for SIP on UDP and TCP"
     );
 

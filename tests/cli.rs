@@ -92,7 +92,68 @@ fn dialplan_check_and_test() {
 fn calendar_import_list_and_export() {
     let dir = TestDir::new("cli-calendar");
     let db = dir.join("fd.db");
-    let db = db.to_str().expect("path");
+    staff_commands(db.to_str().expect("path"), &dir);
+}
+
+/// The same staff commands with `--db postgres://…` (issue 13), and the password stays out of
+/// what is printed.
+#[test]
+fn calendar_import_list_and_export_on_postgres() {
+    let Some(pg) = frontdesk::store::testing::pg_server() else {
+        return;
+    };
+    let dir = TestDir::new("cli-calendar-pg");
+    let target = pg.create_database().expect("createdb");
+    staff_commands(&target.to_string(), &dir);
+    // A password in the URL is used (the test server trusts anyone) but never printed.
+    let with_password =
+        target
+            .to_string()
+            .replacen("postgres://postgres@", "postgres://postgres:hunter2@", 1);
+    let o = frontdesk(&["db", "migrate", "--db", &with_password]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("is up to date"), "{}", text(&o));
+    assert!(!text(&o).contains("hunter2"), "{}", text(&o));
+}
+
+#[test]
+fn unusable_database_urls_fail_with_a_clear_error() {
+    let dir = TestDir::new("cli-db-errors");
+    let o = frontdesk(&["db", "migrate", "--db", "mysql://h/db"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("unsupported database URL scheme"),
+        "{}",
+        text(&o)
+    );
+    let missing = dir.join("no-such-password");
+    let o = frontdesk(&[
+        "db",
+        "migrate",
+        "--db",
+        "postgres://fd@127.0.0.1:1/frontdesk",
+        "--db-password-file",
+        missing.to_str().expect("path"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("password file"), "{}", text(&o));
+    // Nothing listens on port 1: a clear error naming the database, not a hang.
+    let o = frontdesk(&[
+        "db",
+        "migrate",
+        "--db",
+        "postgres://fd:secret@127.0.0.1:1/frontdesk",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("postgres://fd@127.0.0.1:1/frontdesk"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("secret"), "{}", text(&o));
+}
+
+fn staff_commands(db: &str, dir: &TestDir) {
     let o = frontdesk(&["db", "migrate", "--db", db]);
     assert!(o.status.success(), "{}", text(&o));
     let cal = Path::new(ROOT).join("deploy/calendar.example.toml");

@@ -9,11 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv kamailio kamailio-sqlite-modules sqlite3 sipvicious chromium)
-TOOLS=(sipp espeak-ng sox tshark dumpcap kamailio kamcmd sqlite3 svwar svmap chromium)
+DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv kamailio kamailio-sqlite-modules sqlite3 sipvicious postgresql iproute2 util-linux chromium)
+TOOLS=(sipp espeak-ng sox tshark dumpcap kamailio kamcmd sqlite3 svwar svmap ip unshare chromium)
+# PostgreSQL server binaries (not on PATH on Debian); the store tests start a throwaway server.
+PG_INITDB=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n1 || true)
 
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+[ -n "$PG_INITDB" ] || missing+=(initdb)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: missing tools: ${missing[*]}; installing Debian packages: ${DEBIAN_PACKAGES[*]}"
   SUDO=""
@@ -43,5 +46,8 @@ if ! dumpcap -D >/dev/null 2>&1 || ! timeout 3 dumpcap -i lo -c 1 -a duration:1 
     exit 1
   fi
 fi
+
+# The PostgreSQL halves of the store tests and the multi-instance tests must run, not skip.
+export FRONTDESK_REQUIRE_PG=1
 
 cargo test --locked --all-targets

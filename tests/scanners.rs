@@ -15,7 +15,11 @@ fn scan(tool: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -35,7 +39,11 @@ password_env = "FRONTDESK_TEST_ALICE"
 "#,
     )
     .expect("write config");
-    std::fs::write(dir.join("dict.txt"), "100\n101\nalice\nbob\nadmin\nfrontdesk\nreception\n").expect("dict");
+    std::fs::write(
+        dir.join("dict.txt"),
+        "100\n101\nalice\nbob\nadmin\nfrontdesk\nreception\n",
+    )
+    .expect("dict");
     let sim = Sim::start(&dir, None);
     let config = dir.join("frontdesk.toml");
     let config = config.to_str().expect("path");
@@ -51,27 +59,57 @@ password_env = "FRONTDESK_TEST_ALICE"
 
     // svmap finds a SIP device (that is not a secret) ...
     let local = free_port().to_string();
-    let out = scan("svmap", &["-b", "127.0.0.1", "-P", &local, "-p", &port, "127.0.0.1"]);
-    assert!(out.contains("frontdesk"), "svmap did not see frontdesk:\n{out}");
+    let out = scan(
+        "svmap",
+        &["-b", "127.0.0.1", "-P", &local, "-p", &port, "127.0.0.1"],
+    );
+    assert!(
+        out.contains("frontdesk"),
+        "svmap did not see frontdesk:\n{out}"
+    );
 
     // ... but svwar cannot tell which extensions exist, whatever the method.
-    for (method, force) in [("REGISTER", false), ("OPTIONS", false), ("INVITE", false), ("INVITE", true)] {
+    for (method, force) in [
+        ("REGISTER", false),
+        ("OPTIONS", false),
+        ("INVITE", false),
+        ("INVITE", true),
+    ] {
         for source in [["-e", "100-110"], ["-d", dict]] {
             let local = free_port().to_string();
-            let mut args = vec!["-m", method, "-b", "127.0.0.1", "-P", &local, "-p", &port, "-t", "0.05"];
+            let mut args = vec![
+                "-m",
+                method,
+                "-b",
+                "127.0.0.1",
+                "-P",
+                &local,
+                "-p",
+                &port,
+                "-t",
+                "0.05",
+            ];
             if force {
                 args.push("--force");
             }
             args.extend_from_slice(&source);
             args.push("127.0.0.1");
             let out = scan("svwar", &args);
-            assert!(out.contains("found nothing"), "svwar -m {method} {source:?} found something:\n{out}");
-            assert!(!out.contains("| Extension"), "svwar listed extensions:\n{out}");
+            assert!(
+                out.contains("found nothing"),
+                "svwar -m {method} {source:?} found something:\n{out}"
+            );
+            assert!(
+                !out.contains("| Extension"),
+                "svwar listed extensions:\n{out}"
+            );
         }
     }
     // No scan opened a Realtime session.
     assert!(
-        !read_jsonl(&sim.record).iter().any(|e| e["type"] == "session.update"),
+        !read_jsonl(&sim.record)
+            .iter()
+            .any(|e| e["type"] == "session.update"),
         "a scanner's INVITE opened a model session"
     );
     let status = serve.proc.terminate(std::time::Duration::from_secs(15));

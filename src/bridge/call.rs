@@ -722,7 +722,7 @@ async fn media_loop(
     let mut negotiated: Negotiated = negotiated.clone();
     let mut session_version = session_id;
     let tool_ctx = ToolContext::new(
-        ctx.store.pool().clone(),
+        ctx.store.clone(),
         call_id,
         caller,
         profile.calendar.clone().unwrap_or_default(),

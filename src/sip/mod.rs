@@ -16,9 +16,15 @@
 //! other methods          ──► 405 Method Not Allowed
 //! ```
 //!
-//! Known rsipstack defects (issue 2's measurements): it logs every packet at INFO (our log filter sets
-//! its target to `warn`); a non-UTF-8 header line drops later headers; `%XX` escapes are re-encoded on
-//! output; comma-joined Via values are not split. None of them affects the UAS path used here.
+//! Every message passes [`validate`] first (through `guard`, at the UDP socket and our own TCP
+//! accept loop): malformed and unsupported requests are answered there (400/405/415/416/420/501/505)
+//! and never reach rsipstack, stray responses are dropped.
+//!
+//! Known rsipstack defects (issue 2's measurements) and their guards: it logs every packet at INFO
+//! (our log filter sets its target to `warn`); a non-UTF-8 header line drops later headers
+//! (`validate` answers 400 instead); comma-joined Via values are not split (`validate` splits
+//! them); `%XX` escapes are re-encoded on output (left alone: it only changes the spelling of
+//! escapes in the headers we echo).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,19 +38,19 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt as _;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::{
-    tcp_listener::TcpListenerConnection, udp::UdpConnection, TransportLayer,
-};
+use rsipstack::transport::{channel::ChannelConnection, udp::UdpConnection, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub mod admission;
+mod guard;
 
 pub mod registration;
 mod route;
 pub mod session_timer;
+pub mod validate;
 
 /// Capacity of the channel that hands new calls to the call supervisor. When it is full, further
 /// INVITEs are answered 503 Service Unavailable with Retry-After (the supervisor is overloaded).
@@ -786,6 +792,8 @@ pub struct SipEndpoint {
     gate: std::sync::Mutex<admission::Admission>,
     /// Our minimum session interval (RFC 4028 Min-SE).
     min_se: u32,
+    /// The SIP TCP listener, served by [`SipEndpoint::run`] through `guard::serve_tcp`.
+    tcp_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
 }
 
 /// Switch that makes the endpoint answer new INVITEs 503 (graceful shutdown).
@@ -814,20 +822,44 @@ impl SipEndpoint {
             reason: e.to_string(),
         };
         let transport_layer = TransportLayer::new(cancel.child_token());
-        let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
+        // Every datagram passes `validate` first (see `guard`).
+        let udp_socket = tokio::net::UdpSocket::bind(config.listen)
             .await
-            .map_err(|e| bind_err(config.listen, e))?;
+            .map_err(|e| bind_err(config.listen, e.into()))?;
+        let udp = UdpConnection::from_socket(
+            Arc::new(guard::GuardedUdp::new(udp_socket)),
+            None,
+            Some(cancel.child_token()),
+        )
+        .await
+        .map_err(|e| bind_err(config.listen, e))?;
         let udp_addr = udp
             .get_addr()
             .get_socketaddr()
             .map_err(|e| bind_err(config.listen, e))?;
-        // TCP on the same port as UDP (when port 0 was asked for, use the one UDP got).
+        // TCP on the same port as UDP (when port 0 was asked for, use the one UDP got). We accept
+        // the connections ourselves (`guard::serve_tcp`); rsipstack only needs to know the
+        // address for the Via of requests it sends over TCP, so it gets a listener entry that
+        // serves nothing.
         let tcp_addr = SocketAddr::new(config.listen.ip(), udp_addr.port());
-        let tcp = TcpListenerConnection::new(tcp_addr, None)
+        let tcp_listener = tokio::net::TcpListener::bind(tcp_addr)
             .await
-            .map_err(|e| bind_err(tcp_addr, e))?;
+            .map_err(|e| bind_err(tcp_addr, e.into()))?;
+        let (_unused_tx, unused_rx) = mpsc::unbounded_channel();
+        let (placeholder_tx, _placeholder_rx) = mpsc::unbounded_channel();
+        let tcp_entry = ChannelConnection::create_connection(
+            unused_rx,
+            placeholder_tx,
+            rsipstack::transport::SipAddr {
+                r#type: Some(rsipstack::sip::Transport::Tcp),
+                addr: tcp_addr.into(),
+            },
+            None,
+        )
+        .await
+        .map_err(|e| bind_err(tcp_addr, e))?;
         transport_layer.add_transport(udp.into());
-        transport_layer.add_transport(tcp.into());
+        transport_layer.add_transport(tcp_entry.into());
 
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(cancel.child_token())
@@ -872,6 +904,7 @@ impl SipEndpoint {
                 local_addr: SocketAddr::new(config.listen.ip(), udp_addr.port()),
                 gate: std::sync::Mutex::new(gate),
                 min_se: config.min_session_expires.max(1),
+                tcp_listener: std::sync::Mutex::new(Some(tcp_listener)),
             },
             calls_rx,
         ))
@@ -902,6 +935,14 @@ impl SipEndpoint {
                 return;
             }
         };
+        let tcp = self.tcp_listener.lock().ok().and_then(|mut l| l.take());
+        if let Some(listener) = tcp {
+            tokio::spawn(guard::serve_tcp(
+                listener,
+                self.endpoint.inner.clone(),
+                self.cancel.child_token(),
+            ));
+        }
         let serve = self.endpoint.serve();
         tokio::pin!(serve);
         loop {

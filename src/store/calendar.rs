@@ -24,7 +24,10 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc, Weekday};
 use chrono_tz::Tz;
 use rand::Rng;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::AnyConnection;
+
+use super::{Backend, Store};
+use crate::sql;
 
 use crate::calendar::model::WEEK;
 use crate::calendar::phone::{normalize, phones_match};
@@ -237,17 +240,21 @@ pub struct ImportSummary {
 /// # Errors
 /// [`Error::Query`] on database failure (nothing is changed then).
 pub async fn import(
-    pool: &SqlitePool,
+    db: &Store,
     cal: &BusinessCalendar,
     now: DateTime<Utc>,
 ) -> Result<ImportSummary, Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let bk = db.backend();
+    let mut tx = db.begin_write().await?;
     let b = &cal.business;
-    let existed: Option<i64> = sqlx::query_scalar("SELECT id FROM businesses WHERE key = ?")
-        .bind(&b.key)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let business_id: i64 = sqlx::query_scalar(
+    lock_business(&mut tx, &b.key).await?;
+    let existed: Option<i64> =
+        sqlx::query_scalar(sql!(bk, "SELECT id FROM businesses WHERE key = ?"))
+            .bind(&b.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let business_id: i64 =
+        sqlx::query_scalar(sql!(bk,
         "INSERT INTO businesses (key, name, timezone, address, phone, currency, min_lead_minutes,
                                  slot_interval_minutes, max_days_ahead, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -257,42 +264,44 @@ pub async fn import(
              min_lead_minutes = excluded.min_lead_minutes,
              slot_interval_minutes = excluded.slot_interval_minutes,
              max_days_ahead = excluded.max_days_ahead, updated_at = excluded.updated_at
-         RETURNING id",
-    )
-    .bind(&b.key)
-    .bind(&b.name)
-    .bind(b.timezone.name())
-    .bind(&b.address)
-    .bind(&b.phone)
-    .bind(&b.currency)
-    .bind(i64::from(cal.rules.min_lead_minutes))
-    .bind(i64::from(cal.rules.slot_interval_minutes))
-    .bind(i64::from(cal.rules.max_days_ahead))
-    .bind(stamp(now))
-    .fetch_one(&mut *tx)
-    .await?;
+         RETURNING id"))
+        .bind(&b.key)
+        .bind(&b.name)
+        .bind(b.timezone.name())
+        .bind(&b.address)
+        .bind(&b.phone)
+        .bind(&b.currency)
+        .bind(i64::from(cal.rules.min_lead_minutes))
+        .bind(i64::from(cal.rules.slot_interval_minutes))
+        .bind(i64::from(cal.rules.max_days_ahead))
+        .bind(stamp(now))
+        .fetch_one(&mut *tx)
+        .await?;
 
     // Providers.
-    let before: Vec<String> = sqlx::query_scalar(
-        "SELECT key FROM providers WHERE business_id = ? AND active = 1 ORDER BY position",
-    )
+    let before: Vec<String> = sqlx::query_scalar(sql!(
+        bk,
+        "SELECT key FROM providers WHERE business_id = ? AND active = 1 ORDER BY position"
+    ))
     .bind(business_id)
     .fetch_all(&mut *tx)
     .await?;
-    sqlx::query("UPDATE providers SET active = 0 WHERE business_id = ?")
-        .bind(business_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(sql!(
+        bk,
+        "UPDATE providers SET active = 0 WHERE business_id = ?"
+    ))
+    .bind(business_id)
+    .execute(&mut *tx)
+    .await?;
     let mut provider_ids = HashMap::new();
     for (i, p) in cal.providers.iter().enumerate() {
-        let id: i64 = sqlx::query_scalar(
+        let id: i64 = sqlx::query_scalar(sql!(bk,
             "INSERT INTO providers (business_id, key, name, kind, role, own_hours, position, active)
              VALUES (?, ?, ?, ?, ?, ?, ?, 1)
              ON CONFLICT (business_id, key) DO UPDATE SET
                  name = excluded.name, kind = excluded.kind, role = excluded.role,
                  own_hours = excluded.own_hours, position = excluded.position, active = 1
-             RETURNING id",
-        )
+             RETURNING id"))
         .bind(business_id)
         .bind(&p.key)
         .bind(&p.name)
@@ -310,23 +319,28 @@ pub async fn import(
         .collect();
 
     // Services and who offers them.
-    let before: Vec<String> = sqlx::query_scalar(
-        "SELECT key FROM services WHERE business_id = ? AND active = 1 ORDER BY position",
-    )
+    let before: Vec<String> = sqlx::query_scalar(sql!(
+        bk,
+        "SELECT key FROM services WHERE business_id = ? AND active = 1 ORDER BY position"
+    ))
     .bind(business_id)
     .fetch_all(&mut *tx)
     .await?;
-    sqlx::query("UPDATE services SET active = 0 WHERE business_id = ?")
-        .bind(business_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM service_providers WHERE service_id IN (SELECT id FROM services WHERE business_id = ?)")
+    sqlx::query(sql!(
+        bk,
+        "UPDATE services SET active = 0 WHERE business_id = ?"
+    ))
+    .bind(business_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sql!(bk,"DELETE FROM service_providers WHERE service_id IN (SELECT id FROM services WHERE business_id = ?)"))
         .bind(business_id)
         .execute(&mut *tx)
         .await?;
     let mut service_keys = HashSet::new();
     for (i, s) in cal.services.iter().enumerate() {
-        let id: i64 = sqlx::query_scalar(
+        let id: i64 = sqlx::query_scalar(sql!(
+            bk,
             "INSERT INTO services (business_id, key, name, description, duration_minutes,
                                    buffer_minutes, price_cents, position, active)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
@@ -335,8 +349,8 @@ pub async fn import(
                  duration_minutes = excluded.duration_minutes,
                  buffer_minutes = excluded.buffer_minutes, price_cents = excluded.price_cents,
                  position = excluded.position, active = 1
-             RETURNING id",
-        )
+             RETURNING id"
+        ))
         .bind(business_id)
         .bind(&s.key)
         .bind(&s.name)
@@ -350,7 +364,7 @@ pub async fn import(
         service_keys.insert(s.key.as_str());
         for (j, pk) in s.providers.iter().enumerate() {
             if let Some(pid) = provider_ids.get(pk.as_str()) {
-                sqlx::query("INSERT INTO service_providers (service_id, provider_id, position) VALUES (?, ?, ?)")
+                sqlx::query(sql!(bk,"INSERT INTO service_providers (service_id, provider_id, position) VALUES (?, ?, ?)"))
                     .bind(id)
                     .bind(pid)
                     .bind(i64::try_from(j).unwrap_or(i64::MAX))
@@ -365,7 +379,7 @@ pub async fn import(
         .collect();
 
     // Weekly hours.
-    sqlx::query("DELETE FROM weekly_hours WHERE business_id = ?")
+    sqlx::query(sql!(bk, "DELETE FROM weekly_hours WHERE business_id = ?"))
         .bind(business_id)
         .execute(&mut *tx)
         .await?;
@@ -379,9 +393,9 @@ pub async fn import(
         let Some(hours) = hours else { continue };
         for (day, ranges) in hours.iter() {
             for r in ranges {
-                sqlx::query(
+                sqlx::query(sql!(bk,
                     "INSERT INTO weekly_hours (business_id, provider_id, weekday, opens_minute, closes_minute)
-                     VALUES (?, ?, ?, ?, ?)",
+                     VALUES (?, ?, ?, ?, ?)"),
                 )
                 .bind(business_id)
                 .bind(provider_id)
@@ -396,7 +410,7 @@ pub async fn import(
     }
 
     // Closures.
-    sqlx::query("DELETE FROM closures WHERE business_id = ?")
+    sqlx::query(sql!(bk, "DELETE FROM closures WHERE business_id = ?"))
         .bind(business_id)
         .execute(&mut *tx)
         .await?;
@@ -405,9 +419,9 @@ pub async fn import(
             .provider
             .as_deref()
             .and_then(|k| provider_ids.get(k).copied());
-        sqlx::query(
+        sqlx::query(sql!(bk,
             "INSERT INTO closures (business_id, provider_id, first_day, last_day, start_minute, end_minute, reason)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?)"),
         )
         .bind(business_id)
         .bind(provider_id)
@@ -436,10 +450,11 @@ pub async fn import(
 ///
 /// # Errors
 /// [`Error::Query`] on database failure.
-pub async fn business_keys(pool: &SqlitePool) -> Result<Vec<String>, Error> {
+pub async fn business_keys(db: &Store) -> Result<Vec<String>, Error> {
+    let bk = db.backend();
     Ok(
-        sqlx::query_scalar("SELECT key FROM businesses ORDER BY key")
-            .fetch_all(pool)
+        sqlx::query_scalar(sql!(bk, "SELECT key FROM businesses ORDER BY key"))
+            .fetch_all(db.pool())
             .await?,
     )
 }
@@ -502,13 +517,15 @@ struct ClosureRow {
 /// # Errors
 /// [`Error::UnknownBusiness`] if it was never imported, [`Error::Corrupt`] for unreadable
 /// values, [`Error::Query`] on database failure.
-pub async fn load_calendar(pool: &SqlitePool, key: &str) -> Result<BusinessCalendar, Error> {
-    let mut conn = pool.acquire().await?;
-    let b: BusinessRow = sqlx::query_as(
+pub async fn load_calendar(db: &Store, key: &str) -> Result<BusinessCalendar, Error> {
+    let bk = db.backend();
+    let mut conn = db.pool().acquire().await?;
+    let b: BusinessRow = sqlx::query_as(sql!(
+        bk,
         "SELECT id, key, name, timezone, address, phone, currency, min_lead_minutes,
                 slot_interval_minutes, max_days_ahead
-         FROM businesses WHERE key = ?",
-    )
+         FROM businesses WHERE key = ?"
+    ))
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?
@@ -518,10 +535,11 @@ pub async fn load_calendar(pool: &SqlitePool, key: &str) -> Result<BusinessCalen
         value: b.timezone.clone(),
     })?;
 
-    let hours_rows: Vec<HoursRow> = sqlx::query_as(
+    let hours_rows: Vec<HoursRow> = sqlx::query_as(sql!(
+        bk,
         "SELECT provider_id, weekday, opens_minute, closes_minute FROM weekly_hours
-         WHERE business_id = ? ORDER BY provider_id, weekday, opens_minute",
-    )
+         WHERE business_id = ? ORDER BY provider_id, weekday, opens_minute"
+    ))
     .bind(b.id)
     .fetch_all(&mut *conn)
     .await?;
@@ -534,10 +552,11 @@ pub async fn load_calendar(pool: &SqlitePool, key: &str) -> Result<BusinessCalen
             .add(weekday(h.weekday)?, r);
     }
 
-    let provider_rows: Vec<ProviderRow> = sqlx::query_as(
+    let provider_rows: Vec<ProviderRow> = sqlx::query_as(sql!(
+        bk,
         "SELECT id, key, name, kind, role, own_hours FROM providers
-         WHERE business_id = ? AND active = 1 ORDER BY position, id",
-    )
+         WHERE business_id = ? AND active = 1 ORDER BY position, id"
+    ))
     .bind(b.id)
     .fetch_all(&mut *conn)
     .await?;
@@ -558,19 +577,21 @@ pub async fn load_calendar(pool: &SqlitePool, key: &str) -> Result<BusinessCalen
         });
     }
 
-    let service_rows: Vec<ServiceRow> = sqlx::query_as(
+    let service_rows: Vec<ServiceRow> = sqlx::query_as(sql!(
+        bk,
         "SELECT id, key, name, description, duration_minutes, buffer_minutes, price_cents
-         FROM services WHERE business_id = ? AND active = 1 ORDER BY position, id",
-    )
+         FROM services WHERE business_id = ? AND active = 1 ORDER BY position, id"
+    ))
     .bind(b.id)
     .fetch_all(&mut *conn)
     .await?;
     let mut services = Vec::with_capacity(service_rows.len());
     for s in service_rows {
-        let offered: Vec<String> = sqlx::query_scalar(
+        let offered: Vec<String> = sqlx::query_scalar(sql!(
+            bk,
             "SELECT p.key FROM service_providers sp JOIN providers p ON p.id = sp.provider_id
-             WHERE sp.service_id = ? AND p.active = 1 ORDER BY sp.position",
-        )
+             WHERE sp.service_id = ? AND p.active = 1 ORDER BY sp.position"
+        ))
         .bind(s.id)
         .fetch_all(&mut *conn)
         .await?;
@@ -585,10 +606,10 @@ pub async fn load_calendar(pool: &SqlitePool, key: &str) -> Result<BusinessCalen
         });
     }
 
-    let closure_rows: Vec<ClosureRow> = sqlx::query_as(
+    let closure_rows: Vec<ClosureRow> = sqlx::query_as(sql!(bk,
         "SELECT p.key AS provider_key, c.first_day, c.last_day, c.start_minute, c.end_minute, c.reason
          FROM closures c LEFT JOIN providers p ON p.id = c.provider_id
-         WHERE c.business_id = ? ORDER BY c.first_day, c.id",
+         WHERE c.business_id = ? ORDER BY c.first_day, c.id"),
     )
     .bind(b.id)
     .fetch_all(&mut *conn)
@@ -701,23 +722,29 @@ impl TryFrom<AppointmentRow> for Appointment {
     }
 }
 
-async fn appointment_by_id(conn: &mut SqliteConnection, id: i64) -> Result<Appointment, Error> {
-    let row: AppointmentRow = sqlx::query_as(concat!(appointment_select!(), " WHERE a.id = ?"))
-        .bind(id)
-        .fetch_one(conn)
-        .await?;
+async fn appointment_by_id(conn: &mut AnyConnection, id: i64) -> Result<Appointment, Error> {
+    let bk = Backend::of(conn);
+    let row: AppointmentRow =
+        sqlx::query_as(sql!(bk, concat!(appointment_select!(), " WHERE a.id = ?")))
+            .bind(id)
+            .fetch_one(conn)
+            .await?;
     row.try_into()
 }
 
 /// The newest row of the booking chain with this code (the current state of the booking).
 async fn latest_with_code(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     business: &str,
     code: &str,
 ) -> Result<Option<Appointment>, Error> {
-    let row: Option<AppointmentRow> = sqlx::query_as(concat!(
-        appointment_select!(),
-        " WHERE b.key = ? AND a.confirmation_code = ? ORDER BY a.id DESC LIMIT 1"
+    let bk = Backend::of(conn);
+    let row: Option<AppointmentRow> = sqlx::query_as(sql!(
+        bk,
+        concat!(
+            appointment_select!(),
+            " WHERE b.key = ? AND a.confirmation_code = ? ORDER BY a.id DESC LIMIT 1"
+        )
     ))
     .bind(business)
     .bind(code)
@@ -729,28 +756,31 @@ async fn latest_with_code(
 /// The booking an earlier request with this idempotency key made, as it is now (it may have been
 /// moved since), when it is still booked. A key whose booking was cancelled since is released
 /// (set to NULL), so the same request made again books anew.
-async fn replay(conn: &mut SqliteConnection, key: &str) -> Result<Option<Appointment>, Error> {
+async fn replay(conn: &mut AnyConnection, key: &str) -> Result<Option<Appointment>, Error> {
+    let bk = Backend::of(conn);
     match by_request_key(conn, key).await? {
         Some(a) if a.status == AppointmentStatus::Booked => Ok(Some(a)),
         Some(_) => {
-            sqlx::query("UPDATE appointments SET request_key = NULL WHERE request_key = ?")
-                .bind(key)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(sql!(
+                bk,
+                "UPDATE appointments SET request_key = NULL WHERE request_key = ?"
+            ))
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
             Ok(None)
         }
         None => Ok(None),
     }
 }
 
-async fn by_request_key(
-    conn: &mut SqliteConnection,
-    key: &str,
-) -> Result<Option<Appointment>, Error> {
-    let row: Option<(i64, String, String)> = sqlx::query_as(
+async fn by_request_key(conn: &mut AnyConnection, key: &str) -> Result<Option<Appointment>, Error> {
+    let bk = Backend::of(conn);
+    let row: Option<(i64, String, String)> = sqlx::query_as(sql!(
+        bk,
         "SELECT a.id, b.key, a.confirmation_code FROM appointments a
-         JOIN businesses b ON b.id = a.business_id WHERE a.request_key = ?",
-    )
+         JOIN businesses b ON b.id = a.business_id WHERE a.request_key = ?"
+    ))
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
@@ -769,11 +799,11 @@ async fn by_request_key(
 /// # Errors
 /// [`Error::Query`] or [`Error::Corrupt`].
 pub async fn appointment_by_code(
-    pool: &SqlitePool,
+    db: &Store,
     business: &str,
     code: &str,
 ) -> Result<Option<Appointment>, Error> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = db.pool().acquire().await?;
     latest_with_code(&mut conn, business, code).await
 }
 
@@ -783,21 +813,23 @@ pub async fn appointment_by_code(
 /// # Errors
 /// [`Error::Query`] or [`Error::Corrupt`].
 pub async fn busy(
-    pool: &SqlitePool,
+    db: &Store,
     business: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Busy>, Error> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
+    let bk = db.backend();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(sql!(
+        bk,
         "SELECT p.key, a.start_utc, a.block_end_utc FROM appointments a
          JOIN businesses b ON b.id = a.business_id JOIN providers p ON p.id = a.provider_id
          WHERE b.key = ? AND a.status = 'booked' AND a.start_utc < ? AND a.block_end_utc > ?
-         ORDER BY a.start_utc",
-    )
+         ORDER BY a.start_utc"
+    ))
     .bind(business)
     .bind(db_time(to))
     .bind(db_time(from))
-    .fetch_all(pool)
+    .fetch_all(db.pool())
     .await?;
     rows.into_iter()
         .map(|(provider, s, e)| {
@@ -836,9 +868,10 @@ pub struct AppointmentFilter<'a> {
 /// # Errors
 /// [`Error::Query`] or [`Error::Corrupt`].
 pub async fn find_appointments(
-    pool: &SqlitePool,
+    db: &Store,
     f: &AppointmentFilter<'_>,
 ) -> Result<Vec<Appointment>, Error> {
+    let bk = db.backend();
     // Coarse phone filter in SQL (the last digits), exact rule in Rust.
     let phone_tail = f.phone.map(|p| {
         let d = digits(p);
@@ -847,15 +880,18 @@ pub async fn find_appointments(
             .saturating_sub(crate::calendar::phone::MIN_SUFFIX_DIGITS)..]
             .to_owned()
     });
-    let rows: Vec<AppointmentRow> = sqlx::query_as(concat!(
-        appointment_select!(),
-        " WHERE (?1 IS NULL OR b.key = ?1)
+    let rows: Vec<AppointmentRow> = sqlx::query_as(sql!(
+        bk,
+        concat!(
+            appointment_select!(),
+            " WHERE (?1 IS NULL OR b.key = ?1)
             AND (?2 IS NULL OR p.key = ?2)
             AND (?3 IS NULL OR a.phone_digits LIKE '%' || ?3)
             AND (?4 IS NULL OR a.start_utc >= ?4)
             AND (?5 IS NULL OR a.start_utc < ?5)
             AND (a.status = 'booked' OR (?6 = 1 AND a.status = 'cancelled'))
           ORDER BY a.start_utc, a.id"
+        )
     ))
     .bind(f.business)
     .bind(f.provider)
@@ -863,7 +899,7 @@ pub async fn find_appointments(
     .bind(f.from.map(db_time))
     .bind(f.to.map(db_time))
     .bind(i64::from(f.include_cancelled))
-    .fetch_all(pool)
+    .fetch_all(db.pool())
     .await?;
     let name = f.name.map(|n| n.trim().to_lowercase());
     let mut out = Vec::new();
@@ -936,8 +972,10 @@ pub struct Booked {
 /// # Errors
 /// [`BookError::SlotTaken`] when every candidate is busy, [`BookError::Unknown`] for unknown
 /// keys, [`BookError::Store`] on database failure.
-pub async fn book(pool: &SqlitePool, b: &NewBooking<'_>) -> Result<Booked, BookError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+pub async fn book(db: &Store, b: &NewBooking<'_>) -> Result<Booked, BookError> {
+    let bk = db.backend();
+    let mut tx = db.begin_write().await?;
+    lock_business(&mut tx, b.business).await?;
     if let Some(key) = b.request_key {
         if let Some(a) = replay(&mut tx, key).await? {
             tx.commit().await?;
@@ -947,10 +985,11 @@ pub async fn book(pool: &SqlitePool, b: &NewBooking<'_>) -> Result<Booked, BookE
             });
         }
     }
-    let ids: Option<(i64, i64)> = sqlx::query_as(
+    let ids: Option<(i64, i64)> = sqlx::query_as(sql!(
+        bk,
         "SELECT b.id, s.id FROM businesses b JOIN services s ON s.business_id = b.id
-         WHERE b.key = ? AND s.key = ? AND s.active = 1",
-    )
+         WHERE b.key = ? AND s.key = ? AND s.active = 1"
+    ))
     .bind(b.business)
     .bind(b.service)
     .fetch_optional(&mut *tx)
@@ -965,9 +1004,10 @@ pub async fn book(pool: &SqlitePool, b: &NewBooking<'_>) -> Result<Booked, BookE
     let mut own = None;
     let mut known = false;
     for key in b.providers {
-        let Some(pid) = sqlx::query_scalar::<_, i64>(
-            "SELECT id FROM providers WHERE business_id = ? AND key = ? AND active = 1",
-        )
+        let Some(pid) = sqlx::query_scalar::<_, i64>(sql!(
+            bk,
+            "SELECT id FROM providers WHERE business_id = ? AND key = ? AND active = 1"
+        ))
         .bind(business_id)
         .bind(key)
         .fetch_optional(&mut *tx)
@@ -1000,13 +1040,14 @@ pub async fn book(pool: &SqlitePool, b: &NewBooking<'_>) -> Result<Booked, BookE
     };
 
     let code = unused_code(&mut tx).await?;
-    let id: i64 = sqlx::query_scalar(
+    let id: Result<i64, sqlx::Error> = sqlx::query_scalar(sql!(
+        bk,
         "INSERT INTO appointments (business_id, provider_id, service_id, start_utc, end_utc,
              block_end_utc, customer_name, phone, phone_digits, notes, status, confirmation_code,
              call_id, request_key, sequence, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'booked', ?, ?, ?, 0, ?, ?)
-         RETURNING id",
-    )
+         RETURNING id"
+    ))
     .bind(business_id)
     .bind(provider_id)
     .bind(service_id)
@@ -1023,7 +1064,12 @@ pub async fn book(pool: &SqlitePool, b: &NewBooking<'_>) -> Result<Booked, BookE
     .bind(stamp(b.now))
     .bind(stamp(b.now))
     .fetch_one(&mut *tx)
-    .await?;
+    .await;
+    let id = match id {
+        Ok(id) => id,
+        Err(e) if is_overlap(&e) => return Err(BookError::SlotTaken { own: None }),
+        Err(e) => return Err(e.into()),
+    };
     let appointment = appointment_by_id(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Booked {
@@ -1032,20 +1078,54 @@ pub async fn book(pool: &SqlitePool, b: &NewBooking<'_>) -> Result<Booked, BookE
     })
 }
 
+/// Advisory-lock class of the calendar writers ("FDCA").
+const CALENDAR_LOCK_CLASS: i32 = 0x4644_4341;
+
+/// Serialises the calendar writers of one business until the transaction ends. SQLite's
+/// `BEGIN IMMEDIATE` already holds the database's write lock; on PostgreSQL this takes a
+/// transaction-scoped advisory lock keyed by the business, shared by every frontdesk instance on
+/// the database, so a check-then-insert cannot race with another instance's (issue 13). The
+/// exclusion constraint `appointments_no_overlap` backs it up for any other writer.
+async fn lock_business(conn: &mut AnyConnection, business: &str) -> Result<(), Error> {
+    if Backend::of(conn) == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(CALENDAR_LOCK_CLASS)
+            .bind(business)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Whether `e` is the database refusing an overlapping booking (the SQLite trigger, the
+/// PostgreSQL exclusion constraint, or the one-start-per-provider unique index).
+fn is_overlap(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(d) = e else {
+        return false;
+    };
+    d.code().as_deref() == Some("23P01")
+        || d.message().contains("overlaps a booked appointment")
+        || d.constraint() == Some("appointments_active_start")
+        || d.message()
+            .contains("appointments.provider_id, appointments.start_utc")
+}
+
 /// Booked rows of provider `pid` whose block intersects `[start, block_end)`, except `exclude`:
 /// `(id, call_id)`.
 async fn overlapping(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     pid: i64,
     start: DateTime<Utc>,
     block_end: DateTime<Utc>,
     exclude: Option<i64>,
 ) -> Result<Vec<(i64, Option<String>)>, Error> {
-    Ok(sqlx::query_as(
+    let bk = Backend::of(conn);
+    Ok(sqlx::query_as(sql!(
+        bk,
         "SELECT id, call_id FROM appointments
          WHERE provider_id = ? AND status = 'booked' AND start_utc < ? AND block_end_utc > ?
-           AND id IS NOT ?",
-    )
+           AND id IS DISTINCT FROM ?"
+    ))
     .bind(pid)
     .bind(db_time(block_end))
     .bind(db_time(start))
@@ -1062,14 +1142,17 @@ fn random_code() -> String {
 }
 
 /// A confirmation code no row (of any status or business) has used.
-async fn unused_code(conn: &mut SqliteConnection) -> Result<String, Error> {
+async fn unused_code(conn: &mut AnyConnection) -> Result<String, Error> {
+    let bk = Backend::of(conn);
     for _ in 0..CODE_ATTEMPTS {
         let code = random_code();
-        let used: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM appointments WHERE confirmation_code = ? LIMIT 1")
-                .bind(&code)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let used: Option<i64> = sqlx::query_scalar(sql!(
+            bk,
+            "SELECT 1 FROM appointments WHERE confirmation_code = ? LIMIT 1"
+        ))
+        .bind(&code)
+        .fetch_optional(&mut *conn)
+        .await?;
         if used.is_none() {
             return Ok(code);
         }
@@ -1111,8 +1194,10 @@ pub struct Reschedule<'a> {
 /// # Errors
 /// [`ChangeError::NotFound`], [`ChangeError::PhoneMismatch`], [`ChangeError::NotActive`] (it is
 /// cancelled), [`ChangeError::Changed`], [`ChangeError::SlotTaken`], [`ChangeError::Store`].
-pub async fn reschedule(pool: &SqlitePool, r: &Reschedule<'_>) -> Result<Booked, ChangeError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+pub async fn reschedule(db: &Store, r: &Reschedule<'_>) -> Result<Booked, ChangeError> {
+    let bk = db.backend();
+    let mut tx = db.begin_write().await?;
+    lock_business(&mut tx, r.business).await?;
     if let Some(key) = r.request_key {
         if let Some(a) = replay(&mut tx, key).await? {
             tx.commit().await?;
@@ -1136,10 +1221,11 @@ pub async fn reschedule(pool: &SqlitePool, r: &Reschedule<'_>) -> Result<Booked,
     }
     let mut chosen = None;
     for key in r.providers {
-        let pid: Option<i64> = sqlx::query_scalar(
+        let pid: Option<i64> = sqlx::query_scalar(sql!(
+            bk,
             "SELECT p.id FROM providers p JOIN businesses b ON b.id = p.business_id
-             WHERE b.key = ? AND p.key = ? AND p.active = 1",
-        )
+             WHERE b.key = ? AND p.key = ? AND p.active = 1"
+        ))
         .bind(r.business)
         .bind(key)
         .fetch_optional(&mut *tx)
@@ -1156,20 +1242,24 @@ pub async fn reschedule(pool: &SqlitePool, r: &Reschedule<'_>) -> Result<Booked,
     let Some(provider_id) = chosen else {
         return Err(ChangeError::SlotTaken);
     };
-    sqlx::query("UPDATE appointments SET status = 'rescheduled', updated_at = ? WHERE id = ?")
-        .bind(stamp(r.now))
-        .bind(current.id)
-        .execute(&mut *tx)
-        .await?;
-    let id: i64 = sqlx::query_scalar(
+    sqlx::query(sql!(
+        bk,
+        "UPDATE appointments SET status = 'rescheduled', updated_at = ? WHERE id = ?"
+    ))
+    .bind(stamp(r.now))
+    .bind(current.id)
+    .execute(&mut *tx)
+    .await?;
+    let id: i64 = sqlx::query_scalar(sql!(
+        bk,
         "INSERT INTO appointments (business_id, provider_id, service_id, start_utc, end_utc,
              block_end_utc, customer_name, phone, phone_digits, notes, status, confirmation_code,
              call_id, request_key, replaces_id, sequence, created_at, updated_at)
          SELECT business_id, ?, service_id, ?, ?, ?, customer_name, phone, phone_digits, notes,
                 'booked', confirmation_code, ?, ?, id, sequence + 1, ?, ?
          FROM appointments WHERE id = ?
-         RETURNING id",
-    )
+         RETURNING id"
+    ))
     .bind(provider_id)
     .bind(db_time(r.start))
     .bind(db_time(r.end))
@@ -1204,14 +1294,16 @@ pub struct Cancelled {
 /// # Errors
 /// [`ChangeError::NotFound`], [`ChangeError::PhoneMismatch`], [`ChangeError::Store`].
 pub async fn cancel(
-    pool: &SqlitePool,
+    db: &Store,
     business: &str,
     code: &str,
     phone: &str,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Cancelled, ChangeError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let bk = db.backend();
+    let mut tx = db.begin_write().await?;
+    lock_business(&mut tx, business).await?;
     let current = latest_with_code(&mut tx, business, code)
         .await?
         .ok_or_else(|| ChangeError::NotFound(code.to_owned()))?;
@@ -1229,11 +1321,12 @@ pub async fn cancel(
         AppointmentStatus::Rescheduled => return Err(ChangeError::NotActive(Box::new(current))),
         AppointmentStatus::Booked => {}
     }
-    sqlx::query(
+    sqlx::query(sql!(
+        bk,
         "UPDATE appointments SET status = 'cancelled', cancel_reason = ?, sequence = sequence + 1,
                 updated_at = ?
-         WHERE id = ?",
-    )
+         WHERE id = ?"
+    ))
     .bind(reason)
     .bind(stamp(now))
     .bind(current.id)
@@ -1293,33 +1386,36 @@ pub struct ToolCallRow {
 ///
 /// # Errors
 /// [`Error::Query`] on database failure.
-pub async fn record_tool_call(pool: &SqlitePool, r: &ToolCallRecord<'_>) -> Result<i64, Error> {
-    let res = sqlx::query(
+pub async fn record_tool_call(db: &Store, r: &ToolCallRecord<'_>) -> Result<i64, Error> {
+    let bk = db.backend();
+    let id: i64 =
+        sqlx::query_scalar(sql!(bk,
         "INSERT INTO tool_calls (call_id, name, arguments, result, error, duration_ms, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(r.call_id)
-    .bind(r.name)
-    .bind(r.arguments)
-    .bind(r.result)
-    .bind(r.error)
-    .bind(i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX))
-    .bind(stamp(r.at))
-    .execute(pool)
-    .await?;
-    Ok(res.last_insert_rowid())
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"))
+        .bind(r.call_id)
+        .bind(r.name)
+        .bind(r.arguments)
+        .bind(r.result)
+        .bind(r.error)
+        .bind(i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX))
+        .bind(stamp(r.at))
+        .fetch_one(db.pool())
+        .await?;
+    Ok(id)
 }
 
 /// The tool calls of one SIP call, oldest first.
 ///
 /// # Errors
 /// [`Error::Query`] on database failure.
-pub async fn tool_calls(pool: &SqlitePool, call_id: &str) -> Result<Vec<ToolCallRow>, Error> {
-    Ok(sqlx::query_as(
+pub async fn tool_calls(db: &Store, call_id: &str) -> Result<Vec<ToolCallRow>, Error> {
+    let bk = db.backend();
+    Ok(sqlx::query_as(sql!(
+        bk,
         "SELECT call_id, name, arguments, result, error, duration_ms, created_at
-         FROM tool_calls WHERE call_id = ? ORDER BY id",
-    )
+         FROM tool_calls WHERE call_id = ? ORDER BY id"
+    ))
     .bind(call_id)
-    .fetch_all(pool)
+    .fetch_all(db.pool())
     .await?)
 }

@@ -4,11 +4,12 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::calendar::ToolCallRow;
-use super::{rfc3339, Error, Store};
+use super::{rfc3339, Backend, Error, Store};
 use crate::bridge::transcript::Turn;
+use crate::sql;
 
 /// Which calls [`Store::list_calls`] returns.
 #[derive(Debug, Clone, Default)]
@@ -168,23 +169,25 @@ pub struct PurgeReport {
 
 /// Writes a call's turns, numbered from 1 in order.
 pub(super) async fn insert_turns(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     call: i64,
     turns: &[Turn],
 ) -> Result<(), Error> {
     let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     for (n, t) in turns.iter().enumerate() {
-        sqlx::query(
+        sqlx::query(sql!(
+            backend,
             "INSERT INTO call_turns (call, turn, speaker, text, start_ms, end_ms, truncated)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
+             VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ))
         .bind(call)
         .bind(int(n as u64 + 1))
         .bind(t.speaker.as_str())
         .bind(&t.text)
         .bind(int(t.start_ms))
         .bind(int(t.end_ms))
-        .bind(t.truncated)
+        .bind(i64::from(t.truncated))
         .execute(&mut **tx)
         .await?;
     }
@@ -202,7 +205,7 @@ fn seconds_between(from: &str, to: Option<&str>) -> Option<f64> {
     Some((to - from).num_milliseconds().max(0) as f64 / 1000.0)
 }
 
-fn summary_of(row: &sqlx::sqlite::SqliteRow) -> Result<CallSummary, sqlx::Error> {
+fn summary_of(row: &sqlx::any::AnyRow) -> Result<CallSummary, sqlx::Error> {
     let started_at: String = row.try_get("started_at")?;
     let ended_at: Option<String> = row.try_get("ended_at")?;
     Ok(CallSummary {
@@ -227,17 +230,21 @@ impl Store {
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM calls c
              WHERE (? IS NULL OR c.started_at >= ?)
-               AND (? IS NULL OR instr(c.caller, ?) > 0)
-             ORDER BY c.started_at DESC, c.id DESC LIMIT ?"
+               AND (? IS NULL OR {contains} > 0)
+             ORDER BY c.started_at DESC, c.id DESC LIMIT ?",
+            contains = match self.backend() {
+                Backend::Sqlite => "instr(c.caller, ?)",
+                Backend::Postgres => "strpos(c.caller, ?)",
+            }
         );
         let since = filter.since.map(rfc3339);
         // Built from constants only; every value is bound.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(super::sql::dynamic(self.backend(), &sql))
             .bind(&since)
             .bind(&since)
             .bind(&filter.caller)
             .bind(&filter.caller)
-            .bind(filter.limit)
+            .bind(i64::from(filter.limit))
             .fetch_all(self.pool())
             .await?;
         Ok(rows.iter().map(summary_of).collect::<Result<_, _>>()?)
@@ -257,7 +264,7 @@ impl Store {
                     c.output_text_tokens, c.output_audio_tokens, c.billed_seconds
              FROM calls c WHERE c.call_id = ? ORDER BY c.id DESC LIMIT 1"
         );
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let Some(row) = sqlx::query(super::sql::dynamic(self.backend(), &sql))
             .bind(call_id)
             .fetch_optional(self.pool())
             .await?
@@ -265,10 +272,11 @@ impl Store {
             return Ok(None);
         };
         let id: i64 = row.try_get("id")?;
-        let turns = sqlx::query(
+        let turns = sqlx::query(sql!(
+            self.backend(),
             "SELECT turn, speaker, text, start_ms, end_ms, truncated FROM call_turns
-             WHERE call = ? ORDER BY turn",
-        )
+             WHERE call = ? ORDER BY turn"
+        ))
         .bind(id)
         .fetch_all(self.pool())
         .await?
@@ -280,11 +288,11 @@ impl Store {
                 text: r.try_get("text")?,
                 start_ms: r.try_get("start_ms")?,
                 end_ms: r.try_get("end_ms")?,
-                truncated: r.try_get("truncated")?,
+                truncated: r.try_get::<i64, _>("truncated")? != 0,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let tool_calls = super::calendar::tool_calls(self.pool(), call_id).await?;
+        let tool_calls = super::calendar::tool_calls(self, call_id).await?;
         Ok(Some(CallDetail {
             summary: summary_of(&row)?,
             answered_at: row.try_get("answered_at")?,
@@ -325,12 +333,15 @@ impl Store {
     /// # Errors
     /// [`Error::Query`] on database failure.
     pub async fn daily_summary(&self, since: NaiveDate) -> Result<Vec<DaySummary>, Error> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = sqlx::query(super::sql::dynamic(
+            self.backend(),
+            &format!(
             "SELECT {SUMMARY_COLUMNS}, c.answered_at,
                     COALESCE(c.input_text_tokens, 0) + COALESCE(c.input_audio_tokens, 0) AS input_tokens,
                     COALESCE(c.output_text_tokens, 0) + COALESCE(c.output_audio_tokens, 0) AS output_tokens
              FROM calls c WHERE c.started_at >= ? ORDER BY c.started_at DESC"
-        )))
+            ),
+        ))
         .bind(since.format("%Y-%m-%d").to_string())
         .fetch_all(self.pool())
         .await?;
@@ -381,11 +392,13 @@ impl Store {
     ) -> Result<PurgeReport, Error> {
         let cutoff = |days: u32| rfc3339(now - chrono::Duration::days(i64::from(days)));
         let mut report = PurgeReport::default();
+        let bk = self.backend();
         let mut tx = self.pool().begin().await?;
         if let Some(days) = keep_transcripts_days {
-            report.turns += sqlx::query(
-                "DELETE FROM call_turns WHERE call IN (SELECT id FROM calls WHERE started_at < ?)",
-            )
+            report.turns += sqlx::query(sql!(
+                bk,
+                "DELETE FROM call_turns WHERE call IN (SELECT id FROM calls WHERE started_at < ?)"
+            ))
             .bind(cutoff(days))
             .execute(&mut *tx)
             .await?
@@ -393,24 +406,26 @@ impl Store {
         }
         if let Some(days) = keep_calls_days {
             let cut = cutoff(days);
-            report.turns += sqlx::query(
-                "DELETE FROM call_turns WHERE call IN (SELECT id FROM calls WHERE started_at < ?)",
-            )
+            report.turns += sqlx::query(sql!(
+                bk,
+                "DELETE FROM call_turns WHERE call IN (SELECT id FROM calls WHERE started_at < ?)"
+            ))
             .bind(&cut)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            report.tool_calls = sqlx::query(
+            report.tool_calls = sqlx::query(sql!(
+                bk,
                 "DELETE FROM tool_calls WHERE call_id IN
                    (SELECT call_id FROM calls WHERE started_at < ?)
-                 AND call_id NOT IN (SELECT call_id FROM calls WHERE started_at >= ?)",
-            )
+                 AND call_id NOT IN (SELECT call_id FROM calls WHERE started_at >= ?)"
+            ))
             .bind(&cut)
             .bind(&cut)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            report.calls = sqlx::query("DELETE FROM calls WHERE started_at < ?")
+            report.calls = sqlx::query(sql!(bk, "DELETE FROM calls WHERE started_at < ?"))
                 .bind(&cut)
                 .execute(&mut *tx)
                 .await?
@@ -455,146 +470,148 @@ mod tests {
     #[tokio::test]
     async fn a_call_reads_back_with_turns_usage_and_cost() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
-        let t0 = Utc::now();
-        let id = call(&store, "c1@host", "+4915112345678", t0).await;
-        store.call_answered(id, "PCMU", t0).await.expect("answer");
-        let mut usage = crate::pricing::CallUsage::default();
-        usage.add(&crate::realtime::protocol::Usage {
-            input_tokens: 100,
-            output_tokens: 50,
-            total_tokens: 150,
-            input_text_tokens: 80,
-            input_audio_tokens: 20,
-            output_audio_tokens: 50,
-            ..Default::default()
-        });
-        let end = CallEnd {
-            end_reason: "remote-bye".into(),
-            end_initiator: "remote".into(),
-            model: Some("gpt-realtime".into()),
-            usage: Some(usage),
-            cost_usd: Some(0.0042),
-            turns: vec![
-                turn(Speaker::Agent, "Hello.", 0),
-                turn(Speaker::Caller, "Hi, a cleaning please.", 1000),
-                Turn {
-                    truncated: true,
-                    ..turn(Speaker::Agent, "We have", 2000)
-                },
-            ],
-            ..CallEnd::default()
-        };
-        store
-            .call_ended(id, &end, t0 + chrono::Duration::seconds(90))
-            .await
-            .expect("end");
-        let d = store
-            .call_detail("c1@host")
-            .await
-            .expect("read")
-            .expect("found");
-        assert_eq!(d.summary.outcome.as_deref(), Some("remote-bye"));
-        assert_eq!(d.summary.duration_secs, Some(90.0));
-        assert_eq!(d.summary.cost_usd, Some(0.0042));
-        assert_eq!(d.usage.input_text_tokens, Some(80));
-        assert_eq!(d.usage.output_audio_tokens, Some(50));
-        let texts: Vec<_> = d
-            .turns
-            .iter()
-            .map(|t| (t.turn, t.speaker.as_str(), t.text.as_str(), t.truncated))
-            .collect();
-        assert_eq!(
-            texts,
-            [
-                (1, "agent", "Hello.", false),
-                (2, "caller", "Hi, a cleaning please.", false),
-                (3, "agent", "We have", true)
-            ]
-        );
-        assert!(store.call_detail("nope").await.expect("read").is_none());
-        // The list filters by caller and time.
-        let all = store
-            .list_calls(&CallFilter {
-                limit: 10,
-                ..CallFilter::default()
-            })
-            .await
-            .expect("list");
-        assert_eq!(all.len(), 1);
-        let none = store
-            .list_calls(&CallFilter {
-                caller: Some("999".into()),
-                limit: 10,
-                ..CallFilter::default()
-            })
-            .await
-            .expect("list");
-        assert!(none.is_empty());
-        let later = store
-            .list_calls(&CallFilter {
-                since: Some(t0 + chrono::Duration::seconds(1)),
-                limit: 10,
-                ..CallFilter::default()
-            })
-            .await
-            .expect("list");
-        assert!(later.is_empty());
-        let days = store.daily_summary(t0.date_naive()).await.expect("summary");
-        assert_eq!(days.len(), 1);
-        assert_eq!((days[0].calls, days[0].answered), (1, 1));
-        assert_eq!((days[0].input_tokens, days[0].output_tokens), (100, 50));
-        assert!((days[0].minutes - 1.5).abs() < 1e-9);
+        for (store, _) in crate::store::tests::fresh_stores(dir.path()).await {
+            let t0 = Utc::now();
+            let id = call(&store, "c1@host", "+4915112345678", t0).await;
+            store.call_answered(id, "PCMU", t0).await.expect("answer");
+            let mut usage = crate::pricing::CallUsage::default();
+            usage.add(&crate::realtime::protocol::Usage {
+                input_tokens: 100,
+                output_tokens: 50,
+                total_tokens: 150,
+                input_text_tokens: 80,
+                input_audio_tokens: 20,
+                output_audio_tokens: 50,
+                ..Default::default()
+            });
+            let end = CallEnd {
+                end_reason: "remote-bye".into(),
+                end_initiator: "remote".into(),
+                model: Some("gpt-realtime".into()),
+                usage: Some(usage),
+                cost_usd: Some(0.0042),
+                turns: vec![
+                    turn(Speaker::Agent, "Hello.", 0),
+                    turn(Speaker::Caller, "Hi, a cleaning please.", 1000),
+                    Turn {
+                        truncated: true,
+                        ..turn(Speaker::Agent, "We have", 2000)
+                    },
+                ],
+                ..CallEnd::default()
+            };
+            store
+                .call_ended(id, &end, t0 + chrono::Duration::seconds(90))
+                .await
+                .expect("end");
+            let d = store
+                .call_detail("c1@host")
+                .await
+                .expect("read")
+                .expect("found");
+            assert_eq!(d.summary.outcome.as_deref(), Some("remote-bye"));
+            assert_eq!(d.summary.duration_secs, Some(90.0));
+            assert_eq!(d.summary.cost_usd, Some(0.0042));
+            assert_eq!(d.usage.input_text_tokens, Some(80));
+            assert_eq!(d.usage.output_audio_tokens, Some(50));
+            let texts: Vec<_> = d
+                .turns
+                .iter()
+                .map(|t| (t.turn, t.speaker.as_str(), t.text.as_str(), t.truncated))
+                .collect();
+            assert_eq!(
+                texts,
+                [
+                    (1, "agent", "Hello.", false),
+                    (2, "caller", "Hi, a cleaning please.", false),
+                    (3, "agent", "We have", true)
+                ]
+            );
+            assert!(store.call_detail("nope").await.expect("read").is_none());
+            // The list filters by caller and time.
+            let all = store
+                .list_calls(&CallFilter {
+                    limit: 10,
+                    ..CallFilter::default()
+                })
+                .await
+                .expect("list");
+            assert_eq!(all.len(), 1);
+            let none = store
+                .list_calls(&CallFilter {
+                    caller: Some("999".into()),
+                    limit: 10,
+                    ..CallFilter::default()
+                })
+                .await
+                .expect("list");
+            assert!(none.is_empty());
+            let later = store
+                .list_calls(&CallFilter {
+                    since: Some(t0 + chrono::Duration::seconds(1)),
+                    limit: 10,
+                    ..CallFilter::default()
+                })
+                .await
+                .expect("list");
+            assert!(later.is_empty());
+            let days = store.daily_summary(t0.date_naive()).await.expect("summary");
+            assert_eq!(days.len(), 1);
+            assert_eq!((days[0].calls, days[0].answered), (1, 1));
+            assert_eq!((days[0].input_tokens, days[0].output_tokens), (100, 50));
+            assert!((days[0].minutes - 1.5).abs() < 1e-9);
+        }
     }
 
     #[tokio::test]
     async fn purge_removes_only_rows_older_than_the_retention() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
-        let now = Utc::now();
-        let days = |d: i64| now - chrono::Duration::days(d);
-        let with_turns = |text: &str| CallEnd {
-            end_reason: "remote-bye".into(),
-            turns: vec![turn(Speaker::Caller, text, 0)],
-            ..CallEnd::default()
-        };
-        for (call_id, age) in [("old", 100), ("middle", 40), ("new", 1)] {
-            let id = call(&store, call_id, "+4930111", days(age)).await;
-            store
-                .call_ended(id, &with_turns(call_id), days(age))
-                .await
-                .expect("end");
-        }
-        sqlx::query(
-            "INSERT INTO tool_calls (call_id, name, arguments, result, duration_ms, created_at)
-             VALUES ('old', 'get_business_info', '{}', '{}', 1, '2026-01-01T00:00:00.000Z')",
-        )
-        .execute(store.pool())
-        .await
-        .expect("tool call");
-        let report = store.purge(now, Some(90), Some(30)).await.expect("purge");
-        assert_eq!(
-            report,
-            PurgeReport {
-                calls: 1,
-                turns: 2,
-                tool_calls: 1
+        for (store, _) in crate::store::tests::fresh_stores(dir.path()).await {
+            let now = Utc::now();
+            let days = |d: i64| now - chrono::Duration::days(d);
+            let with_turns = |text: &str| CallEnd {
+                end_reason: "remote-bye".into(),
+                turns: vec![turn(Speaker::Caller, text, 0)],
+                ..CallEnd::default()
+            };
+            for (call_id, age) in [("old", 100), ("middle", 40), ("new", 1)] {
+                let id = call(&store, call_id, "+4930111", days(age)).await;
+                store
+                    .call_ended(id, &with_turns(call_id), days(age))
+                    .await
+                    .expect("end");
             }
-        );
-        assert!(store.call_detail("old").await.expect("read").is_none());
-        let middle = store
-            .call_detail("middle")
+            sqlx::query(
+                "INSERT INTO tool_calls (call_id, name, arguments, result, duration_ms, created_at)
+             VALUES ('old', 'get_business_info', '{}', '{}', 1, '2026-01-01T00:00:00.000Z')",
+            )
+            .execute(store.pool())
             .await
-            .expect("read")
-            .expect("kept");
-        assert!(middle.turns.is_empty(), "transcript older than 30 days");
-        let new = store.call_detail("new").await.expect("read").expect("kept");
-        assert_eq!(new.turns.len(), 1);
-        // Nothing left to purge; `None` keeps forever.
-        let again = store.purge(now, Some(90), Some(30)).await.expect("purge");
-        assert_eq!(again, PurgeReport::default());
-        let none = store.purge(now, None, None).await.expect("purge");
-        assert_eq!(none, PurgeReport::default());
-        assert_eq!(new.summary.caller.as_deref(), Some("+4930111"));
+            .expect("tool call");
+            let report = store.purge(now, Some(90), Some(30)).await.expect("purge");
+            assert_eq!(
+                report,
+                PurgeReport {
+                    calls: 1,
+                    turns: 2,
+                    tool_calls: 1
+                }
+            );
+            assert!(store.call_detail("old").await.expect("read").is_none());
+            let middle = store
+                .call_detail("middle")
+                .await
+                .expect("read")
+                .expect("kept");
+            assert!(middle.turns.is_empty(), "transcript older than 30 days");
+            let new = store.call_detail("new").await.expect("read").expect("kept");
+            assert_eq!(new.turns.len(), 1);
+            // Nothing left to purge; `None` keeps forever.
+            let again = store.purge(now, Some(90), Some(30)).await.expect("purge");
+            assert_eq!(again, PurgeReport::default());
+            let none = store.purge(now, None, None).await.expect("purge");
+            assert_eq!(none, PurgeReport::default());
+            assert_eq!(new.summary.caller.as_deref(), Some("+4930111"));
+        }
     }
 }

@@ -1,27 +1,47 @@
-//! SQLite persistence (sqlx). All SQL of frontdesk lives in this module; migrations are in
-//! `migrations/` at the top level and are embedded into the binary at build time.
+//! Persistence (sqlx): one store over two backends, embedded SQLite (the default, one machine)
+//! or PostgreSQL (several frontdesk instances sharing one database, issue 13). All SQL of
+//! frontdesk lives in this module.
 //!
-//! The database runs in WAL mode with a busy timeout, so call tasks can write concurrently.
+//! * **Backends.** [`Store`] wraps an `sqlx::AnyPool`; [`Backend`] says which database is behind
+//!   it. Statements are runtime-checked (`sqlx::query`, not `query!`), written once in SQLite's
+//!   dialect with `?` placeholders and rewritten for PostgreSQL by [`sql!`](crate::sql) (see
+//!   [`sql`]); every statement runs in the store tests on both backends. Where the dialects
+//!   differ (transaction start, locking), the code branches on [`Backend`] next to the statement.
+//! * **Migrations.** One directory per backend, embedded at build time: `migrations/sqlite/` and
+//!   `migrations/postgres/`, same version numbers, same table and column names. Applied by
+//!   [`Store::open`] (and `frontdesk db migrate`); on PostgreSQL sqlx takes an advisory lock, so
+//!   several instances starting at once apply them once.
+//! * **SQLite** runs in WAL mode with a 5 s busy timeout, so call tasks can write concurrently.
+//! * **PostgreSQL** gets a bounded pool ([`PoolSettings`]), a per-statement timeout and a
+//!   connection check before each use (so the pool reconnects after the server restarts).
 
 pub mod calendar;
 pub mod history;
+pub mod sql;
+mod target;
+pub mod testing;
 
-use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::SqlitePool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use crate::sql;
+
+pub use target::{DbTarget, Password, TargetError, DEFAULT_DB};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Opening or creating the database file failed.
-    #[error("failed to open database {path}: {source}")]
+    /// The `--db` value is not usable.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// Opening or creating the database failed.
+    #[error("failed to open database {target}: {source}")]
     Open {
-        /// The database path.
-        path: String,
+        /// The database path or URL (without password).
+        target: String,
         /// The driver error.
         source: sqlx::Error,
     },
@@ -36,13 +56,80 @@ pub enum Error {
     Calendar(#[from] calendar::Error),
 }
 
-/// The embedded migrations of `migrations/`.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Which database is behind a [`Store`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (one frontdesk process).
+    Sqlite,
+    /// PostgreSQL server (shared by several instances).
+    Postgres,
+}
+
+/// The embedded migrations of `migrations/sqlite/`.
+pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The embedded migrations of `migrations/postgres/`.
+pub static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Backend {
+    /// The migrations of this backend.
+    pub fn migrator(self) -> &'static sqlx::migrate::Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        }
+    }
+}
+
+impl Backend {
+    /// The backend of an open connection.
+    pub fn of(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name() == "PostgreSQL" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Pool limits and timeouts.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    /// Most open connections of this process (SQLite: 4; PostgreSQL default 10, so N
+    /// instances need N×10 of the server's `max_connections`).
+    pub max_connections: u32,
+    /// Longest wait for a free connection (or for a new one while the server is down).
+    pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout` (and `lock_timeout`), SQLite `busy_timeout`: a statement
+    /// running (or waiting for a lock) longer fails.
+    pub statement_timeout: Duration,
+}
+
+impl PoolSettings {
+    /// The defaults for `backend`: SQLite 4 connections; PostgreSQL 10 connections, 3 s to get
+    /// one, 5 s per statement.
+    pub fn for_backend(backend: Backend) -> PoolSettings {
+        match backend {
+            Backend::Sqlite => PoolSettings {
+                max_connections: 4,
+                acquire_timeout: Duration::from_secs(30),
+                statement_timeout: Duration::from_secs(5),
+            },
+            Backend::Postgres => PoolSettings {
+                max_connections: 10,
+                acquire_timeout: Duration::from_secs(3),
+                statement_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+}
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+    /// Path or URL without password, for messages.
+    name: std::sync::Arc<str>,
 }
 
 /// Facts known when an INVITE arrives.
@@ -156,34 +243,92 @@ pub struct CallRow {
 }
 
 impl Store {
-    /// Opens (creating if missing) the SQLite database at `path` and applies pending migrations.
+    /// Opens the database (a SQLite path, `&DbTarget` or a parsed `--db`), creating a missing
+    /// SQLite file, with the default [`PoolSettings`], and applies pending migrations.
     ///
     /// # Errors
-    /// [`Error::Open`] if the file cannot be opened or created, [`Error::Migrate`] if the schema
-    /// cannot be brought up to date.
-    pub async fn open(path: &Path) -> Result<Store, Error> {
+    /// [`Error::Open`] if the database cannot be reached or created, [`Error::Migrate`] if the
+    /// schema cannot be brought up to date.
+    pub async fn open(target: impl Into<DbTarget>) -> Result<Store, Error> {
+        let target = target.into();
+        let settings = PoolSettings::for_backend(target.backend());
+        Store::open_with(&target, &settings).await
+    }
+
+    /// [`Store::open`] with explicit pool settings.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub async fn open_with(target: &DbTarget, settings: &PoolSettings) -> Result<Store, Error> {
+        sqlx::any::install_default_drivers();
+        let backend = target.backend();
+        let name: std::sync::Arc<str> = target.to_string().into();
         let open_err = |source| Error::Open {
-            path: path.display().to_string(),
+            target: name.to_string(),
             source,
         };
-        let opts = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(open_err)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+        let opts = AnyConnectOptions::from_url(&target.connect_url()).map_err(open_err)?;
+        let statement_ms = settings.statement_timeout.as_millis();
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(true)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            let busy = format!("PRAGMA busy_timeout = {statement_ms}");
+                            conn.execute(sqlx::AssertSqlSafe(busy)).await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        Backend::Postgres => {
+                            let set = format!(
+                                "SET statement_timeout = {statement_ms}; SET lock_timeout = {statement_ms}"
+                            );
+                            conn.execute(sqlx::AssertSqlSafe(set)).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(open_err)?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        backend.migrator().run(&pool).await?;
+        Ok(Store {
+            pool,
+            backend,
+            name,
+        })
     }
 
-    /// The connection pool, for the other store submodules (calendar, tool calls).
-    pub fn pool(&self) -> &SqlitePool {
+    /// The connection pool, for the other store submodules (calendar, tool calls) and tests.
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a transaction that will write: `BEGIN IMMEDIATE` on SQLite (the write lock is
+    /// taken before the first read, so check-then-insert cannot race), `BEGIN` on PostgreSQL
+    /// (where the writers take their own row or advisory locks).
+    ///
+    /// # Errors
+    /// [`sqlx::Error`] when no connection can be had or the statement fails.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// The database path or URL, without password (for messages).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Records a new call; returns its row id.
@@ -191,10 +336,11 @@ impl Store {
     /// # Errors
     /// [`Error::Query`] on database failure.
     pub async fn call_started(&self, call: &NewCall<'_>) -> Result<i64, Error> {
-        let res = sqlx::query(
+        let id: i64 = sqlx::query_scalar(sql!(
+            self.backend,
             "INSERT INTO calls (call_id, from_uri, to_uri, caller, called, transport, started_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"
+        ))
         .bind(call.call_id)
         .bind(call.from_uri)
         .bind(call.to_uri)
@@ -202,9 +348,9 @@ impl Store {
         .bind(call.called)
         .bind(call.transport)
         .bind(rfc3339(call.started_at))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(res.last_insert_rowid())
+        Ok(id)
     }
 
     /// Records the agent profile chosen by the dialplan.
@@ -212,11 +358,14 @@ impl Store {
     /// # Errors
     /// [`Error::Query`] on database failure.
     pub async fn call_routed(&self, id: i64, profile: &str) -> Result<(), Error> {
-        sqlx::query("UPDATE calls SET profile = ? WHERE id = ?")
-            .bind(profile)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(sql!(
+            self.backend,
+            "UPDATE calls SET profile = ? WHERE id = ?"
+        ))
+        .bind(profile)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -230,12 +379,15 @@ impl Store {
         codec: &str,
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
-        sqlx::query("UPDATE calls SET answered_at = ?, codec = ?, sip_status = 200 WHERE id = ?")
-            .bind(rfc3339(at))
-            .bind(codec)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(sql!(
+            self.backend,
+            "UPDATE calls SET answered_at = ?, codec = ?, sip_status = 200 WHERE id = ?"
+        ))
+        .bind(rfc3339(at))
+        .bind(codec)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -248,7 +400,8 @@ impl Store {
         let m = end.media.as_ref();
         let u = end.usage.as_ref();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        sqlx::query(sql!(
+            self.backend,
             "UPDATE calls SET ended_at = ?, end_reason = ?, end_initiator = ?,
                  sip_status = COALESCE(?, sip_status), packets_in = ?, packets_out = ?,
                  concealed_frames = ?, packets_lost = ?, packets_late = ?, packets_duplicated = ?,
@@ -258,8 +411,8 @@ impl Store {
                  input_text_tokens = ?, input_audio_tokens = ?, cached_text_tokens = ?,
                  cached_audio_tokens = ?, output_text_tokens = ?, output_audio_tokens = ?,
                  billed_seconds = ?, cost_usd = ?
-             WHERE id = ?",
-        )
+             WHERE id = ?"
+        ))
         .bind(rfc3339(at))
         .bind(&end.end_reason)
         .bind(&end.end_initiator)
@@ -291,7 +444,7 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        history::insert_turns(&mut tx, id, &end.turns).await?;
+        history::insert_turns(&mut tx, self.backend, id, &end.turns).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -301,12 +454,13 @@ impl Store {
     /// # Errors
     /// [`Error::Query`] on database failure.
     pub async fn calls_by_call_id(&self, call_id: &str) -> Result<Vec<CallRow>, Error> {
-        Ok(sqlx::query_as::<_, CallRow>(
+        Ok(sqlx::query_as::<_, CallRow>(sql!(
+            self.backend,
             "SELECT call_id, from_uri, caller, called, profile, started_at, answered_at, ended_at,
                     end_reason, sip_status, codec, packets_in, packets_out, packets_lost,
                     dtmf_digits, barge_ins
-             FROM calls WHERE call_id = ? ORDER BY id",
-        )
+             FROM calls WHERE call_id = ? ORDER BY id"
+        ))
         .bind(call_id)
         .fetch_all(&self.pool)
         .await?)
@@ -317,18 +471,19 @@ impl Store {
     /// # Errors
     /// [`Error::Query`] on database failure.
     pub async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRow>, Error> {
-        Ok(sqlx::query_as::<_, CallRow>(
+        Ok(sqlx::query_as::<_, CallRow>(sql!(
+            self.backend,
             "SELECT call_id, from_uri, caller, called, profile, started_at, answered_at, ended_at,
                     end_reason, sip_status, codec, packets_in, packets_out, packets_lost,
                     dtmf_digits, barge_ins
-             FROM calls ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
+             FROM calls ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Closes the pool (on SQLite this checkpoints the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -339,46 +494,67 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A fresh store of each backend (PostgreSQL only when [`testing::pg_server`] has one).
+    pub(crate) async fn fresh_stores(dir: &std::path::Path) -> Vec<(Store, DbTarget)> {
+        let mut out = Vec::new();
+        let sqlite = DbTarget::from(dir.join("t.db"));
+        out.push((Store::open(&sqlite).await.expect("open sqlite"), sqlite));
+        if let Some(pg) = testing::pg_server() {
+            let target = pg.create_database().expect("createdb");
+            out.push((Store::open(&target).await.expect("open postgres"), target));
+        }
+        out
+    }
 
     #[tokio::test]
     async fn call_lifecycle_is_recorded() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
-        let t0 = Utc::now();
-        let id = store
-            .call_started(&NewCall {
-                call_id: "abc@host",
-                from_uri: "sip:alice@host",
-                to_uri: "sip:frontdesk@host",
-                caller: Some("alice"),
-                called: Some("frontdesk"),
-                transport: "udp",
-                started_at: t0,
-            })
-            .await
-            .expect("insert");
-        store.call_routed(id, "receptionist").await.expect("route");
-        store.call_answered(id, "PCMU", t0).await.expect("answer");
-        let end = CallEnd {
-            end_reason: "remote-bye".into(),
-            end_initiator: "remote".into(),
-            packets_in: 10,
-            packets_out: 20,
-            ..CallEnd::default()
-        };
-        store.call_ended(id, &end, t0).await.expect("end");
-        let rows = store.calls_by_call_id("abc@host").await.expect("read");
-        assert_eq!(rows.len(), 1);
-        let r = &rows[0];
-        assert_eq!(r.end_reason.as_deref(), Some("remote-bye"));
-        assert_eq!(r.codec.as_deref(), Some("PCMU"));
-        assert_eq!(r.sip_status, Some(200));
-        assert_eq!((r.packets_in, r.packets_out), (10, 20));
-        assert_eq!(r.profile.as_deref(), Some("receptionist"));
-        // Re-opening applies no migration twice.
-        drop(store);
-        Store::open(&dir.path().join("t.db")).await.expect("reopen");
+        for (store, target) in fresh_stores(dir.path()).await {
+            let t0 = Utc::now();
+            let id = store
+                .call_started(&NewCall {
+                    call_id: "abc@host",
+                    from_uri: "sip:alice@host",
+                    to_uri: "sip:frontdesk@host",
+                    caller: Some("alice"),
+                    called: Some("frontdesk"),
+                    transport: "udp",
+                    started_at: t0,
+                })
+                .await
+                .expect("insert");
+            store.call_routed(id, "receptionist").await.expect("route");
+            store.call_answered(id, "PCMU", t0).await.expect("answer");
+            let end = CallEnd {
+                end_reason: "remote-bye".into(),
+                end_initiator: "remote".into(),
+                packets_in: 10,
+                packets_out: 20,
+                media: Some(MediaRecord {
+                    jitter_ms: 1.5,
+                    remote_fraction_lost: None,
+                    barge_ins: 2,
+                    ..MediaRecord::default()
+                }),
+                ..CallEnd::default()
+            };
+            store.call_ended(id, &end, t0).await.expect("end");
+            let rows = store.calls_by_call_id("abc@host").await.expect("read");
+            assert_eq!(rows.len(), 1, "{target}");
+            let r = &rows[0];
+            assert_eq!(r.end_reason.as_deref(), Some("remote-bye"));
+            assert_eq!(r.codec.as_deref(), Some("PCMU"));
+            assert_eq!(r.sip_status, Some(200));
+            assert_eq!((r.packets_in, r.packets_out), (10, 20));
+            assert_eq!(r.profile.as_deref(), Some("receptionist"));
+            assert_eq!(r.barge_ins, Some(2));
+            assert_eq!(store.recent_calls(5).await.expect("recent").len(), 1);
+            // Re-opening applies no migration twice.
+            store.close().await;
+            Store::open(&target).await.expect("reopen");
+        }
     }
 }

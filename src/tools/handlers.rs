@@ -210,7 +210,7 @@ async fn business_key(ctx: &ToolContext) -> Result<String, Failure> {
     if !ctx.business.is_empty() {
         return Ok(ctx.business.clone());
     }
-    let keys = db::business_keys(&ctx.pool).await.map_err(store_failure)?;
+    let keys = db::business_keys(&ctx.store).await.map_err(store_failure)?;
     match keys.as_slice() {
         [one] => Ok(one.clone()),
         _ => Err(store_failure(db::Error::UnknownBusiness(String::new()))),
@@ -219,7 +219,7 @@ async fn business_key(ctx: &ToolContext) -> Result<String, Failure> {
 
 async fn load(ctx: &ToolContext) -> Result<BusinessCalendar, Failure> {
     let key = business_key(ctx).await?;
-    db::load_calendar(&ctx.pool, &key)
+    db::load_calendar(&ctx.store, &key)
         .await
         .map_err(store_failure)
 }
@@ -234,7 +234,7 @@ async fn busy_for(
 ) -> Result<Vec<crate::calendar::Busy>, Failure> {
     let from = instant_of(cal.tz(), ClockTime::MIDNIGHT.on(first)) - Duration::days(1);
     let to = instant_of(cal.tz(), ClockTime::END_OF_DAY.on(last)) + Duration::days(1);
-    db::busy(&ctx.pool, &cal.business.key, from, to)
+    db::busy(&ctx.store, &cal.business.key, from, to)
         .await
         .map_err(store_failure)
 }
@@ -604,7 +604,7 @@ pub(crate) async fn book_appointment(ctx: &ToolContext, args: &str) -> Outcome {
         request_key: Some(&key),
         now,
     };
-    match db::book(&ctx.pool, &booking).await {
+    match db::book(&ctx.store, &booking).await {
         Ok(b) => {
             let mut out = base(&cal);
             out["status"] = json!(b.appointment.status.as_str());
@@ -686,7 +686,7 @@ pub(crate) async fn find_appointments(ctx: &ToolContext, args: &str) -> Outcome 
         limit: FIND_LIMIT,
         ..db::AppointmentFilter::default()
     };
-    let found = db::find_appointments(&ctx.pool, &filter)
+    let found = db::find_appointments(&ctx.store, &filter)
         .await
         .map_err(store_failure)?;
     let caller = ctx.caller_number.as_deref();
@@ -731,7 +731,7 @@ pub(crate) async fn reschedule_appointment(ctx: &ToolContext, args: &str) -> Out
     };
     let cal = load(ctx).await?;
     let now = ctx.clock.now();
-    let current = db::appointment_by_code(&ctx.pool, &cal.business.key, &code)
+    let current = db::appointment_by_code(&ctx.store, &cal.business.key, &code)
         .await
         .map_err(store_failure)?
         .ok_or_else(|| not_found(&code))?;
@@ -801,7 +801,7 @@ pub(crate) async fn reschedule_appointment(ctx: &ToolContext, args: &str) -> Out
         request_key: Some(&key),
         now,
     };
-    match db::reschedule(&ctx.pool, &change).await {
+    match db::reschedule(&ctx.store, &change).await {
         Ok(b) => {
             let mut out = base(&cal);
             out["status"] = json!("rescheduled");
@@ -841,7 +841,7 @@ pub(crate) async fn cancel_appointment(ctx: &ToolContext, args: &str) -> Outcome
     };
     let cal = load(ctx).await?;
     let now = ctx.clock.now();
-    match db::cancel(&ctx.pool, &cal.business.key, &code, &phone, &reason, now).await {
+    match db::cancel(&ctx.store, &cal.business.key, &code, &phone, &reason, now).await {
         Ok(c) => {
             let mut out = base(&cal);
             out["status"] = json!("cancelled");

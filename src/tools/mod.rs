@@ -31,7 +31,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use crate::store::Store;
 
 use crate::calendar::{SystemClock, WallClock};
 use crate::realtime::protocol::ToolDefinition;
@@ -48,8 +48,8 @@ const MAX_LOGGED_ARGUMENTS: usize = 16 * 1024;
 /// What a tool call may use: the database, who is calling, which calendar, and the clock.
 #[derive(Clone)]
 pub struct ToolContext {
-    /// The database pool (`Store::pool().clone()`).
-    pub pool: SqlitePool,
+    /// The database (SQLite or PostgreSQL).
+    pub store: Store,
     /// SIP Call-ID of the call; idempotency of retries and the `tool_calls` log are keyed by it.
     pub call_id: String,
     /// The caller's number (from `P-Asserted-Identity`, else the `From` user part), used when the
@@ -67,13 +67,13 @@ pub struct ToolContext {
 impl ToolContext {
     /// A context with the system clock and [`DEFAULT_TIMEOUT`].
     pub fn new(
-        pool: SqlitePool,
+        store: Store,
         call_id: impl Into<String>,
         caller_number: Option<String>,
         business: impl Into<String>,
     ) -> ToolContext {
         ToolContext {
-            pool,
+            store,
             call_id: call_id.into(),
             caller_number,
             business: business.into(),
@@ -235,7 +235,7 @@ async fn record(
         duration,
         at: ctx.clock.now(),
     };
-    match tokio::time::timeout(ctx.timeout, db::record_tool_call(&ctx.pool, &rec)).await {
+    match tokio::time::timeout(ctx.timeout, db::record_tool_call(&ctx.store, &rec)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(tool = name, error = %e, "failed to record tool call"),
         Err(_) => tracing::warn!(tool = name, "timed out recording tool call"),

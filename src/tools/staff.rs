@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
+use crate::store::Store;
 use chrono::{DateTime, NaiveDate, Utc};
 use icalendar::{Calendar, Component, Event, EventLike, EventStatus};
-use sqlx::SqlitePool;
 
 use crate::calendar::model::weekday_name;
 use crate::calendar::time::{instant_of, to_local, ClockTime};
@@ -53,11 +53,8 @@ pub struct ListOptions {
     pub include_cancelled: bool,
 }
 
-async fn calendars(
-    pool: &SqlitePool,
-    business: Option<&str>,
-) -> Result<Vec<BusinessCalendar>, Error> {
-    let keys = db::business_keys(pool).await?;
+async fn calendars(store: &Store, business: Option<&str>) -> Result<Vec<BusinessCalendar>, Error> {
+    let keys = db::business_keys(store).await?;
     let keys: Vec<String> = match business {
         Some(b) if keys.iter().any(|k| k == b) => vec![b.to_owned()],
         Some(b) => return Err(Error::UnknownBusiness(b.to_owned())),
@@ -65,7 +62,7 @@ async fn calendars(
     };
     let mut out = Vec::with_capacity(keys.len());
     for k in keys {
-        out.push(db::load_calendar(pool, &k).await?);
+        out.push(db::load_calendar(store, &k).await?);
     }
     Ok(out)
 }
@@ -76,11 +73,11 @@ async fn calendars(
 /// # Errors
 /// [`Error::UnknownBusiness`], [`Error::UnknownProvider`], [`Error::Store`].
 pub async fn list_appointments(
-    pool: &SqlitePool,
+    store: &Store,
     opts: &ListOptions,
     now: DateTime<Utc>,
 ) -> Result<String, Error> {
-    let cals = calendars(pool, opts.business.as_deref()).await?;
+    let cals = calendars(store, opts.business.as_deref()).await?;
     if cals.is_empty() {
         return Ok("no calendar imported yet (frontdesk calendar import FILE)\n".to_owned());
     }
@@ -125,7 +122,7 @@ pub async fn list_appointments(
             include_cancelled: opts.include_cancelled,
             ..db::AppointmentFilter::default()
         };
-        let rows = db::find_appointments(pool, &filter).await?;
+        let rows = db::find_appointments(store, &filter).await?;
         if !out.is_empty() {
             out.push('\n');
         }
@@ -198,11 +195,8 @@ fn table(cal: &BusinessCalendar, rows: &[Appointment]) -> String {
 ///
 /// # Errors
 /// [`Error::UnknownBusiness`], [`Error::Store`].
-pub async fn render_ics(
-    pool: &SqlitePool,
-    business: Option<&str>,
-) -> Result<(String, usize), Error> {
-    let cals = calendars(pool, business).await?;
+pub async fn render_ics(store: &Store, business: Option<&str>) -> Result<(String, usize), Error> {
+    let cals = calendars(store, business).await?;
     let mut ical = Calendar::new();
     match cals.as_slice() {
         [one] => {
@@ -220,7 +214,7 @@ pub async fn render_ics(
             include_cancelled: true,
             ..db::AppointmentFilter::default()
         };
-        for a in db::find_appointments(pool, &filter).await? {
+        for a in db::find_appointments(store, &filter).await? {
             ical.push(event(cal, &a));
             n += 1;
         }
@@ -265,11 +259,11 @@ fn event(cal: &BusinessCalendar, a: &Appointment) -> Event {
 /// # Errors
 /// [`Error::Write`] if the file cannot be written, else as [`render_ics`].
 pub async fn export_ics(
-    pool: &SqlitePool,
+    store: &Store,
     path: &Path,
     business: Option<&str>,
 ) -> Result<usize, Error> {
-    let (text, n) = render_ics(pool, business).await?;
+    let (text, n) = render_ics(store, business).await?;
     tokio::fs::write(path, text)
         .await
         .map_err(|source| Error::Write {
@@ -326,9 +320,9 @@ pub struct AgendaEntry {
 ///
 /// # Errors
 /// [`Error::Store`].
-pub async fn agenda(pool: &SqlitePool, now: DateTime<Utc>) -> Result<Vec<Agenda>, Error> {
+pub async fn agenda(store: &Store, now: DateTime<Utc>) -> Result<Vec<Agenda>, Error> {
     let mut out = Vec::new();
-    for cal in calendars(pool, None).await? {
+    for cal in calendars(store, None).await? {
         let tz = cal.tz();
         let today = cal.local_date(now);
         let filter = db::AppointmentFilter {
@@ -340,7 +334,7 @@ pub async fn agenda(pool: &SqlitePool, now: DateTime<Utc>) -> Result<Vec<Agenda>
             )),
             ..db::AppointmentFilter::default()
         };
-        let rows = db::find_appointments(pool, &filter).await?;
+        let rows = db::find_appointments(store, &filter).await?;
         let providers = cal
             .providers
             .iter()

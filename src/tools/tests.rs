@@ -1,5 +1,6 @@
-//! Store and tool tests: one fresh SQLite database per test (`#[sqlx::test]`), the example
-//! calendar (`deploy/calendar.example.toml`, Bright Smile Dental, Europe/Berlin) and a fixed
+//! Store and tool tests, each run twice: on a fresh SQLite file and on a fresh database of the
+//! throwaway PostgreSQL server (`crate::store::testing`; skipped when PostgreSQL is not
+//! installed, unless `FRONTDESK_REQUIRE_PG` is set). The example calendar (`deploy/calendar.example.toml`, Bright Smile Dental, Europe/Berlin) and a fixed
 //! clock.
 
 #![allow(clippy::unwrap_used)]
@@ -10,12 +11,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
 
 use super::*;
 use crate::calendar::{AppointmentStatus, BusinessCalendar, FixedClock};
 use crate::calendar_file;
 use crate::store::calendar as db;
+use crate::store::{Backend, PoolSettings, Store};
 
 /// The caller's number as SIP delivers it.
 const CALLER: &str = "+4915112345678";
@@ -34,10 +35,10 @@ fn example() -> BusinessCalendar {
 /// Monday 2026-03-02 09:00 in Berlin (CET).
 const MONDAY_9: &str = "2026-03-02T08:00";
 
-async fn setup_with(pool: &SqlitePool, cal: &BusinessCalendar, now: &str) -> ToolContext {
+async fn setup_with(pool: &Store, cal: &BusinessCalendar, now: &str) -> ToolContext {
     db::import(pool, cal, utc(now)).await.unwrap();
     ToolContext {
-        pool: pool.clone(),
+        store: pool.clone(),
         call_id: "call-1@test".into(),
         caller_number: Some(CALLER.into()),
         business: "bright-smile".into(),
@@ -46,7 +47,7 @@ async fn setup_with(pool: &SqlitePool, cal: &BusinessCalendar, now: &str) -> Too
     }
 }
 
-async fn setup(pool: &SqlitePool, now: &str) -> ToolContext {
+async fn setup(pool: &Store, now: &str) -> ToolContext {
     setup_with(pool, &example(), now).await
 }
 
@@ -83,19 +84,67 @@ fn starts(v: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-async fn booked_rows(pool: &SqlitePool) -> i64 {
+async fn booked_rows(pool: &Store) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM appointments WHERE status = 'booked'")
-        .fetch_one(pool)
+        .fetch_one(pool.pool())
         .await
         .unwrap()
+}
+
+/// A fresh, migrated store of `backend` (`None`: PostgreSQL is not installed), with the
+/// SQLite file's directory kept alive alongside.
+async fn fresh_store(
+    backend: Backend,
+    settings: Option<PoolSettings>,
+) -> Option<(Store, Option<tempfile::TempDir>)> {
+    let (target, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            (dir.path().join("t.db").into(), Some(dir))
+        }
+        Backend::Postgres => (
+            crate::store::testing::pg_server()?
+                .create_database()
+                .unwrap(),
+            None,
+        ),
+    };
+    let settings = settings.unwrap_or_else(|| PoolSettings::for_backend(backend));
+    Some((Store::open_with(&target, &settings).await.unwrap(), dir))
+}
+
+/// `store_test!(name)` next to `async fn name(pool: Store)`: the tests `name::sqlite` and
+/// `name::postgres`, each on a fresh database.
+macro_rules! store_test {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (store, _dir) = fresh_store(Backend::Sqlite, None).await.unwrap();
+                super::$name(store.clone()).await;
+                store.close().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some((store, _)) = fresh_store(Backend::Postgres, None).await else {
+                    return;
+                };
+                super::$name(store.clone()).await;
+                store.close().await;
+            }
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Calendar file import
 // ---------------------------------------------------------------------------------------------
 
-#[sqlx::test(migrations = "./migrations")]
-async fn example_calendar_imports_and_loads_back(pool: SqlitePool) {
+store_test!(example_calendar_imports_and_loads_back);
+async fn example_calendar_imports_and_loads_back(pool: Store) {
     let mut cal = example();
     let summary = db::import(&pool, &cal, utc(MONDAY_9)).await.unwrap();
     assert!(summary.created);
@@ -131,8 +180,8 @@ async fn example_calendar_imports_and_loads_back(pool: SqlitePool) {
 // Tools: information and availability
 // ---------------------------------------------------------------------------------------------
 
-#[sqlx::test(migrations = "./migrations")]
-async fn business_info_lists_hours_services_and_prices(pool: SqlitePool) {
+store_test!(business_info_lists_hours_services_and_prices);
+async fn business_info_lists_hours_services_and_prices(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let v = run_raw(&ctx, "get_business_info", "").await;
     assert_eq!(v["ok"], json!(true), "{v}");
@@ -174,8 +223,8 @@ async fn business_info_lists_hours_services_and_prices(pool: SqlitePool) {
     );
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn availability_follows_hours_lead_time_and_preferences(pool: SqlitePool) {
+store_test!(availability_follows_hours_lead_time_and_preferences);
+async fn availability_follows_hours_lead_time_and_preferences(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     // 09:00 now + 120 min lead: the first slot today is 11:00.
     let v = run(
@@ -282,8 +331,8 @@ async fn availability_follows_hours_lead_time_and_preferences(pool: SqlitePool) 
     assert_eq!(v["providers_offering"], json!(["Lena Schmidt"]));
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn closures_refuse_bookings_and_show_in_availability(pool: SqlitePool) {
+store_test!(closures_refuse_bookings_and_show_in_availability);
+async fn closures_refuse_bookings_and_show_in_availability(pool: Store) {
     let ctx = setup(&pool, "2026-12-01T08:00").await;
     let book = |start: &str| json!({"service": "checkup", "start": start, "customer_name": "Max Mustermann"});
     let v = run(&ctx, "book_appointment", book("2026-12-24T09:00")).await;
@@ -330,8 +379,8 @@ async fn closures_refuse_bookings_and_show_in_availability(pool: SqlitePool) {
 // Tools: booking rules
 // ---------------------------------------------------------------------------------------------
 
-#[sqlx::test(migrations = "./migrations")]
-async fn booking_respects_hours_past_and_lead_time(pool: SqlitePool) {
+store_test!(booking_respects_hours_past_and_lead_time);
+async fn booking_respects_hours_past_and_lead_time(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let book = |start: &str| json!({"service": "checkup", "start": start, "customer_name": "Erika Musterfrau"});
     let v = run(&ctx, "book_appointment", book("2026-03-03T12:15")).await;
@@ -380,7 +429,7 @@ async fn booking_respects_hours_past_and_lead_time(pool: SqlitePool) {
     // The row holds UTC and the Call-ID.
     let row: (String, String, Option<String>, String) =
         sqlx::query_as("SELECT start_utc, block_end_utc, call_id, phone FROM appointments")
-            .fetch_one(&pool)
+            .fetch_one(pool.pool())
             .await
             .unwrap();
     assert_eq!(
@@ -394,8 +443,8 @@ async fn booking_respects_hours_past_and_lead_time(pool: SqlitePool) {
     );
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn buffers_and_provider_overlap(pool: SqlitePool) {
+store_test!(buffers_and_provider_overlap);
+async fn buffers_and_provider_overlap(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let second = other_call(&ctx, "call-2@test", Some("+4917000000002"));
     let third = other_call(&ctx, "call-3@test", Some("+4917000000003"));
@@ -464,14 +513,18 @@ async fn buffers_and_provider_overlap(pool: SqlitePool) {
          SELECT business_id, provider_id, service_id, '2026-03-09T08:15:00Z', '2026-03-09T08:45:00Z',
              '2026-03-09T08:55:00Z', 'x', 'x', 'XXXXXX', created_at, updated_at FROM appointments LIMIT 1",
     )
-    .execute(&pool)
+    .execute(pool.pool())
     .await
     .unwrap_err();
-    assert!(err.to_string().contains("overlaps"), "{err}");
+    // SQLite: the trigger's message; PostgreSQL: the exclusion constraint's name.
+    assert!(
+        err.to_string().contains("overlaps") || err.to_string().contains("appointments_no_overlap"),
+        "{err}"
+    );
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn retries_in_the_same_call_return_the_same_booking(pool: SqlitePool) {
+store_test!(retries_in_the_same_call_return_the_same_booking);
+async fn retries_in_the_same_call_return_the_same_booking(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let args = r#"{"service":"checkup","start":"2026-03-04T10:00","customer_name":"Jo Beispiel","notes":"first visit"}"#;
     let first = run_raw(&ctx, "book_appointment", args).await;
@@ -516,8 +569,8 @@ async fn retries_in_the_same_call_return_the_same_booking(pool: SqlitePool) {
     assert_eq!(booked_rows(&pool).await, 1);
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn reschedule_moves_the_booking_and_keeps_the_code(pool: SqlitePool) {
+store_test!(reschedule_moves_the_booking_and_keeps_the_code);
+async fn reschedule_moves_the_booking_and_keeps_the_code(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let booked = run(
         &ctx,
@@ -558,7 +611,7 @@ async fn reschedule_moves_the_booking_and_keeps_the_code(pool: SqlitePool) {
     assert_eq!(again["already_done"], json!(true), "{again}");
     let statuses: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, sequence FROM appointments ORDER BY id")
-            .fetch_all(&pool)
+            .fetch_all(pool.pool())
             .await
             .unwrap();
     assert_eq!(
@@ -627,8 +680,8 @@ async fn reschedule_moves_the_booking_and_keeps_the_code(pool: SqlitePool) {
     );
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn cancel_and_reschedule_need_the_booking_phone(pool: SqlitePool) {
+store_test!(cancel_and_reschedule_need_the_booking_phone);
+async fn cancel_and_reschedule_need_the_booking_phone(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let booked = run(
         &ctx,
@@ -696,8 +749,8 @@ async fn cancel_and_reschedule_need_the_booking_phone(pool: SqlitePool) {
     assert_eq!(run(&stranger, "book_appointment", json!({"service": "checkup", "start": "2026-03-03T09:00", "customer_name": "B", "provider": "weber"})).await["ok"], json!(true));
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn find_appointments_by_phone_or_name(pool: SqlitePool) {
+store_test!(find_appointments_by_phone_or_name);
+async fn find_appointments_by_phone_or_name(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     run(&ctx, "book_appointment", json!({"service": "checkup", "start": "2026-03-03T09:00", "customer_name": "Ana Silva", "notes": "sensitive teeth"})).await;
     run(
@@ -754,8 +807,8 @@ fn night_clinic() -> BusinessCalendar {
     calendar_file::parse(&text, Path::new("night.toml")).unwrap()
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn spring_forward_gap(pool: SqlitePool) {
+store_test!(spring_forward_gap);
+async fn spring_forward_gap(pool: Store) {
     // Berlin 2026-03-29: 02:00 CET -> 03:00 CEST.
     let ctx = setup_with(&pool, &night_clinic(), "2026-03-20T10:00").await;
     let v = run(
@@ -805,8 +858,8 @@ async fn spring_forward_gap(pool: SqlitePool) {
     );
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn fall_back_overlap(pool: SqlitePool) {
+store_test!(fall_back_overlap);
+async fn fall_back_overlap(pool: Store) {
     // Berlin 2026-10-25: 03:00 CEST -> 02:00 CET; 02:00–02:59 happens twice.
     let ctx = setup_with(&pool, &night_clinic(), "2026-10-20T10:00").await;
     let v = run(&ctx, "book_appointment", json!({"service": "checkup", "start": "2026-10-25T02:30", "customer_name": "Night Owl", "provider": "weber"})).await;
@@ -861,8 +914,8 @@ async fn fall_back_overlap(pool: SqlitePool) {
 // Validation, logging, timeouts
 // ---------------------------------------------------------------------------------------------
 
-#[sqlx::test(migrations = "./migrations")]
-async fn invalid_arguments_come_back_as_structured_results(pool: SqlitePool) {
+store_test!(invalid_arguments_come_back_as_structured_results);
+async fn invalid_arguments_come_back_as_structured_results(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let cases: Vec<(&str, &str, &str, &str)> = vec![
         ("check_availability", "{", "invalid_arguments", "EOF"),
@@ -1017,8 +1070,8 @@ async fn invalid_arguments_come_back_as_structured_results(pool: SqlitePool) {
     assert_eq!(logged[0].arguments, "{");
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn tool_calls_are_logged_with_results_and_latency(pool: SqlitePool) {
+store_test!(tool_calls_are_logged_with_results_and_latency);
+async fn tool_calls_are_logged_with_results_and_latency(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let out = call(&ctx, "check_availability", r#"{"service":"checkup"}"#).await;
     assert!(out.error.is_none());
@@ -1033,19 +1086,22 @@ async fn tool_calls_are_logged_with_results_and_latency(pool: SqlitePool) {
     assert_eq!(rows[0].created_at, "2026-03-02T08:00:00.000Z");
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn a_locked_database_times_out_into_a_structured_result(pool: SqlitePool) {
+store_test!(a_locked_database_times_out_into_a_structured_result);
+async fn a_locked_database_times_out_into_a_structured_result(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let ctx = ToolContext {
         timeout: Duration::from_millis(300),
         ..ctx
     };
-    // Another writer holds the write lock.
-    let mut holder = pool.acquire().await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    // Another writer holds the write lock (SQLite) or a lock on the table (PostgreSQL).
+    let mut holder = pool.pool().acquire().await.unwrap();
+    let lock: &[&str] = match pool.backend() {
+        Backend::Sqlite => &["BEGIN IMMEDIATE"],
+        Backend::Postgres => &["BEGIN", "LOCK TABLE appointments IN ACCESS EXCLUSIVE MODE"],
+    };
+    for statement in lock {
+        sqlx::query(*statement).execute(&mut *holder).await.unwrap();
+    }
     let out = call(
         &ctx,
         "book_appointment",
@@ -1110,29 +1166,34 @@ fn definitions_carry_json_schemas() {
 // Concurrency
 // ---------------------------------------------------------------------------------------------
 
-/// 50 calls try to book the same slot at once, on a file-backed WAL database with several
-/// connections (so SQLite really serialises writers): exactly one wins.
+/// 50 calls try to book the same slot at once, through a pool of several connections (on SQLite
+/// a file-backed WAL database, so SQLite really serialises writers; on PostgreSQL concurrent
+/// transactions): exactly one wins, the others get `slot_taken`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_bookings_of_one_slot_make_one_appointment() {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-    let dir = tempfile::tempdir().unwrap();
-    let opts = SqliteConnectOptions::new()
-        .filename(dir.path().join("race.db"))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(30));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(opts)
-        .await
-        .unwrap();
-    crate::store::MIGRATOR.run(&pool).await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(mode, "wal");
-    let base = setup(&pool, MONDAY_9).await;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let settings = PoolSettings {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(30),
+        };
+        let Some((pool, _dir)) = fresh_store(backend, Some(settings)).await else {
+            continue;
+        };
+        if backend == Backend::Sqlite {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(pool.pool())
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+        fifty_bookings(&pool).await;
+        pool.close().await;
+    }
+}
+
+async fn fifty_bookings(pool: &Store) {
+    let base = setup(pool, MONDAY_9).await;
     let base = ToolContext {
         timeout: Duration::from_secs(30),
         ..base
@@ -1162,22 +1223,21 @@ async fn fifty_concurrent_bookings_of_one_slot_make_one_appointment() {
             other => panic!("unexpected result {other:?}: {v}"),
         }
     }
-    assert_eq!((ok, taken), (1, 49));
-    assert_eq!(booked_rows(&pool).await, 1);
+    assert_eq!((ok, taken), (1, 49), "{:?}", pool.backend());
+    assert_eq!(booked_rows(pool).await, 1);
     let logged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tool_calls")
-        .fetch_one(&pool)
+        .fetch_one(pool.pool())
         .await
         .unwrap();
     assert_eq!(logged, 50);
-    pool.close().await;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Staff commands
 // ---------------------------------------------------------------------------------------------
 
-#[sqlx::test(migrations = "./migrations")]
-async fn staff_list_and_ics_export(pool: SqlitePool) {
+store_test!(staff_list_and_ics_export);
+async fn staff_list_and_ics_export(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let a = run(&ctx, "book_appointment", json!({"service": "checkup", "start": "2026-03-03T09:00", "customer_name": "Ana Silva", "notes": "first visit"})).await;
     let b = run(
@@ -1281,8 +1341,8 @@ async fn staff_list_and_ics_export(pool: SqlitePool) {
         .starts_with("failed to write /nonexistent/dir/x.ics"));
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn malformed_arguments_never_crash(pool: SqlitePool) {
+store_test!(malformed_arguments_never_crash);
+async fn malformed_arguments_never_crash(pool: Store) {
     let ctx = setup(&pool, MONDAY_9).await;
     let payloads = [
         "",

@@ -1,0 +1,296 @@
+//! Shell glue of [`validate`](super::validate): every UDP datagram and every TCP message passes
+//! [`validate::inspect`] before rsipstack's transport and transaction layers see it.
+//!
+//! - UDP: [`GuardedUdp`] is the socket rsipstack's `UdpConnection` reads from (its
+//!   `platform::net::UdpSocket` seam). A rejected request is answered from here and never
+//!   reaches rsipstack; an accepted one is handed on in its canonical form.
+//! - TCP: [`serve_tcp`] accepts the connections itself. Each connection gets a task that frames
+//!   messages by Content-Length, inspects them and writes the accepted ones into a loopback socket
+//!   pair whose other end rsipstack serves as a `TcpConnection` (remote address: the real peer);
+//!   what rsipstack writes is framed the same way and copied to the peer whole, so our own answers
+//!   never interleave with its messages. The connection is closed when either side closes, on a
+//!   message larger than 64 KiB, or when the endpoint's token is cancelled.
+//!
+//! Each rejection is one log line at info with the source, the Call-ID and the rule; dropped
+//! responses are logged at debug.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transport::stream::StreamConnectionInner;
+use rsipstack::transport::tcp::TcpConnection;
+use rsipstack::transport::{SipAddr, SipConnection};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::validate::{self, Verdict};
+
+/// Largest datagram we read (bytes): the UDP maximum.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Largest message on a stream (bytes), as rsipstack's codec allows.
+const MAX_STREAM_MESSAGE: usize = 65_535;
+
+/// Which transport a message came over, for the log line.
+#[derive(Clone, Copy)]
+enum Over {
+    Udp,
+    Tcp,
+}
+
+impl Over {
+    fn as_str(self) -> &'static str {
+        match self {
+            Over::Udp => "udp",
+            Over::Tcp => "tcp",
+        }
+    }
+}
+
+fn log_verdict(v: &Verdict, source: SocketAddr, over: Over) {
+    match v {
+        Verdict::Reject(r) => info!(
+            %source,
+            transport = over.as_str(),
+            call_id = r.call_id.as_deref().unwrap_or("-"),
+            status = r.status,
+            rule = r.rule.as_str(),
+            "SIP request rejected: {}", r.rule
+        ),
+        Verdict::Drop(rule) => debug!(
+            %source,
+            transport = over.as_str(),
+            rule = rule.as_str(),
+            "SIP message dropped"
+        ),
+        Verdict::Accept(_) | Verdict::KeepAlive => {}
+    }
+}
+
+/// The UDP socket rsipstack reads from: inspects every datagram first.
+pub(super) struct GuardedUdp {
+    sock: UdpSocket,
+}
+
+impl GuardedUdp {
+    pub(super) fn new(sock: UdpSocket) -> GuardedUdp {
+        GuardedUdp { sock }
+    }
+}
+
+#[async_trait::async_trait]
+impl rsipstack::platform::net::UdpSocket for GuardedUdp {
+    async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
+        let mut raw = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let (n, source) = self.sock.recv_from(&mut raw).await?;
+            let verdict = validate::inspect(&raw[..n], source, false, buf.len());
+            log_verdict(&verdict, source, Over::Udp);
+            match verdict {
+                Verdict::KeepAlive => {
+                    let n = n.min(buf.len());
+                    buf[..n].copy_from_slice(&raw[..n]);
+                    return Ok((n, source));
+                }
+                Verdict::Accept(msg) => {
+                    // `inspect` was given buf.len() as the limit.
+                    if msg.len() <= buf.len() {
+                        buf[..msg.len()].copy_from_slice(&msg);
+                        return Ok((msg.len(), source));
+                    }
+                }
+                Verdict::Reject(r) => {
+                    if let Err(e) = self.sock.send_to(&r.response, r.reply_to).await {
+                        debug!(error = %e, to = %r.reply_to, "cannot send SIP rejection");
+                    }
+                }
+                Verdict::Drop(_) => {}
+            }
+        }
+    }
+
+    async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
+        Ok(self.sock.send_to(buf, addr).await?)
+    }
+
+    fn local_addr(&self) -> rsipstack::Result<SocketAddr> {
+        Ok(self.sock.local_addr()?)
+    }
+}
+
+/// Accepts TCP connections on `listener` and hands each, guarded, to the endpoint's transport layer (see the module
+/// docs) until `cancel` fires.
+pub(super) async fn serve_tcp(
+    listener: TcpListener,
+    endpoint: EndpointInnerRef,
+    cancel: CancellationToken,
+) {
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(error = %e, "SIP TCP listener has no address");
+            return;
+        }
+    };
+    // The loopback listener that gives us the socket pairs, one connection at a time.
+    let loopback_ip: std::net::IpAddr = if local.is_ipv6() {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    };
+    let pairs = match TcpListener::bind((loopback_ip, 0)).await {
+        Ok(l) => Arc::new(Mutex::new(l)),
+        Err(e) => {
+            warn!(error = %e, "cannot bind the loopback listener for SIP over TCP");
+            return;
+        }
+    };
+    let local_sip = SipAddr {
+        r#type: Some(rsipstack::sip::Transport::Tcp),
+        addr: local.into(),
+    };
+    loop {
+        let (peer, remote) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "TCP accept failed");
+                    continue;
+                }
+            },
+        };
+        let (ours, theirs) = match socket_pair(&pairs).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot open the loopback pair for a SIP TCP connection");
+                continue;
+            }
+        };
+        let (r, w) = tokio::io::split(theirs);
+        let conn_cancel = cancel.child_token();
+        let connection = TcpConnection {
+            inner: Arc::new(StreamConnectionInner::new(
+                local_sip.clone(),
+                SipAddr {
+                    r#type: Some(rsipstack::sip::Transport::Tcp),
+                    addr: remote.into(),
+                },
+                r,
+                w,
+            )),
+            cancel_token: Some(conn_cancel.clone()),
+        };
+        endpoint
+            .transport_layer
+            .add_connection(SipConnection::Tcp(connection));
+        tokio::spawn(pump(peer, ours, remote, conn_cancel));
+    }
+}
+
+/// A connected loopback pair: `(our end, rsipstack's end)`.
+async fn socket_pair(pairs: &Mutex<TcpListener>) -> std::io::Result<(TcpStream, TcpStream)> {
+    let listener = pairs.lock().await;
+    let addr = listener.local_addr()?;
+    let (ours, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let ours = ours?;
+    let (theirs, from) = accepted?;
+    if from != ours.local_addr()? {
+        return Err(std::io::Error::other("loopback pair mismatch"));
+    }
+    ours.set_nodelay(true)?;
+    theirs.set_nodelay(true)?;
+    Ok((ours, theirs))
+}
+
+/// Relays one guarded connection until either side closes or `cancel` fires.
+async fn pump<P>(peer: P, inner: TcpStream, remote: SocketAddr, cancel: CancellationToken)
+where
+    P: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut peer_r, peer_w) = tokio::io::split(peer);
+    let (mut inner_r, mut inner_w) = inner.into_split();
+    let peer_w = Arc::new(Mutex::new(peer_w));
+    let to_peer = {
+        let peer_w = peer_w.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 16 * 1024];
+            loop {
+                let n = inner_r.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok::<(), std::io::Error>(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(len) = next_unit(&buf) {
+                    let unit: Vec<u8> = buf.drain(..len).collect();
+                    peer_w.lock().await.write_all(&unit).await?;
+                }
+                if buf.len() > MAX_STREAM_MESSAGE {
+                    return Err(std::io::Error::other("oversized message from rsipstack"));
+                }
+            }
+        }
+    };
+    let from_peer = async move {
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let n = peer_r.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(len) = next_unit(&buf) {
+                let unit: Vec<u8> = buf.drain(..len).collect();
+                let verdict = validate::inspect(&unit, remote, true, MAX_STREAM_MESSAGE);
+                log_verdict(&verdict, remote, Over::Tcp);
+                match verdict {
+                    Verdict::Accept(msg) => inner_w.write_all(&msg).await?,
+                    Verdict::KeepAlive => inner_w.write_all(&unit).await?,
+                    Verdict::Reject(r) => {
+                        peer_w.lock().await.write_all(&r.response).await?;
+                        if matches!(
+                            r.rule,
+                            validate::Rule::BadContentLength
+                                | validate::Rule::SeveralValues("Content-Length")
+                        ) {
+                            // Without one valid Content-Length the stream cannot be framed.
+                            return Ok(());
+                        }
+                    }
+                    Verdict::Drop(_) => {}
+                }
+            }
+            if buf.len() > MAX_STREAM_MESSAGE {
+                info!(source = %remote, "SIP over TCP: message larger than 64 KiB; closing the connection");
+                return Ok(());
+            }
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        r = to_peer => if let Err(e) = r { debug!(%remote, error = %e, "SIP TCP connection ended") },
+        r = from_peer => if let Err(e) = r { debug!(%remote, error = %e, "SIP TCP connection ended") },
+    }
+    cancel.cancel();
+}
+
+/// The length of the next whole unit in a stream buffer: a CRLF keep-alive ping (4 bytes) or
+/// pong (2 bytes), or one message framed by its Content-Length.
+fn next_unit(buf: &[u8]) -> Option<usize> {
+    if buf.starts_with(b"\r\n\r\n") {
+        return Some(4);
+    }
+    if buf.starts_with(b"\r\n") && buf.len() >= 3 && buf[2] != b'\r' {
+        return Some(2);
+    }
+    if buf == b"\r\n" {
+        return None;
+    }
+    validate::stream_message_len(buf)
+}
