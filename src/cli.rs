@@ -85,6 +85,12 @@ pub struct ServeArgs {
     /// `rtp-timeout`) [default: 30].
     #[arg(long, value_name = "SECS")]
     pub rtp_timeout: Option<u64>,
+    /// Continuous RTP toward the caller: while the agent is silent, send 20 ms packets of G.711
+    /// silence so media-inactivity timers (SBC, PBX, carrier) never fire and NAT bindings stay
+    /// open; `false` sends RTP only while the agent speaks [default: true, or `[media]
+    /// send_silence`].
+    #[arg(long, value_name = "BOOL")]
+    pub send_silence: Option<bool>,
     /// Database, created and migrated at start: a SQLite file path or sqlite://PATH, or
     /// postgres://USER@HOST[:PORT]/DB for several instances sharing one PostgreSQL (see README
     /// "Running several instances") [default: ./frontdesk.db].

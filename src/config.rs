@@ -99,6 +99,15 @@ pub struct SipFile {
     pub min_session_expires_secs: Option<u32>,
 }
 
+/// The `[media]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaFile {
+    /// Continuous RTP toward the caller: G.711 silence every 20 ms while the agent is silent
+    /// (default true); `false` sends RTP only while the agent speaks.
+    pub send_silence: Option<bool>,
+}
+
 /// The `[realtime]` section.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +188,9 @@ pub struct ConfigFile {
     /// Realtime service.
     #[serde(default)]
     pub realtime: RealtimeFile,
+    /// Media behaviour.
+    #[serde(default)]
+    pub media: MediaFile,
     /// Who may call (`[admission]`); without it anyone may (see `sip::admission::Policy::open`).
     pub admission: Option<AdmissionFile>,
     /// Registrars frontdesk registers with (`[[registrations]]`); validated by

@@ -73,6 +73,8 @@ pub struct ServeSettings {
     pub calendar: Option<PathBuf>,
     /// No caller RTP for this long ends a call (`rtp-timeout`).
     pub rtp_timeout: Duration,
+    /// Continuous RTP toward the caller (`--send-silence`, `[media] send_silence`).
+    pub send_silence: bool,
     /// Who may call (`[admission]`; open to anyone without it).
     pub admission: crate::sip::admission::Policy,
     /// Smallest RFC 4028 session interval accepted (`[sip] min_session_expires_secs`).
@@ -216,6 +218,10 @@ impl ServeSettings {
                     .or(file.sip.rtp_timeout_secs)
                     .unwrap_or(DEFAULT_RTP_TIMEOUT_SECS),
             ),
+            send_silence: args
+                .send_silence
+                .or(file.media.send_silence)
+                .unwrap_or(true),
             connect_timeout: file
                 .realtime
                 .connect_timeout_secs
@@ -280,9 +286,7 @@ pub async fn run(
     if settings.privacy.log_pii {
         warn!("--log-pii: caller numbers and transcripts are written to the log in clear");
     }
-    let store = Store::open(&settings.db)
-        .await
-        .with_context(|| format!("cannot use database {}", settings.db))?;
+    let store = Store::open(&settings.db).await?;
     let dialplan = match Dialplan::load_dir(&settings.dialplans) {
         Ok(plan) => plan,
         Err(errors) => {
@@ -383,6 +387,7 @@ pub async fn run(
         connect_timeout: settings.connect_timeout,
         calendar_tools: !businesses.is_empty(),
         rtp_timeout: settings.rtp_timeout,
+        send_silence: settings.send_silence,
         prices: settings.prices.clone(),
         store_transcripts: settings.privacy.store_transcripts,
     });

@@ -192,3 +192,144 @@ fn the_model_checks_availability_and_books_during_a_call() {
         heard.len()
     );
 }
+
+/// Issue 13: the PostgreSQL server stops in the middle of a call. The call stays up; the model's
+/// booking gets the `calendar_unreachable` answer (which it can say) instead of a hang; once the
+/// server is back, the next booking in the same call works, and the call's row is written.
+#[test]
+fn the_database_stops_mid_call_and_comes_back() {
+    if frontdesk::store::testing::pg_server().is_none() {
+        return;
+    }
+    // A server of its own: this test stops it.
+    let pg = frontdesk::store::testing::PgServer::start().expect("PostgreSQL");
+    let target = pg.create_database().expect("createdb").to_string();
+    let dir = TestDir::new("booking-db-down");
+    let (ul, _) = speech(
+        &dir,
+        "turn1",
+        "Hello, I would like to book a whitening, please.",
+    );
+    let (ul2, _) = speech(&dir, "turn2", "Could you try again, please?");
+    std::fs::write(dir.join("audio.ul"), &ul).expect("write");
+    std::fs::write(dir.join("audio2.ul"), &ul2).expect("write");
+    let day = next_tuesday();
+    let book = format!(
+        r#"{{ name = "book_appointment", arguments = {{ service = "whitening", start = "{day}T09:00", customer_name = "Test Caller", phone = "+49 30 5550100" }} }}"#
+    );
+    let scenario = dir.join("db-down.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "greeting = \"Thank you for calling Bright Smile Dental.\"\n\
+             [[turn]]\nheard = \"book\"\ncall = {book}\nsay = \"One moment.\"\n\
+             [[turn]]\nheard = \"again\"\ncall = {book}\nsay = \"Done.\"\n\
+             [fallback]\nsay = \"Goodbye.\"\n"
+        ),
+    )
+    .expect("write scenario");
+    let sim = Sim::start(&dir, Some(&scenario));
+    let plans = booking_dialplan(&dir);
+    let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
+    let calendar = calendar.to_string_lossy().into_owned();
+    let url = sim.url();
+    let mut serve = Serve::start(
+        &dir,
+        &plans,
+        &[
+            "--realtime-url",
+            &url,
+            "--calendar",
+            &calendar,
+            "--db",
+            &target,
+        ],
+    );
+    let log_path = dir.join("frontdesk.log");
+    let wait_log = |needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while std::time::Instant::now() < deadline {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    let media_port = free_port();
+    let (run, stopped, restarted) = std::thread::scope(|s| {
+        let db = s.spawn(|| {
+            // Stop the server once the call is up, start it again once the tool has failed.
+            let answered = wait_log("call answered");
+            let stopped = answered && pg.stop().is_ok();
+            let failed = stopped && wait_log("calendar database unreachable");
+            let restarted = failed && pg.start_again().is_ok();
+            (stopped, restarted)
+        });
+        let run = run_sipp(
+            &dir,
+            "uac_two_turns.xml",
+            serve.sip,
+            media_port,
+            8_000,
+            false,
+        );
+        let (stopped, restarted) = db.join().expect("db thread");
+        (run, stopped, restarted)
+    });
+    let log = serve.proc.log_text();
+    assert!(
+        stopped && restarted,
+        "stopped={stopped} restarted={restarted}\n{log}"
+    );
+    assert!(run.success, "the call must stay up:\n{}\n{log}", run.output);
+    let status = serve.proc.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "frontdesk did not stop cleanly"
+    );
+
+    let outputs: Vec<Value> = read_jsonl(&sim.record)
+        .iter()
+        .filter(|e| {
+            e["type"] == "conversation.item.create" && e["item"]["type"] == "function_call_output"
+        })
+        .map(|e| {
+            serde_json::from_str(e["item"]["output"].as_str().unwrap_or("null"))
+                .unwrap_or(Value::Null)
+        })
+        .collect();
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    assert_eq!(
+        outputs[0]["error"]["code"], "calendar_unreachable",
+        "{}",
+        outputs[0]
+    );
+    assert_eq!(outputs[1]["ok"], true, "after the restart: {}", outputs[1]);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (rows, booked) = rt.block_on(async {
+        let store = frontdesk::store::Store::open(
+            frontdesk::store::DbTarget::parse(&target, None).expect("url"),
+        )
+        .await
+        .expect("open");
+        let rows = store.recent_calls(5).await.expect("calls");
+        let booked: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM appointments WHERE status = 'booked'")
+                .fetch_one(store.pool())
+                .await
+                .expect("count");
+        (rows, booked)
+    });
+    assert_eq!(booked, 1);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        rows[0].end_reason.as_deref(),
+        Some("remote-bye"),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(rows[0].sip_status, Some(200));
+}

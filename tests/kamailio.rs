@@ -247,23 +247,30 @@ impl Frontdesk {
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let rtp_low = free_port();
         let db = dir.join(&format!("{name}.db"));
+        // A `--db` in `extra` (e.g. a shared PostgreSQL) replaces the instance's own SQLite
+        // file, a `--dialplans` the test dialplan, a `--rtp-ports` the 40 ports from a free one.
+        let own_db = !extra.contains(&"--db");
         let mut cmd = Command::new(FRONTDESK);
         cmd.arg("serve")
             .arg("--sip-listen")
             .arg(sip.to_string())
             .arg("--media-ip")
             .arg("127.0.0.1")
-            .arg("--rtp-ports")
-            .arg(format!("{}-{}", rtp_low, rtp_low + 40))
-            .arg("--db")
-            .arg(&db)
-            .arg("--dialplans")
-            .arg(dialplans(dir))
             .args(extra)
             .env_remove("OPENAI_API_KEY")
             .env_remove("FRONTDESK_REALTIME_URL")
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info,rsipstack=warn,frontdesk=debug");
+        if own_db {
+            cmd.arg("--db").arg(&db);
+        }
+        if !extra.contains(&"--rtp-ports") {
+            cmd.arg("--rtp-ports")
+                .arg(format!("{}-{}", rtp_low, rtp_low + 40));
+        }
+        if !extra.contains(&"--dialplans") {
+            cmd.arg("--dialplans").arg(dialplans(dir));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -721,4 +728,176 @@ fn dispatcher_spreads_calls_over_two_instances() {
         calls as usize,
         "{klog}"
     );
+}
+
+/// Issue 13: two instances behind the dispatcher share one PostgreSQL. 50 callers, spread over
+/// both instances, ask for the same slot at about the same time (the simulator's scenario makes
+/// every call book Dr. Weber's Tuesday 09:00 whitening): the database ends up with exactly one
+/// booking, the 49 other tool calls answered `slot_taken` with alternatives, every call of both instances is in
+/// the one `calls` table, and `frontdesk appointments list --db postgres://…` shows the booking.
+#[test]
+fn two_instances_on_one_postgres_book_a_slot_once() {
+    let Some(pg) = frontdesk::store::testing::pg_server() else {
+        return;
+    };
+    let target = pg.create_database().expect("createdb").to_string();
+    let dir = TestDir::new("kam-pg");
+    let (ul, _) = speech(&dir, "caller", CALLER_SENTENCE);
+    std::fs::write(dir.join("audio.ul"), &ul).expect("write");
+    // Next Tuesday at least two days ahead (within the 90-day booking window).
+    let day = next_tuesday();
+    let slot = format!("{day}T09:00");
+    let scenario = dir.join("book.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"greeting = "Bright Smile Dental, hello."
+[[turn]]
+heard = "I would like to book."
+call = {{ name = "book_appointment", arguments = {{ service = "whitening", start = "{slot}", customer_name = "Race Caller", phone = "+49 30 5550100" }} }}
+say = "Thank you."
+[fallback]
+say = "Goodbye."
+"#
+        ),
+    )
+    .expect("write scenario");
+    let plans = dir.join("clinic-plans");
+    std::fs::create_dir_all(&plans).expect("mkdir");
+    std::fs::write(
+        plans.join("clinic.toml"),
+        r#"
+[[routes]]
+name = "clinic"
+to = "*"
+agent = "receptionist"
+
+[agents.receptionist]
+voice = "alloy"
+greeting = "Bright Smile Dental, hello."
+instructions = "You are the receptionist of Bright Smile Dental."
+calendar = "bright-smile"
+"#,
+    )
+    .expect("write dialplan");
+    let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
+    let extra = [
+        "--db",
+        target.as_str(),
+        "--calendar",
+        calendar.to_str().expect("path"),
+        "--sim-scenario",
+        scenario.to_str().expect("path"),
+        "--dialplans",
+        plans.to_str().expect("path"),
+    ];
+    // 50 calls need more RTP ports than the other tests: 200 per instance, below the ephemeral
+    // range (32768+) that free_port() and the other tests' SIP ports come from.
+    let base = 21000 + (std::process::id() % 20) * 500;
+    let ports_a = format!("{base}-{}", base + 199);
+    let ports_b = format!("{}-{}", base + 250, base + 449);
+    let with_ports = |ports: &str| {
+        let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        v.extend(["--rtp-ports".to_string(), ports.to_string()]);
+        v
+    };
+    let (extra_a, extra_b) = (with_ports(&ports_a), with_ports(&ports_b));
+    let mut a = Frontdesk::start(
+        &dir,
+        "frontdesk-a",
+        None,
+        &extra_a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    );
+    let mut b = Frontdesk::start(
+        &dir,
+        "frontdesk-b",
+        None,
+        &extra_b.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    );
+    let kam = Kamailio::dispatcher(&dir, &[a.sip, b.sip]);
+    let calls = 50;
+    let out = sipp(
+        &dir,
+        "uac_proxy_talk.xml",
+        kam.addr,
+        "reception",
+        calls,
+        5000,
+    )
+    .output()
+    .expect("sipp");
+    sipp_ok(
+        &dir,
+        "uac_proxy_talk.xml",
+        out,
+        &format!("---- a ----\n{}\n---- b ----\n{}", a.log(), b.log()),
+    );
+    a.stop();
+    b.stop();
+    let klog = kam.log();
+    for fd in [a.sip, b.sip] {
+        assert!(
+            klog.contains(&format!("-> sip:{fd}")),
+            "no call dispatched to {fd}:\n{klog}"
+        );
+    }
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (rows, booked, tools) = rt.block_on(async {
+        let store = frontdesk::store::Store::open(
+            frontdesk::store::DbTarget::parse(&target, None).expect("url"),
+        )
+        .await
+        .expect("open postgres");
+        let rows = store.recent_calls(50).await.expect("calls");
+        let booked: Vec<(String, String)> = sqlx::query_as(
+            "SELECT customer_name, start_utc FROM appointments WHERE status = 'booked'",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("appointments");
+        let tools: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT result, error FROM tool_calls WHERE name = 'book_appointment'")
+                .fetch_all(store.pool())
+                .await
+                .expect("tool calls");
+        (rows, booked, tools)
+    });
+    // Every call of both instances is in the one table.
+    assert_eq!(rows.len(), calls as usize, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r.sip_status, Some(200), "{r:?}");
+        assert_eq!(r.end_reason.as_deref(), Some("remote-bye"), "{r:?}");
+    }
+    assert_eq!(booked.len(), 1, "exactly one booking: {booked:?}");
+    assert_eq!(booked[0].0, "Race Caller");
+    assert_eq!(
+        tools.len(),
+        calls as usize,
+        "one booking attempt per call: {tools:?}"
+    );
+    let won = tools.iter().filter(|(_, e)| e.is_none()).count();
+    let taken: Vec<_> = tools
+        .iter()
+        .filter(|(_, e)| e.as_deref().is_some_and(|e| e.starts_with("slot_taken")))
+        .collect();
+    assert_eq!((won, taken.len()), (1, calls as usize - 1), "{tools:?}");
+    for (result, _) in &taken {
+        assert!(result.contains("alternatives"), "{result}");
+    }
+
+    // Staff see the booking with the same URL.
+    let list = Command::new(FRONTDESK)
+        .args(["appointments", "list", "--all", "--db", &target])
+        .output()
+        .expect("frontdesk appointments list");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(text.contains("Race Caller"), "{text}");
 }

@@ -37,6 +37,127 @@ instructions = "You are a test receptionist."
     d
 }
 
+/// One RTP packet the caller received.
+struct Heard {
+    at: f64,
+    seq: u16,
+    ts: u32,
+    marker: bool,
+    silence: bool,
+}
+
+fn heard(run: &CallerRun) -> Vec<Heard> {
+    run.received
+        .iter()
+        .filter(|p| p["pt"] == 0)
+        .map(|p| Heard {
+            at: p["at"].as_f64().unwrap_or_default(),
+            seq: p["seq"].as_u64().unwrap_or_default() as u16,
+            ts: p["ts"].as_u64().unwrap_or_default() as u32,
+            marker: p["marker"].as_bool().unwrap_or_default(),
+            silence: p["payload"]
+                .as_str()
+                .is_some_and(|h| h.len() == 2 * F && h.chars().all(|c| c == 'f')),
+        })
+        .collect()
+}
+
+/// Indices of the marked packets of audio: the first packet of each of the agent's replies (the
+/// stream's first packet, a marked silence packet, is not one).
+fn markers(h: &[Heard]) -> Vec<usize> {
+    (0..h.len())
+        .filter(|&i| h[i].marker && !h[i].silence)
+        .collect()
+}
+
+const MONOLOGUE: &str = "I am calling because my daughter needs a check up and a cleaning before \
+    the school year starts and we would also like to ask about the braces your colleague \
+    mentioned during our last visit in the spring";
+
+/// With continuous RTP (the default), a caller speaking for about ten seconds keeps receiving
+/// one packet every 20 ms while the agent is silent, and the agent's reply follows with the
+/// marker bit set, the next sequence number and the next timestamp.
+#[test]
+fn the_caller_receives_continuous_rtp_while_the_agent_is_silent() {
+    let Setup {
+        dir,
+        audio,
+        sim: _sim,
+        mut serve,
+        ..
+    } = setup(
+        "continuous",
+        MONOLOGUE,
+        "vad = { silence_duration_ms = 1200 }",
+    );
+    let run = rtp_caller(&dir, serve.sip, &audio, &["--tail-ms", "5000"]);
+    serve.proc.terminate(Duration::from_secs(15));
+    let h = heard(&run);
+    assert!(h.len() > 200, "only {} packets reached the caller", h.len());
+    for w in h.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "sequence numbers jump");
+        assert_eq!(w[1].ts, w[0].ts.wrapping_add(160), "timestamps jump");
+        assert!(!(w[1].marker && w[1].silence), "a silence packet is marked");
+    }
+    assert!(h[0].marker, "the stream's first packet is marked");
+    let marked = markers(&h);
+    assert!(marked.len() >= 2, "greeting and reply expected: {marked:?}");
+    // Before the reply, while the agent was silent: silence, about one packet per 20 ms.
+    let to = marked[1];
+    let from = (0..to)
+        .rev()
+        .take_while(|&i| h[i].silence)
+        .last()
+        .unwrap_or(to);
+    let window = h[to].at - h[from].at;
+    eprintln!("{} silence packets over {window:.2} s", to - from);
+    assert!(
+        window > 3.0,
+        "the agent answered too early to tell ({window:.2} s)"
+    );
+    let expected = window / 0.020;
+    assert!(
+        (to - from) as f64 >= 0.95 * expected,
+        "{} packets in {window:.2} s",
+        to - from
+    );
+    let gap = h[from..=to]
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .fold(0.0f64, f64::max);
+    assert!(gap < 0.25, "a {gap:.3} s gap in our RTP");
+}
+
+/// `--send-silence false`: RTP only while the agent speaks (the old behaviour).
+#[test]
+fn without_send_silence_the_caller_receives_rtp_only_while_the_agent_speaks() {
+    let dir = TestDir::new("no-silence");
+    let (ul, _) = speech(&dir, "caller", "Hello, are you open on Saturday?");
+    let audio = dir.join("audio.ul");
+    std::fs::write(&audio, &ul).expect("write");
+    let sim = Sim::start(
+        &dir,
+        Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")),
+    );
+    let plans = dialplan(&dir, "");
+    let mut serve = Serve::start(
+        &dir,
+        &plans,
+        &["--realtime-url", &sim.url(), "--send-silence", "false"],
+    );
+    let run = rtp_caller(&dir, serve.sip, &audio, &["--tail-ms", "4000"]);
+    serve.proc.terminate(Duration::from_secs(15));
+    let h = heard(&run);
+    let marked = markers(&h);
+    assert!(marked.len() >= 2, "greeting and reply expected: {marked:?}");
+    let reply = marked[1];
+    let pause = h[reply].at - h[reply - 1].at;
+    assert!(
+        pause > 1.0,
+        "RTP between the agent's replies ({pause:.2} s gap)"
+    );
+}
+
 /// A simulator, a `frontdesk serve` in front of it, and the caller's speech.
 struct Setup {
     dir: TestDir,
@@ -74,6 +195,8 @@ fn setup(name: &str, sentence: &str, media: &str) -> Setup {
 struct CallerRun {
     /// One entry per audio frame: `dropped`, `copies`, `seq`, `ts`.
     sent: Vec<Value>,
+    /// RTP packets received: `at` (s since streaming started), `seq`, `ts`, `marker`, `payload`.
+    received: Vec<Value>,
 }
 
 /// Runs `tests/rtp_caller.py` against `sip` with `args`, streaming `audio`.
@@ -101,6 +224,7 @@ fn rtp_caller(dir: &TestDir, sip: std::net::SocketAddr, audio: &Path, args: &[&s
             .expect("caller JSON");
     CallerRun {
         sent: v["sent"].as_array().cloned().unwrap_or_default(),
+        received: v["received"].as_array().cloned().unwrap_or_default(),
     }
 }
 

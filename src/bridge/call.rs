@@ -48,6 +48,19 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(32);
 const TOOL_RESULTS_CAPACITY: usize = 8;
 /// How long closing the WebSocket may take at teardown.
 const WS_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest the INVITE waits for its call row (`calls`) to be inserted; when the database is
+/// slower or unreachable the call goes on and the whole row is written at the end instead.
+const CALL_ROW_START_TIMEOUT: Duration = Duration::from_secs(2);
+/// Waits between attempts to write a call's row after a failure (then the last one repeats);
+/// about 8 minutes in total before the row is given up, loudly.
+const CALL_ROW_RETRY_DELAYS: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+    Duration::from_secs(60),
+];
+/// Attempts to write a call's row before it is given up.
+const CALL_ROW_ATTEMPTS: usize = 12;
 
 /// What every call task shares.
 pub struct CallContext {
@@ -69,6 +82,8 @@ pub struct CallContext {
     pub calendar_tools: bool,
     /// No caller RTP for this long ends an answered call with BYE (`rtp-timeout`).
     pub rtp_timeout: Duration,
+    /// Continuous RTP: G.711 silence toward the caller while the agent is silent.
+    pub send_silence: bool,
     /// Prices of the Realtime models, for each call's cost estimate (`[pricing]`).
     pub prices: crate::pricing::PriceTable,
     /// Whether transcripts are written to `call_turns` (`[privacy] store_transcripts`).
@@ -133,20 +148,28 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         Transport::Tcp => "tcp",
         Transport::Other => "other",
     };
-    let row = ctx
-        .store
-        .call_started(&NewCall {
-            call_id: &call_id,
-            from_uri: &from_uri,
-            to_uri: &to_uri,
-            caller: caller_user.as_deref(),
-            called: called_user.as_deref(),
-            transport: transport_name,
-            started_at: Utc::now(),
-        })
+    let new_call = NewCall {
+        call_id: &call_id,
+        from_uri: &from_uri,
+        to_uri: &to_uri,
+        caller: caller_user.as_deref(),
+        called: called_user.as_deref(),
+        transport: transport_name,
+        started_at: Utc::now(),
+    };
+    let row = match tokio::time::timeout(CALL_ROW_START_TIMEOUT, ctx.store.call_started(&new_call))
         .await
-        .map_err(|e| warn!(error = %e, "cannot record the call"))
-        .ok();
+    {
+        Ok(Ok(id)) => Some(id),
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot record the call now; its row is written when it ends");
+            None
+        }
+        Err(_) => {
+            warn!("the database is slow; the call's row is written when it ends");
+            None
+        }
+    };
 
     let mut record = CallEnd::default();
     let outcome = drive(
@@ -174,11 +197,42 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         concealed_frames = record.concealed_frames,
         "call ended"
     );
-    if let Some(id) = row {
-        if let Err(e) = ctx.store.call_ended(id, &record, Utc::now()).await {
-            warn!(error = %e, "cannot record the end of the call");
+    write_call_row(&ctx.store, &new_call, row, &record).await;
+}
+
+/// Writes the end of the call (or, when its row could not be inserted at the start, the whole
+/// row), retrying while the database is unreachable so the record is not lost; after
+/// [`CALL_ROW_ATTEMPTS`] failures it logs an error. Runs in the call's task after the media is
+/// gone, so a retry holds no RTP port or session.
+async fn write_call_row(store: &Store, call: &NewCall<'_>, row: Option<i64>, record: &CallEnd) {
+    let ended_at = Utc::now();
+    for attempt in 0..CALL_ROW_ATTEMPTS {
+        let written = match row {
+            Some(id) => store.call_ended(id, record, ended_at).await,
+            None => store.record_call(call, record, ended_at).await.map(drop),
+        };
+        match written {
+            Ok(()) => {
+                if attempt > 0 {
+                    info!(attempts = attempt + 1, "call record written after retries");
+                }
+                return;
+            }
+            Err(e) if attempt + 1 == CALL_ROW_ATTEMPTS => {
+                warn!(error = %e, attempt = attempt + 1, "cannot write the call record");
+            }
+            Err(e) => {
+                let delay = CALL_ROW_RETRY_DELAYS[attempt.min(CALL_ROW_RETRY_DELAYS.len() - 1)];
+                warn!(error = %e, attempt = attempt + 1, retry_in = ?delay, "cannot write the call record; retrying");
+                tokio::time::sleep(delay).await;
+            }
         }
     }
+    tracing::error!(
+        attempts = CALL_ROW_ATTEMPTS,
+        end_reason = %record.end_reason,
+        "CALL RECORD LOST: the database stayed unreachable; this call is missing from the calls table"
+    );
 }
 
 /// Returns the RTP port to the pool when the call is over.
@@ -722,6 +776,7 @@ async fn media_loop(
         first_ts: rand::random(),
         telephone_event_pt: negotiated.telephone_event_pt,
         rtp_timeout: Some(ctx.rtp_timeout),
+        send_silence: ctx.send_silence,
     };
     let mut settings = session_settings(profile, negotiated.law, announcement);
     if !announcement && ctx.calendar_tools {

@@ -64,6 +64,9 @@ pub struct MediaParams {
     pub telephone_event_pt: Option<u8>,
     /// No caller RTP for this long ends the call (`rtp-timeout`); `None` disables the check.
     pub rtp_timeout: Option<Duration>,
+    /// Continuous RTP: 20 ms packets of G.711 silence while no model audio is queued
+    /// ([`PlayoutPacer::set_send_silence`]).
+    pub send_silence: bool,
 }
 
 /// What happened to an RTP datagram.
@@ -264,6 +267,7 @@ pub struct Bridge {
     last_rtp: Instant,
     hangup: Option<&'static str>,
     pacer: PlayoutPacer,
+    send_silence: bool,
     ws_out: VecDeque<String>,
     response_active: Option<String>,
     playing: Option<PlayingItem>,
@@ -305,14 +309,19 @@ impl Bridge {
             rtp_timeout: media.rtp_timeout,
             last_rtp: now,
             hangup: None,
-            pacer: PlayoutPacer::new(
-                media.law,
-                media.payload_type,
-                media.ssrc,
-                media.first_seq,
-                media.first_ts,
-                now,
-            ),
+            pacer: {
+                let mut p = PlayoutPacer::new(
+                    media.law,
+                    media.payload_type,
+                    media.ssrc,
+                    media.first_seq,
+                    media.first_ts,
+                    now,
+                );
+                p.set_send_silence(media.send_silence);
+                p
+            },
+            send_silence: media.send_silence,
             ws_out: VecDeque::new(),
             response_active: None,
             playing: None,
@@ -817,6 +826,7 @@ impl Bridge {
             u32::from(seq).wrapping_mul(160),
             now,
         );
+        self.pacer.set_send_silence(self.send_silence);
         self.playing = None;
         let mut settings = settings.clone();
         settings.law = law;
@@ -852,6 +862,7 @@ mod tests {
             first_ts: 1000,
             telephone_event_pt: Some(101),
             rtp_timeout: Some(Duration::from_secs(30)),
+            send_silence: false,
         };
         Bridge::new(t0, &media, dialect, true)
     }

@@ -16,6 +16,13 @@
 //! - Timestamps (8 kHz samples) follow a media clock anchored at creation: +160 per packet within a
 //!   spurt; a new spurt starts at the elapsed time since creation rounded to whole frames, never
 //!   earlier than the frame after the last packet sent (RFC 3550 §5.1, RFC 3551 §4.1).
+//! - Continuous RTP ([`PlayoutPacer::set_send_silence`], off by default): while no audio is queued,
+//!   one packet of the law's silence is due every 20 ms on the same schedule (what phones and PBXs
+//!   send), so media-inactivity timers of SBCs, PBXs and carriers never fire and NAT bindings stay
+//!   open. Silence packets continue the sequence numbers and timestamps (+1, +160) and carry no
+//!   marker (but the stream's first packet, and one after a re-anchor); the next audio starts at the next 20 ms slot, as a marked talkspurt whose timestamp
+//!   is the previous one + 160. A shell more than [`REANCHOR_AFTER_MS`] late re-anchors the silence
+//!   schedule at `now` as it does a talkspurt's.
 //! - A packet never mixes two items: the end of an item's audio, or of the queue, is padded with
 //!   the law's silence byte. The queue holds at most [`MAX_QUEUED_BYTES`]; audio beyond it is dropped
 //!   (newest first) and counted.
@@ -41,6 +48,9 @@ pub const MAX_QUEUED_BYTES: usize = (MAX_QUEUED_MS * BYTES_PER_MS) as usize;
 pub const REANCHOR_AFTER_MS: u64 = 200;
 /// How many items (the most recently seen) keep their byte accounting.
 pub const TRACKED_ITEMS: usize = 16;
+/// The [`Transmit::item`] of a silence packet sent between talkspurts (continuous RTP); real
+/// items are tagged from 1.
+pub const SILENCE_ITEM: u64 = 0;
 /// Bytes in one outgoing packet: the 12-byte RTP header and one 160-byte (20 ms) G.711 frame.
 pub const PACKET_BYTES: usize = rtp::HEADER_BYTES + FRAME_BYTES;
 
@@ -54,9 +64,10 @@ const FRAME_SAMPLES: u64 = FRAME_BYTES as u64;
 pub struct Transmit {
     /// The whole RTP packet (RFC 3550 §5.1): 12-byte header + 160 bytes (20 ms) of G.711.
     pub packet: [u8; PACKET_BYTES],
-    /// The assistant item whose audio this packet carries.
+    /// The assistant item whose audio this packet carries ([`SILENCE_ITEM`] for continuous RTP).
     pub item: u64,
-    /// Bytes (= 8 kHz samples) of real audio in the payload, 1–160; the rest is silence padding.
+    /// Bytes (= 8 kHz samples) of real audio in the payload, 1–160 (0 for a silence packet); the
+    /// rest is silence padding.
     pub audio_bytes: usize,
     /// The scheduled send time of this packet (the shell may be sending it later than this).
     pub due: Instant,
@@ -97,6 +108,8 @@ pub struct PacerStats {
     pub flushed_bytes: u64,
     /// Talkspurts started (first packet marked, RFC 3551 §4.1).
     pub spurts: u64,
+    /// Silence packets sent between talkspurts (continuous RTP; included in `packets_sent`).
+    pub silence_packets: u64,
     /// Schedules re-anchored because the shell was more than [`REANCHOR_AFTER_MS`] late.
     pub reanchors: u64,
 }
@@ -154,6 +167,8 @@ pub struct PlayoutPacer {
     last_frame: Option<u64>,
     /// Accounting of the most recent items, oldest first, at most [`TRACKED_ITEMS`].
     items: VecDeque<(u64, ItemStats)>,
+    /// Whether silence packets fill the time between talkspurts.
+    send_silence: bool,
     stats: PacerStats,
 }
 
@@ -185,8 +200,16 @@ impl PlayoutPacer {
             next_free: now,
             last_frame: None,
             items: VecDeque::with_capacity(TRACKED_ITEMS + 1),
+            send_silence: false,
             stats: PacerStats::default(),
         }
+    }
+
+    /// Turns continuous RTP on or off (module docs): with `true`, the first silence packet is due
+    /// at once (or where the current schedule would send next), then one every 20 ms while no
+    /// audio is queued; [`poll_timeout`](Self::poll_timeout) is then never `None`.
+    pub fn set_send_silence(&mut self, on: bool) {
+        self.send_silence = on;
     }
 
     /// Queues `audio` (G.711 bytes of this pacer's law, any length) for `item`; returns the bytes
@@ -213,11 +236,23 @@ impl PlayoutPacer {
             _ => self.segments.push_back(Segment { item, len: take }),
         }
         if self.spurt.is_none() {
-            let start = now.max(self.next_free);
+            // With continuous silence, the talkspurt takes the slot of the next silence packet
+            // (even if the shell has not sent it yet) and the next timestamp.
+            let continuous = self.send_silence
+                && now.saturating_duration_since(self.next_free) <= REANCHOR_AFTER;
+            let start = if continuous {
+                self.next_free
+            } else {
+                now.max(self.next_free)
+            };
+            let first_frame = match self.last_frame {
+                Some(last) if continuous => last.saturating_add(1),
+                _ => media_frame(self.created, self.last_frame, start),
+            };
             self.spurt = Some(Spurt {
                 start,
                 sent: 0,
-                first_frame: media_frame(self.created, self.last_frame, start),
+                first_frame,
                 marker: true,
             });
             self.stats.spurts += 1;
@@ -235,6 +270,9 @@ impl PlayoutPacer {
         let now = self.clamp(now);
         let last_frame = self.last_frame;
         let created = self.created;
+        if self.spurt.is_none() && self.send_silence {
+            return self.poll_silence(now);
+        }
         let spurt = self.spurt.as_mut()?;
         let mut due = spurt.start + frames(spurt.sent);
         if now < due {
@@ -270,17 +308,7 @@ impl PlayoutPacer {
                 return None;
             }
         };
-        let mut packet = [self.law.silence_byte(); PACKET_BYTES];
-        let ts = self
-            .first_ts
-            .wrapping_add(frame_index.wrapping_mul(FRAME_SAMPLES) as u32);
-        packet[..rtp::HEADER_BYTES].copy_from_slice(&rtp::header(
-            self.payload_type,
-            marker,
-            self.next_seq,
-            ts,
-            self.ssrc,
-        ));
+        let mut packet = self.silent_packet(marker, frame_index);
         for (dst, src) in packet[rtp::HEADER_BYTES..]
             .iter_mut()
             .zip(self.audio.drain(..audio_bytes))
@@ -306,10 +334,50 @@ impl PlayoutPacer {
         })
     }
 
-    /// When the next packet is due: `Some` while audio is queued (possibly already past), `None` when
-    /// idle. The shell should call [`poll_transmit`](Self::poll_transmit) at that instant.
+    /// When the next packet is due: `Some` while audio is queued (possibly already past), or always
+    /// with continuous RTP on; `None` when idle otherwise. The shell should call
+    /// [`poll_transmit`](Self::poll_transmit) at that instant.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.spurt.as_ref().map(|s| s.start + frames(s.sent))
+        match &self.spurt {
+            Some(s) => Some(s.start + frames(s.sent)),
+            None if self.send_silence => Some(self.next_free),
+            None => None,
+        }
+    }
+
+    /// The silence packet due at `now` between talkspurts (continuous RTP), if any.
+    fn poll_silence(&mut self, now: Instant) -> Option<Transmit> {
+        let mut due = self.next_free;
+        if now < due {
+            return None;
+        }
+        // The stream's first packet is marked (it starts the stream, RFC 3551 §4.1), and so is one
+        // whose timestamp jumps after a stall; the others continue without a marker.
+        let mut marker = self.last_frame.is_none();
+        let frame_index = if now - due > REANCHOR_AFTER {
+            self.stats.reanchors += 1;
+            due = now;
+            marker = true;
+            media_frame(self.created, self.last_frame, now)
+        } else {
+            self.last_frame.map_or_else(
+                || media_frame(self.created, None, due),
+                |last| last.saturating_add(1),
+            )
+        };
+        let packet = self.silent_packet(marker, frame_index);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.last_frame = Some(frame_index);
+        self.next_free = due + FRAME;
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += FRAME_BYTES as u64;
+        self.stats.silence_packets += 1;
+        Some(Transmit {
+            packet,
+            item: SILENCE_ITEM,
+            audio_bytes: 0,
+            due,
+        })
     }
 
     /// Drops all queued audio (barge-in) and reports the bytes dropped per item.
@@ -376,6 +444,23 @@ impl PlayoutPacer {
     fn clamp(&mut self, now: Instant) -> Instant {
         self.last_now = self.last_now.max(now);
         self.last_now
+    }
+
+    /// A packet with the next sequence number and the timestamp of media frame `frame_index`,
+    /// its payload the law's silence.
+    fn silent_packet(&self, marker: bool, frame_index: u64) -> [u8; PACKET_BYTES] {
+        let mut packet = [self.law.silence_byte(); PACKET_BYTES];
+        let ts = self
+            .first_ts
+            .wrapping_add(frame_index.wrapping_mul(FRAME_SAMPLES) as u32);
+        packet[..rtp::HEADER_BYTES].copy_from_slice(&rtp::header(
+            self.payload_type,
+            marker,
+            self.next_seq,
+            ts,
+            self.ssrc,
+        ));
+        packet
     }
 
     fn account(&mut self, item: u64) -> &mut ItemStats {
@@ -455,6 +540,92 @@ mod tests {
             out.extend(drain(p, at));
         }
         out
+    }
+
+    /// Runs the pacer like a punctual shell until `until`, returning everything sent.
+    fn run_until(p: &mut PlayoutPacer, until: Instant) -> Vec<Sent> {
+        let mut out = Vec::new();
+        while let Some(at) = p.poll_timeout().filter(|t| *t <= until) {
+            out.extend(drain(p, at));
+        }
+        out
+    }
+
+    #[test]
+    fn continuous_rtp_fills_the_time_between_talkspurts_with_silence() {
+        let t0 = Instant::now();
+        let mut p = pacer(t0);
+        p.set_send_silence(true);
+        // 100 ms of silence: a packet every 20 ms from the start, no marker.
+        let mut out = run_until(&mut p, t0 + MS * 90);
+        assert_eq!(out.len(), 5);
+        // The agent speaks 50 ms of audio pushed at 95 ms: it takes the 100 ms slot.
+        p.push(t0 + MS * 95, 1, &[0x11; 400]);
+        out.extend(run_until(&mut p, t0 + MS * 290));
+        // Then silence again; a barge-in flush mid-spurt resumes silence in the next slot.
+        p.push(t0 + MS * 290, 2, &[0x22; 1600]);
+        out.extend(run_until(&mut p, t0 + MS * 340));
+        assert_eq!(p.flush().total_bytes, 1600 - 3 * 160);
+        out.extend(run_until(&mut p, t0 + MS * 400));
+        for (k, s) in out.iter().enumerate() {
+            assert_eq!(s.t.due, t0 + MS * (20 * k as u32), "packet {k} every 20 ms");
+            assert_eq!(
+                s.seq,
+                65_530u16.wrapping_add(k as u16),
+                "no jump in sequence numbers"
+            );
+            assert_eq!(
+                s.ts,
+                (u32::MAX - 500).wrapping_add(160 * k as u32),
+                "timestamps +160 per packet"
+            );
+            let speech = (5..8).contains(&k) || (15..18).contains(&k);
+            assert_eq!(
+                s.marker,
+                k == 0 || k == 5 || k == 15,
+                "marker on the stream's and each reply's first packet ({k})"
+            );
+            if speech {
+                assert_ne!(s.payload, [0xFF; 160], "packet {k}");
+            } else {
+                assert_eq!(
+                    (s.payload.as_slice(), s.t.item),
+                    (&[0xFF; 160][..], SILENCE_ITEM)
+                );
+            }
+        }
+        assert_eq!(out.len(), 21);
+        let st = p.stats();
+        assert_eq!(
+            (st.packets_sent, st.silence_packets, st.spurts),
+            (21, 15, 2)
+        );
+        // Silence packets are not accounted to any item.
+        assert_eq!(p.played_bytes(1), 400);
+        assert!(p.item_stats(SILENCE_ITEM).is_none());
+    }
+
+    #[test]
+    fn continuous_rtp_reanchors_after_a_stalled_shell() {
+        let t0 = Instant::now();
+        let mut p = pacer(t0);
+        p.set_send_silence(true);
+        let first = drain(&mut p, t0);
+        assert_eq!(first.len(), 1);
+        // The shell sleeps 1 s: one packet now, with the timestamp of the elapsed media time.
+        let late = drain(&mut p, t0 + MS * 1_000);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].seq, first[0].seq.wrapping_add(1));
+        assert_eq!(late[0].ts, first[0].ts.wrapping_add(50 * 160));
+        assert!(
+            first[0].marker && late[0].marker,
+            "stream start and timestamp jump are marked"
+        );
+        assert_eq!(p.poll_timeout(), Some(t0 + MS * 1_020));
+        assert_eq!(p.stats().reanchors, 1);
+        // Off: idle again once the queue is empty.
+        p.set_send_silence(false);
+        assert_eq!(p.poll_timeout(), None);
     }
 
     #[test]

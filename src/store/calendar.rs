@@ -66,6 +66,29 @@ pub enum Error {
     CodesExhausted,
 }
 
+impl Error {
+    /// Whether the database could not be reached (connection refused or lost, pool timeout,
+    /// server shutting down, statement timeout), as opposed to a bad query or bad data: the
+    /// caller can be told "the calendar is unreachable right now" and the call goes on.
+    pub fn is_unreachable(&self) -> bool {
+        let Error::Query(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                // 08: connection exception; 57P0x: server shutting down; 57014: timeout.
+                c.starts_with("08") || c.starts_with("57P0") || c == "57014"
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// Errors of [`book`].
 #[derive(Debug, thiserror::Error)]
 pub enum BookError {

@@ -38,11 +38,12 @@ pub enum Error {
     #[error(transparent)]
     Target(#[from] TargetError),
     /// Opening or creating the database failed.
-    #[error("failed to open database {target}: {source}")]
+    #[error("failed to open database {target}")]
     Open {
         /// The database path or URL (without password).
         target: String,
-        /// The driver error.
+        /// The driver error (shown by the error chain).
+        #[source]
         source: sqlx::Error,
     },
     /// Applying the schema migrations failed.
@@ -449,6 +450,35 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the whole record of a call whose row could not be written while it ran (the
+    /// database was unreachable): finds the row an earlier, timed-out [`Store::call_started`]
+    /// may have written (same Call-ID and start time), else inserts it, then records the end.
+    /// Safe to repeat until it succeeds.
+    ///
+    /// # Errors
+    /// [`Error::Query`] on database failure.
+    pub async fn record_call(
+        &self,
+        call: &NewCall<'_>,
+        end: &CallEnd,
+        at: DateTime<Utc>,
+    ) -> Result<i64, Error> {
+        let existing: Option<i64> = sqlx::query_scalar(sql!(
+            self.backend,
+            "SELECT id FROM calls WHERE call_id = ? AND started_at = ? ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(call.call_id)
+        .bind(rfc3339(call.started_at))
+        .fetch_optional(&self.pool)
+        .await?;
+        let id = match existing {
+            Some(id) => id,
+            None => self.call_started(call).await?,
+        };
+        self.call_ended(id, end, at).await?;
+        Ok(id)
+    }
+
     /// The calls with this Call-ID, oldest first.
     ///
     /// # Errors
@@ -507,6 +537,60 @@ pub(crate) mod tests {
             out.push((Store::open(&target).await.expect("open postgres"), target));
         }
         out
+    }
+
+    /// The database is down when a call starts: nothing can be written then; once it is back,
+    /// [`Store::record_call`] writes the whole row (once, however often it is repeated).
+    #[tokio::test]
+    async fn a_call_row_is_written_after_the_database_comes_back() {
+        if testing::pg_server().is_none() {
+            return;
+        }
+        let pg = testing::PgServer::start().expect("own server");
+        let target = pg.create_database().expect("createdb");
+        let store = Store::open(&target).await.expect("open");
+        let t0 = Utc::now();
+        let call = NewCall {
+            call_id: "down@host",
+            from_uri: "sip:alice@host",
+            to_uri: "sip:frontdesk@host",
+            caller: Some("alice"),
+            called: Some("frontdesk"),
+            transport: "udp",
+            started_at: t0,
+        };
+        let end = CallEnd {
+            end_reason: "remote-bye".into(),
+            end_initiator: "remote".into(),
+            sip_status: Some(200),
+            packets_in: 7,
+            ..CallEnd::default()
+        };
+        pg.stop().expect("stop");
+        let err = store
+            .call_started(&call)
+            .await
+            .expect_err("the database is down");
+        assert!(calendar::Error::Query(match err {
+            Error::Query(e) => e,
+            other => panic!("{other}"),
+        })
+        .is_unreachable());
+        assert!(store.record_call(&call, &end, t0).await.is_err());
+        pg.start_again().expect("start");
+        store
+            .record_call(&call, &end, t0)
+            .await
+            .expect("written once it is back");
+        store
+            .record_call(&call, &end, t0)
+            .await
+            .expect("repeat is harmless");
+        let rows = store.calls_by_call_id("down@host").await.expect("read");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].end_reason.as_deref(), Some("remote-bye"));
+        assert_eq!(rows[0].packets_in, 7);
+        store.close().await;
     }
 
     #[tokio::test]

@@ -115,7 +115,12 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
 }
 
 impl PgServer {
-    fn start() -> Result<PgServer, String> {
+    /// Starts a server of its own (for a test that stops and restarts it; other tests share
+    /// [`pg_server`]). It is stopped and deleted when the process exits.
+    ///
+    /// # Errors
+    /// Why PostgreSQL could not be started (no binaries, `initdb` or `pg_ctl` failed).
+    pub fn start() -> Result<PgServer, String> {
         let bin = find_bin()?;
         let run_as = is_root().then_some("postgres");
         let nanos = std::time::SystemTime::now()

@@ -198,6 +198,13 @@ fn store_failure(e: db::Error) -> Failure {
                 "No appointment calendar is set up for this line. Apologise and offer to take a message.",
             )
         }
+        other if other.is_unreachable() => {
+            tracing::error!(error = %other, "calendar database unreachable");
+            Failure::new(
+                "calendar_unreachable",
+                "I can't reach the calendar right now. Tell the caller so, apologise, and offer to take a message or to have the clinic call back; nothing was booked or changed.",
+            )
+        }
         other => {
             tracing::error!(error = %other, "calendar store failed");
             Failure::internal()

@@ -1369,3 +1369,137 @@ async fn malformed_arguments_never_crash(pool: Store) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Several instances on one PostgreSQL (issue 13)
+// ---------------------------------------------------------------------------------------------
+
+/// Two frontdesk instances (two separate pools on one PostgreSQL database), 50 callers spread
+/// over both booking the same slot at once: exactly one booking; the 49 others get
+/// `slot_taken` with alternatives; the winner's retried request on the *other* instance returns
+/// the same booking instead of a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_postgres_never_double_book() {
+    let Some(pg) = crate::store::testing::pg_server() else {
+        return;
+    };
+    let target = pg.create_database().unwrap();
+    let a = Store::open(&target).await.unwrap();
+    let b = Store::open(&target).await.unwrap();
+    let base_a = ToolContext {
+        timeout: Duration::from_secs(30),
+        ..setup(&a, MONDAY_9).await
+    };
+    let base_b = ToolContext {
+        store: b.clone(),
+        ..base_a.clone()
+    };
+    let args = |i: usize| {
+        json!({"service": "whitening", "start": "2026-03-10T09:00", "customer_name": format!("Caller {i}")})
+            .to_string()
+    };
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let base = if i % 2 == 0 { &base_a } else { &base_b };
+        let ctx = other_call(
+            base,
+            &format!("race-{i}@test"),
+            Some(&format!("+49170000{i:04}")),
+        );
+        let args = args(i);
+        tasks.push(tokio::spawn(async move {
+            (i, call(&ctx, "book_appointment", &args).await)
+        }));
+    }
+    let mut winner = None;
+    let mut taken = 0;
+    for t in tasks {
+        let (i, out) = t.await.unwrap();
+        let v: Value = serde_json::from_str(&out.output).unwrap();
+        match (v["ok"].as_bool(), code(&v)) {
+            (Some(true), _) => {
+                assert!(winner.is_none(), "two winners: {v}");
+                winner = Some((i, v));
+            }
+            (Some(false), "slot_taken") => {
+                taken += 1;
+                assert!(
+                    !v["alternatives"].as_array().unwrap().is_empty(),
+                    "the loser is offered the nearest free slots: {v}"
+                );
+            }
+            other => panic!("unexpected result {other:?}: {v}"),
+        }
+    }
+    let (i, won) = winner.expect("one caller gets the slot");
+    assert_eq!(taken, 49);
+    assert_eq!(booked_rows(&a).await, 1);
+    // The same request again (a retried tool call), on the instance that did not serve it.
+    let other = if i % 2 == 0 { &base_b } else { &base_a };
+    let ctx = other_call(
+        other,
+        &format!("race-{i}@test"),
+        Some(&format!("+49170000{i:04}")),
+    );
+    let again = run_raw(&ctx, "book_appointment", &args(i)).await;
+    assert_eq!(again["ok"], json!(true), "{again}");
+    assert_eq!(again["already_booked"], json!(true), "{again}");
+    assert_eq!(again["confirmation_code"], won["confirmation_code"]);
+    assert_eq!(booked_rows(&b).await, 1);
+    // The database itself refuses an overlapping row, whoever writes it.
+    let err = sqlx::query(
+        "INSERT INTO appointments (business_id, provider_id, service_id, start_utc, end_utc,
+             block_end_utc, customer_name, phone, confirmation_code, created_at, updated_at)
+         SELECT business_id, provider_id, service_id, '2026-03-10T08:30:00Z',
+             '2026-03-10T08:45:00Z', '2026-03-10T08:50:00Z', 'x', 'x', 'ZZZZZZ', created_at,
+             updated_at FROM appointments LIMIT 1",
+    )
+    .execute(b.pool())
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("appointments_no_overlap"), "{err}");
+    a.close().await;
+    b.close().await;
+}
+
+/// The database stops while a call is using the tools: the model gets `calendar_unreachable`
+/// (something it can say) within a few seconds instead of a hang; once the server is back,
+/// the same store books again without a restart of frontdesk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_database_is_reported_and_the_store_recovers() {
+    if crate::store::testing::pg_server().is_none() {
+        return;
+    }
+    let pg = crate::store::testing::PgServer::start().unwrap();
+    let target = pg.create_database().unwrap();
+    let store = Store::open(&target).await.unwrap();
+    let ctx = setup(&store, MONDAY_9).await;
+    let book = |start: &str| {
+        json!({"service": "checkup", "start": start, "customer_name": "Ana"}).to_string()
+    };
+    let v = run_raw(&ctx, "book_appointment", &book("2026-03-03T09:00")).await;
+    assert_eq!(v["ok"], json!(true), "{v}");
+
+    pg.stop().unwrap();
+    let started = std::time::Instant::now();
+    let v = run_raw(&ctx, "book_appointment", &book("2026-03-03T10:00")).await;
+    assert_eq!(code(&v), "calendar_unreachable", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("can't reach the calendar"),
+        "{v}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    pg.start_again().unwrap();
+    let v = run_raw(&ctx, "book_appointment", &book("2026-03-03T10:00")).await;
+    assert_eq!(v["ok"], json!(true), "after the restart: {v}");
+    assert_eq!(booked_rows(&store).await, 2);
+    store.close().await;
+}

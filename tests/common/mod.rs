@@ -255,14 +255,16 @@ impl Serve {
             .arg("127.0.0.1")
             .arg("--rtp-ports")
             .arg(format!("{}-{}", rtp_low, rtp_low + 40))
-            .arg("--db")
-            .arg(&db)
             .arg("--dialplans")
             .arg(dialplans)
             .args(extra)
             .env_remove("OPENAI_API_KEY")
             .env_remove("FRONTDESK_REALTIME_URL")
             .env("RUST_LOG", "info,rsipstack=warn,frontdesk=debug");
+        // A `--db` in `extra` (e.g. a PostgreSQL URL) replaces the test's SQLite file.
+        if !extra.contains(&"--db") {
+            cmd.arg("--db").arg(&db);
+        }
         let proc = Proc::spawn("frontdesk", cmd, dir.join("frontdesk.log"));
         wait_for_sip(sip, Duration::from_secs(20));
         Serve { proc, sip, db }
@@ -702,4 +704,15 @@ pub fn tcp_text_times(pcap: &Path, src_port: u16, text: &str) -> Vec<f64> {
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect()
+}
+
+/// The next Tuesday at least two days ahead (UTC date): a working day of the example calendar
+/// (`deploy/calendar.example.toml`) inside its lead time and 90-day window, so a booking test
+/// never goes stale.
+pub fn next_tuesday() -> chrono::NaiveDate {
+    let mut day = chrono::Utc::now().date_naive() + chrono::Duration::days(2);
+    while chrono::Datelike::weekday(&day) != chrono::Weekday::Tue {
+        day += chrono::Duration::days(1);
+    }
+    day
 }
