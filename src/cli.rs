@@ -121,6 +121,11 @@ pub struct ServeArgs {
     /// are written as "[redacted]" (the database keeps them, see `[privacy]`).
     #[arg(long)]
     pub log_pii: bool,
+    /// Serve /healthz, /readyz, /metrics (Prometheus) and the read-only staff page on this
+    /// address, e.g. 127.0.0.1:8080 [default: off]. The staff page needs the token of
+    /// `[http] token_file`/`token_env`, or is served to loopback clients only.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// `frontdesk sim` flags.

@@ -197,13 +197,63 @@ pub struct ConfigFile {
     /// `sip::registration::load_accounts`.
     #[serde(default)]
     pub registrations: Vec<RegistrationFile>,
-    /// What is kept about calls, and for how long (`[privacy]`).
+    /// What is kept about callers, and for how long (`[privacy]`).
     #[serde(default)]
     pub privacy: PrivacyFile,
+    /// The HTTP listener: health, metrics and the staff page (`[http]`).
+    #[serde(default)]
+    pub http: HttpFile,
     /// Prices of Realtime models, USD per million tokens (`[pricing."MODEL"]`), over the
     /// built-in defaults of `pricing::DEFAULT_PRICES_DATE`.
     #[serde(default)]
     pub pricing: std::collections::BTreeMap<String, crate::pricing::ModelPrice>,
+}
+
+/// The `[http]` section. The staff token is read from `token_file` or `token_env`, never
+/// written in this file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// Address of the HTTP listener (off when unset).
+    pub listen: Option<SocketAddr>,
+    /// File whose first line is the staff page's bearer token.
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the staff page's bearer token.
+    pub token_env: Option<String>,
+}
+
+impl HttpFile {
+    /// The staff token: from `token_file` (first line) or `token_env`; `None` when neither is set.
+    ///
+    /// # Errors
+    /// Both set, an unreadable file, an unset variable, or an empty token.
+    pub fn token(&self) -> Result<Option<String>, Error> {
+        let invalid = |message: String| Error::Invalid {
+            setting: "[http] token",
+            message,
+        };
+        let token = match (&self.token_file, &self.token_env) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("set token_file or token_env, not both".into()))
+            }
+            (Some(path), None) => std::fs::read_to_string(path)
+                .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned(),
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| invalid(format!("environment variable {var} is not set")))?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if token.is_empty() {
+            return Err(invalid("the token is empty".into()));
+        }
+        Ok(Some(token))
+    }
 }
 
 /// Default of `[privacy] keep_transcripts_days`.

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +86,10 @@ pub struct ServeSettings {
     pub prices: crate::pricing::PriceTable,
     /// Retention and storage of call data (`[privacy]`).
     pub privacy: Privacy,
+    /// HTTP listener address (`--http-listen`, `[http] listen`); `None`: off.
+    pub http_listen: Option<SocketAddr>,
+    /// Staff page token (`[http] token_file` / `token_env`); never logged.
+    pub http_token: Option<String>,
 }
 
 /// What is stored about callers and for how long (`[privacy]`, `--log-pii`).
@@ -235,6 +240,8 @@ impl ServeSettings {
             registrations: crate::sip::registration::load_accounts(&file.registrations)
                 .context("invalid [[registrations]]")?,
             prices: crate::pricing::PriceTable::with_overrides(&file.pricing),
+            http_listen: args.http_listen.or(file.http.listen),
+            http_token: file.http.token()?,
             privacy: Privacy {
                 log_pii: args.log_pii || file.privacy.log_pii.unwrap_or(false),
                 ..Privacy::from_file(&file.privacy)
@@ -364,7 +371,14 @@ pub async fn run(
     let admission = endpoint.admission();
     let sip_addr = endpoint.local_addr();
     let registrar = endpoint.registrations();
-    let sip_task = tokio::spawn(endpoint.run());
+    let sip_up = Arc::new(AtomicBool::new(true));
+    let sip_task = {
+        let sip_up = sip_up.clone();
+        tokio::spawn(async move {
+            endpoint.run().await;
+            sip_up.store(false, Ordering::Relaxed);
+        })
+    };
     // Registrations start once SIP serves (their responses arrive through the endpoint).
     let registrations = registrar.spawn(settings.registrations.clone());
     let ports = PortPool::new(settings.rtp_ports.low, settings.rtp_ports.high)
@@ -407,6 +421,40 @@ pub async fn run(
 
     let calls_token = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let accepting = Arc::new(AtomicBool::new(true));
+    let http_token = CancellationToken::new();
+    if let Some(addr) = settings.http_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+        let metrics = match crate::observe::install() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                warn!(error = %e, "metrics recorder not installed; /metrics is off");
+                None
+            }
+        };
+        let state = Arc::new(crate::http::HttpState::new(
+            store.clone(),
+            metrics,
+            settings.http_token.clone(),
+            accepting.clone(),
+            sip_up.clone(),
+            tracker.clone(),
+        ));
+        let local = listener.local_addr()?;
+        info!(
+            http = %local,
+            staff_page = if settings.http_token.is_some() { "token required" } else { "loopback clients only" },
+            "HTTP listener: /healthz /readyz /metrics and the staff page at /"
+        );
+        let token = http_token.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(listener, state, token).await {
+                error!(error = %e, "HTTP listener stopped");
+            }
+        });
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -422,6 +470,7 @@ pub async fn run(
     }
 
     admission.stop_accepting();
+    accepting.store(false, Ordering::Relaxed);
     info!(
         active_calls = tracker.len(),
         "stopping: new calls get 503, hanging up active calls"
@@ -440,6 +489,7 @@ pub async fn run(
     sip_token.cancel();
     reload_token.cancel();
     purge_token.cancel();
+    http_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;
     sim_token.cancel();
     store.close().await;

@@ -1203,6 +1203,10 @@ impl SipEndpoint {
             }
             admission::Decision::Forbidden(why) => {
                 info!(%call_id, %source, reason = why.as_str(), "INVITE refused with 403 Forbidden");
+                crate::observe::admission_rejected(match why {
+                    admission::Forbidden::SourceNotAllowed => "source_not_allowed",
+                    admission::Forbidden::BadCredentials => "bad_credentials",
+                });
                 reply(tx, 403, vec![]).await;
             }
             admission::Decision::Challenge {
@@ -1220,6 +1224,10 @@ impl SipEndpoint {
                 retry_after_secs,
                 why,
             } => {
+                crate::observe::admission_rejected(match why {
+                    admission::Busy::MaxCalls => "max_calls",
+                    admission::Busy::RateLimited { .. } => "rate_limited",
+                });
                 match why {
                     admission::Busy::MaxCalls => {
                         warn!(%call_id, %source, max_calls = self.max_calls(), "INVITE refused with 503: max_calls calls are in progress")

@@ -706,6 +706,51 @@ pub fn tcp_text_times(pcap: &Path, src_port: u16, text: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Writes a dialplan directory whose every number reaches a Bright Smile Dental receptionist
+/// with the calendar tools (`deploy/calendar.example.toml`), optionally with caller
+/// transcription on; returns the directory.
+pub fn booking_dialplan(dir: &TestDir, transcription: bool) -> PathBuf {
+    let d = dir.join("dialplans");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    let transcription = if transcription {
+        "transcription_model = \"gpt-4o-mini-transcribe\"\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        d.join("clinic.toml"),
+        format!(
+            r#"
+[[routes]]
+name = "clinic"
+to = "*"
+agent = "receptionist"
+
+[agents.receptionist]
+voice = "marin"
+greeting = "Thank you for calling Bright Smile Dental."
+instructions = "You are the receptionist of Bright Smile Dental. Use the tools to book appointments."
+calendar = "bright-smile"
+{transcription}"#
+        ),
+    )
+    .expect("write");
+    d
+}
+
+/// Writes the caller's two turns of a booking call (`audio.ul`, `audio2.ul`, streamed by
+/// `tests/sipp/uac_two_turns.xml`).
+pub fn booking_speech(dir: &TestDir) {
+    let (ul, _) = speech(
+        dir,
+        "turn1",
+        "Hello, I would like to book a cleaning, please.",
+    );
+    let (ul2, _) = speech(dir, "turn2", "Yes, please book it.");
+    std::fs::write(dir.join("audio.ul"), &ul).expect("write");
+    std::fs::write(dir.join("audio2.ul"), &ul2).expect("write");
+}
+
 /// The next Tuesday at least two days ahead (UTC date): a working day of the example calendar
 /// (`deploy/calendar.example.toml`) inside its lead time and 90-day window, so a booking test
 /// never goes stale.
