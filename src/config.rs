@@ -87,10 +87,10 @@ impl<'de> Deserialize<'de> for PortRange {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipFile {
-    /// UDP+TCP listen address.
-    pub listen: Option<SocketAddr>,
-    /// IP advertised in SDP and Contact.
-    pub media_ip: Option<IpAddr>,
+    /// UDP+TCP listen address, or a list of them (dual stack: `["0.0.0.0:5060", "[::]:5060"]`).
+    pub listen: Option<OneOrMany<SocketAddr>>,
+    /// IP advertised in SDP and Contact, or one per family.
+    pub media_ip: Option<OneOrMany<IpAddr>>,
     /// RTP port range.
     pub rtp_ports: Option<PortRange>,
     /// Seconds without caller RTP after which a call is ended with BYE.
@@ -329,6 +329,26 @@ pub fn parse_dialect(s: &str) -> Result<Dialect, Error> {
     })
 }
 
+/// A config value given as one item or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// `key = "value"`
+    One(T),
+    /// `key = ["value", ...]`
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    /// The items as a list.
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
 /// Picks the IP to advertise in SDP when none is configured: the listen IP if it is specific,
 /// else the address of the interface that routes to the Internet (found without sending a
 /// packet), else 127.0.0.1.
@@ -336,13 +356,21 @@ pub fn default_media_ip(listen: IpAddr) -> IpAddr {
     if !listen.is_unspecified() {
         return listen;
     }
-    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
-        // connect() on UDP only selects a route; nothing is sent.
-        s.connect("192.0.2.1:9")?;
-        s.local_addr()
-    });
+    // connect() on UDP only selects a route; nothing is sent.
+    let probe = if listen.is_ipv6() {
+        std::net::UdpSocket::bind("[::]:0").and_then(|s| {
+            s.connect("[2001:db8::1]:9")?;
+            s.local_addr()
+        })
+    } else {
+        std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+    };
     match probe {
         Ok(addr) if !addr.ip().is_unspecified() => addr.ip(),
+        _ if listen.is_ipv6() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
         _ => IpAddr::from([127, 0, 0, 1]),
     }
 }
@@ -379,7 +407,10 @@ mod tests {
             "/deploy/frontdesk.example.toml"
         ));
         let cfg = ConfigFile::load(path).expect("example config parses");
-        assert_eq!(cfg.sip.listen, Some(SocketAddr::from(([0, 0, 0, 0], 5060))));
+        assert_eq!(
+            cfg.sip.listen,
+            Some(OneOrMany::One(SocketAddr::from(([0, 0, 0, 0], 5060))))
+        );
         assert_eq!(
             cfg.realtime
                 .protocol

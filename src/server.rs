@@ -55,9 +55,11 @@ pub enum RealtimeBackend {
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     /// SIP UDP+TCP listen address.
-    pub sip_listen: SocketAddr,
+    pub sip_listen: Vec<SocketAddr>,
     /// IP advertised in SDP.
     pub media_ip: IpAddr,
+    /// IP of the other family advertised in SDP (dual stack).
+    pub media_ip_alt: Option<IpAddr>,
     /// RTP ports.
     pub rtp_ports: PortRange,
     /// The database (`--db`).
@@ -131,14 +133,43 @@ impl ServeSettings {
             Some(path) => ConfigFile::load(path)?,
             None => ConfigFile::default(),
         };
-        let sip_listen = args
-            .sip_listen
-            .or(file.sip.listen)
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5060)));
-        let media_ip = args
-            .media_ip
-            .or(file.sip.media_ip)
-            .unwrap_or_else(|| config::default_media_ip(sip_listen.ip()));
+        let mut sip_listen = args.sip_listen;
+        if sip_listen.is_empty() {
+            sip_listen = file
+                .sip
+                .listen
+                .map(config::OneOrMany::into_vec)
+                .unwrap_or_default();
+        }
+        if sip_listen.is_empty() {
+            sip_listen.push(SocketAddr::from(([0, 0, 0, 0], 5060)));
+        }
+        let mut media_ips = args.media_ip;
+        if media_ips.is_empty() {
+            media_ips = file
+                .sip
+                .media_ip
+                .map(config::OneOrMany::into_vec)
+                .unwrap_or_default();
+        }
+        if media_ips.is_empty() {
+            // One per listen family.
+            for l in &sip_listen {
+                if !media_ips
+                    .iter()
+                    .any(|m: &IpAddr| m.is_ipv6() == l.is_ipv6())
+                {
+                    media_ips.push(config::default_media_ip(l.ip()));
+                }
+            }
+        }
+        if media_ips.len() > 2
+            || (media_ips.len() == 2 && media_ips[0].is_ipv6() == media_ips[1].is_ipv6())
+        {
+            anyhow::bail!("--media-ip takes at most one IPv4 and one IPv6 address");
+        }
+        let media_ip = media_ips[0];
+        let media_ip_alt = media_ips.get(1).copied();
         let rtp_ports = args.rtp_ports.or(file.sip.rtp_ports).unwrap_or(PortRange {
             low: 10_000,
             high: 20_000,
@@ -172,6 +203,7 @@ impl ServeSettings {
         Ok(ServeSettings {
             sip_listen,
             media_ip,
+            media_ip_alt,
             rtp_ports,
             db: crate::store::DbTarget::parse(
                 args.db
@@ -327,8 +359,10 @@ pub async fn run(
 
     let sip_token = CancellationToken::new();
     let sip_config = SipConfig {
-        listen: settings.sip_listen,
-        advertised_ip: settings.media_ip,
+        listen: settings.sip_listen.clone(),
+        advertised_ips: std::iter::once(settings.media_ip)
+            .chain(settings.media_ip_alt)
+            .collect(),
         user_agent: format!("frontdesk/{}", env!("CARGO_PKG_VERSION")),
         admission: settings.admission.clone(),
         min_session_expires: settings.min_session_expires,
@@ -362,6 +396,7 @@ pub async fn run(
         dialplan,
         ports: Mutex::new(ports),
         media_ip: settings.media_ip,
+        media_ip_alt: settings.media_ip_alt,
         realtime: target,
         connect_timeout: settings.connect_timeout,
         calendar_tools: !businesses.is_empty(),

@@ -72,6 +72,8 @@ pub struct CallContext {
     pub ports: Mutex<PortPool>,
     /// IP advertised in SDP.
     pub media_ip: IpAddr,
+    /// IP of the other family (dual stack): used for calls whose SDP offer is of that family.
+    pub media_ip_alt: Option<IpAddr>,
     /// Where Realtime sessions are opened.
     pub realtime: RealtimeTarget,
     /// How long opening a session may take before the INVITE is refused with 503.
@@ -278,21 +280,37 @@ struct MediaSockets {
     rtcp: Option<UdpSocket>,
 }
 
-async fn bind_media(ctx: &CallContext) -> Option<(MediaSockets, PortLease<'_>)> {
+impl CallContext {
+    /// Our media IP for a call: the one of the offer's `c=` family (`IN IP6` / `IN IP4`), else
+    /// (no offer: late offer) the first.
+    fn media_ip_for(&self, offer: Option<&[u8]>) -> IpAddr {
+        let want_v6 = offer.and_then(|o| {
+            let text = String::from_utf8_lossy(o);
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix("c=IN ").map(|r| r.starts_with("IP6")))
+        });
+        match (want_v6, self.media_ip_alt) {
+            (Some(v6), Some(alt)) if self.media_ip.is_ipv6() != v6 && alt.is_ipv6() == v6 => alt,
+            _ => self.media_ip,
+        }
+    }
+}
+
+async fn bind_media(ctx: &CallContext, media_ip: IpAddr) -> Option<(MediaSockets, PortLease<'_>)> {
     for _ in 0..PORT_BIND_ATTEMPTS {
         let port = ctx.ports.lock().ok()?.allocate()?;
         let lease = PortLease {
             pool: &ctx.ports,
             port,
         };
-        let socket = match bind_udp(ctx.media_ip, port).await {
+        let socket = match bind_udp(media_ip, port).await {
             Ok(s) => s,
             Err(e) => {
                 debug!(port, error = %e, "RTP port busy, trying another");
                 continue;
             }
         };
-        let rtcp = match bind_udp(ctx.media_ip, port + 1).await {
+        let rtcp = match bind_udp(media_ip, port + 1).await {
             Ok(s) => Some(s),
             Err(e) => {
                 debug!(port = port + 1, error = %e, "RTCP port busy; this call sends no RTCP unless rtcp-mux");
@@ -402,13 +420,14 @@ async fn drive(
     };
 
     // 2. RTP port.
-    let Some((socket, _lease)) = bind_media(ctx).await else {
+    let media_ip = ctx.media_ip_for(offer.as_deref());
+    let Some((socket, _lease)) = bind_media(ctx, media_ip).await else {
         warn!("no free RTP port; refusing the call");
         invite.reject(503, "no free RTP port").await;
         return Outcome::rejected(503, "no-rtp-port");
     };
     let local_rtp = SocketAddr::new(
-        ctx.media_ip,
+        media_ip,
         socket
             .rtp
             .local_addr()

@@ -271,6 +271,28 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// Like [`Serve::start`] with the simulator at `realtime_url`, dual stack: also listens on
+    /// `[::1]` (another free port, returned) with `::1` as the IPv6 media address.
+    pub fn start_dual_stack(
+        dir: &TestDir,
+        dialplans: &Path,
+        realtime_url: &str,
+    ) -> (Serve, SocketAddr) {
+        let v6: SocketAddr = format!("[::1]:{}", free_port()).parse().expect("addr");
+        let v6_text = v6.to_string();
+        let extra = [
+            "--realtime-url",
+            realtime_url,
+            "--sip-listen",
+            &v6_text,
+            "--media-ip",
+            "::1",
+        ];
+        (Serve::start(dir, dialplans, &extra), v6)
+    }
+}
+
 /// Result of one SIPp run.
 pub struct SippRun {
     pub success: bool,
