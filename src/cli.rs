@@ -68,13 +68,16 @@ pub struct ServeArgs {
     /// TOML configuration file (see README "Configuration").
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// SIP listen address, used for both UDP and TCP [default: 0.0.0.0:5060].
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub sip_listen: Option<SocketAddr>,
-    /// IP address advertised in SDP for RTP (and in Contact) [default: the listen IP, or the
+    /// SIP listen addresses, each for both UDP and TCP; repeat the flag or separate with commas,
+    /// e.g. `0.0.0.0:5060,[::]:5060` for dual stack (`[::]` listens on IPv6 only)
+    /// [default: 0.0.0.0:5060].
+    #[arg(long, value_name = "ADDR:PORT", value_delimiter = ',')]
+    pub sip_listen: Vec<SocketAddr>,
+    /// IP addresses advertised in SDP for RTP (and in Contact), at most one per family: a call
+    /// gets the one of its SDP offer's family (`c=IN IP4`/`IP6`) [default: each listen IP, or the
     /// address of the default-route interface].
-    #[arg(long, value_name = "IP")]
-    pub media_ip: Option<IpAddr>,
+    #[arg(long, value_name = "IP", value_delimiter = ',')]
+    pub media_ip: Vec<IpAddr>,
     /// UDP port range for RTP; even ports are used, RTCP takes the odd one above [default: 10000-20000].
     #[arg(long, value_name = "LOW-HIGH")]
     pub rtp_ports: Option<PortRange>,
@@ -118,6 +121,11 @@ pub struct ServeArgs {
     /// are written as "[redacted]" (the database keeps them, see `[privacy]`).
     #[arg(long)]
     pub log_pii: bool,
+    /// Serve /healthz, /readyz, /metrics (Prometheus) and the read-only staff page on this
+    /// address, e.g. 127.0.0.1:8080 [default: off]. The staff page needs the token of
+    /// `[http] token_file`/`token_env`, or is served to loopback clients only.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// `frontdesk sim` flags.

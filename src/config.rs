@@ -87,10 +87,10 @@ impl<'de> Deserialize<'de> for PortRange {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipFile {
-    /// UDP+TCP listen address.
-    pub listen: Option<SocketAddr>,
-    /// IP advertised in SDP and Contact.
-    pub media_ip: Option<IpAddr>,
+    /// UDP+TCP listen address, or a list of them (dual stack: `["0.0.0.0:5060", "[::]:5060"]`).
+    pub listen: Option<OneOrMany<SocketAddr>>,
+    /// IP advertised in SDP and Contact, or one per family.
+    pub media_ip: Option<OneOrMany<IpAddr>>,
     /// RTP port range.
     pub rtp_ports: Option<PortRange>,
     /// Seconds without caller RTP after which a call is ended with BYE.
@@ -197,13 +197,63 @@ pub struct ConfigFile {
     /// `sip::registration::load_accounts`.
     #[serde(default)]
     pub registrations: Vec<RegistrationFile>,
-    /// What is kept about calls, and for how long (`[privacy]`).
+    /// What is kept about callers, and for how long (`[privacy]`).
     #[serde(default)]
     pub privacy: PrivacyFile,
+    /// The HTTP listener: health, metrics and the staff page (`[http]`).
+    #[serde(default)]
+    pub http: HttpFile,
     /// Prices of Realtime models, USD per million tokens (`[pricing."MODEL"]`), over the
     /// built-in defaults of `pricing::DEFAULT_PRICES_DATE`.
     #[serde(default)]
     pub pricing: std::collections::BTreeMap<String, crate::pricing::ModelPrice>,
+}
+
+/// The `[http]` section. The staff token is read from `token_file` or `token_env`, never
+/// written in this file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// Address of the HTTP listener (off when unset).
+    pub listen: Option<SocketAddr>,
+    /// File whose first line is the staff page's bearer token.
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the staff page's bearer token.
+    pub token_env: Option<String>,
+}
+
+impl HttpFile {
+    /// The staff token: from `token_file` (first line) or `token_env`; `None` when neither is set.
+    ///
+    /// # Errors
+    /// Both set, an unreadable file, an unset variable, or an empty token.
+    pub fn token(&self) -> Result<Option<String>, Error> {
+        let invalid = |message: String| Error::Invalid {
+            setting: "[http] token",
+            message,
+        };
+        let token = match (&self.token_file, &self.token_env) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("set token_file or token_env, not both".into()))
+            }
+            (Some(path), None) => std::fs::read_to_string(path)
+                .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned(),
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| invalid(format!("environment variable {var} is not set")))?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if token.is_empty() {
+            return Err(invalid("the token is empty".into()));
+        }
+        Ok(Some(token))
+    }
 }
 
 /// Default of `[privacy] keep_transcripts_days`.
@@ -279,6 +329,26 @@ pub fn parse_dialect(s: &str) -> Result<Dialect, Error> {
     })
 }
 
+/// A config value given as one item or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// `key = "value"`
+    One(T),
+    /// `key = ["value", ...]`
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    /// The items as a list.
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
 /// Picks the IP to advertise in SDP when none is configured: the listen IP if it is specific,
 /// else the address of the interface that routes to the Internet (found without sending a
 /// packet), else 127.0.0.1.
@@ -286,13 +356,21 @@ pub fn default_media_ip(listen: IpAddr) -> IpAddr {
     if !listen.is_unspecified() {
         return listen;
     }
-    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
-        // connect() on UDP only selects a route; nothing is sent.
-        s.connect("192.0.2.1:9")?;
-        s.local_addr()
-    });
+    // connect() on UDP only selects a route; nothing is sent.
+    let probe = if listen.is_ipv6() {
+        std::net::UdpSocket::bind("[::]:0").and_then(|s| {
+            s.connect("[2001:db8::1]:9")?;
+            s.local_addr()
+        })
+    } else {
+        std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+    };
     match probe {
         Ok(addr) if !addr.ip().is_unspecified() => addr.ip(),
+        _ if listen.is_ipv6() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
         _ => IpAddr::from([127, 0, 0, 1]),
     }
 }
@@ -329,7 +407,10 @@ mod tests {
             "/deploy/frontdesk.example.toml"
         ));
         let cfg = ConfigFile::load(path).expect("example config parses");
-        assert_eq!(cfg.sip.listen, Some(SocketAddr::from(([0, 0, 0, 0], 5060))));
+        assert_eq!(
+            cfg.sip.listen,
+            Some(OneOrMany::One(SocketAddr::from(([0, 0, 0, 0], 5060))))
+        );
         assert_eq!(
             cfg.realtime
                 .protocol

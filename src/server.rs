@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,9 +55,11 @@ pub enum RealtimeBackend {
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     /// SIP UDP+TCP listen address.
-    pub sip_listen: SocketAddr,
+    pub sip_listen: Vec<SocketAddr>,
     /// IP advertised in SDP.
     pub media_ip: IpAddr,
+    /// IP of the other family advertised in SDP (dual stack).
+    pub media_ip_alt: Option<IpAddr>,
     /// RTP ports.
     pub rtp_ports: PortRange,
     /// The database (`--db`).
@@ -83,6 +86,10 @@ pub struct ServeSettings {
     pub prices: crate::pricing::PriceTable,
     /// Retention and storage of call data (`[privacy]`).
     pub privacy: Privacy,
+    /// HTTP listener address (`--http-listen`, `[http] listen`); `None`: off.
+    pub http_listen: Option<SocketAddr>,
+    /// Staff page token (`[http] token_file` / `token_env`); never logged.
+    pub http_token: Option<String>,
 }
 
 /// What is stored about callers and for how long (`[privacy]`, `--log-pii`).
@@ -126,14 +133,43 @@ impl ServeSettings {
             Some(path) => ConfigFile::load(path)?,
             None => ConfigFile::default(),
         };
-        let sip_listen = args
-            .sip_listen
-            .or(file.sip.listen)
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5060)));
-        let media_ip = args
-            .media_ip
-            .or(file.sip.media_ip)
-            .unwrap_or_else(|| config::default_media_ip(sip_listen.ip()));
+        let mut sip_listen = args.sip_listen;
+        if sip_listen.is_empty() {
+            sip_listen = file
+                .sip
+                .listen
+                .map(config::OneOrMany::into_vec)
+                .unwrap_or_default();
+        }
+        if sip_listen.is_empty() {
+            sip_listen.push(SocketAddr::from(([0, 0, 0, 0], 5060)));
+        }
+        let mut media_ips = args.media_ip;
+        if media_ips.is_empty() {
+            media_ips = file
+                .sip
+                .media_ip
+                .map(config::OneOrMany::into_vec)
+                .unwrap_or_default();
+        }
+        if media_ips.is_empty() {
+            // One per listen family.
+            for l in &sip_listen {
+                if !media_ips
+                    .iter()
+                    .any(|m: &IpAddr| m.is_ipv6() == l.is_ipv6())
+                {
+                    media_ips.push(config::default_media_ip(l.ip()));
+                }
+            }
+        }
+        if media_ips.len() > 2
+            || (media_ips.len() == 2 && media_ips[0].is_ipv6() == media_ips[1].is_ipv6())
+        {
+            anyhow::bail!("--media-ip takes at most one IPv4 and one IPv6 address");
+        }
+        let media_ip = media_ips[0];
+        let media_ip_alt = media_ips.get(1).copied();
         let rtp_ports = args.rtp_ports.or(file.sip.rtp_ports).unwrap_or(PortRange {
             low: 10_000,
             high: 20_000,
@@ -167,6 +203,7 @@ impl ServeSettings {
         Ok(ServeSettings {
             sip_listen,
             media_ip,
+            media_ip_alt,
             rtp_ports,
             db: crate::store::DbTarget::parse(
                 args.db
@@ -203,6 +240,8 @@ impl ServeSettings {
             registrations: crate::sip::registration::load_accounts(&file.registrations)
                 .context("invalid [[registrations]]")?,
             prices: crate::pricing::PriceTable::with_overrides(&file.pricing),
+            http_listen: args.http_listen.or(file.http.listen),
+            http_token: file.http.token()?,
             privacy: Privacy {
                 log_pii: args.log_pii || file.privacy.log_pii.unwrap_or(false),
                 ..Privacy::from_file(&file.privacy)
@@ -320,8 +359,10 @@ pub async fn run(
 
     let sip_token = CancellationToken::new();
     let sip_config = SipConfig {
-        listen: settings.sip_listen,
-        advertised_ip: settings.media_ip,
+        listen: settings.sip_listen.clone(),
+        advertised_ips: std::iter::once(settings.media_ip)
+            .chain(settings.media_ip_alt)
+            .collect(),
         user_agent: format!("frontdesk/{}", env!("CARGO_PKG_VERSION")),
         admission: settings.admission.clone(),
         min_session_expires: settings.min_session_expires,
@@ -330,7 +371,14 @@ pub async fn run(
     let admission = endpoint.admission();
     let sip_addr = endpoint.local_addr();
     let registrar = endpoint.registrations();
-    let sip_task = tokio::spawn(endpoint.run());
+    let sip_up = Arc::new(AtomicBool::new(true));
+    let sip_task = {
+        let sip_up = sip_up.clone();
+        tokio::spawn(async move {
+            endpoint.run().await;
+            sip_up.store(false, Ordering::Relaxed);
+        })
+    };
     // Registrations start once SIP serves (their responses arrive through the endpoint).
     let registrations = registrar.spawn(settings.registrations.clone());
     let ports = PortPool::new(settings.rtp_ports.low, settings.rtp_ports.high)
@@ -348,6 +396,7 @@ pub async fn run(
         dialplan,
         ports: Mutex::new(ports),
         media_ip: settings.media_ip,
+        media_ip_alt: settings.media_ip_alt,
         realtime: target,
         connect_timeout: settings.connect_timeout,
         calendar_tools: !businesses.is_empty(),
@@ -372,6 +421,40 @@ pub async fn run(
 
     let calls_token = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let accepting = Arc::new(AtomicBool::new(true));
+    let http_token = CancellationToken::new();
+    if let Some(addr) = settings.http_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+        let metrics = match crate::observe::install() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                warn!(error = %e, "metrics recorder not installed; /metrics is off");
+                None
+            }
+        };
+        let state = Arc::new(crate::http::HttpState::new(
+            store.clone(),
+            metrics,
+            settings.http_token.clone(),
+            accepting.clone(),
+            sip_up.clone(),
+            tracker.clone(),
+        ));
+        let local = listener.local_addr()?;
+        info!(
+            http = %local,
+            staff_page = if settings.http_token.is_some() { "token required" } else { "loopback clients only" },
+            "HTTP listener: /healthz /readyz /metrics and the staff page at /"
+        );
+        let token = http_token.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(listener, state, token).await {
+                error!(error = %e, "HTTP listener stopped");
+            }
+        });
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -387,6 +470,7 @@ pub async fn run(
     }
 
     admission.stop_accepting();
+    accepting.store(false, Ordering::Relaxed);
     info!(
         active_calls = tracker.len(),
         "stopping: new calls get 503, hanging up active calls"
@@ -405,6 +489,7 @@ pub async fn run(
     sip_token.cancel();
     reload_token.cancel();
     purge_token.cancel();
+    http_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), sip_task).await;
     sim_token.cancel();
     store.close().await;

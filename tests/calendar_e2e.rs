@@ -11,44 +11,15 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn booking_dialplan(dir: &TestDir) -> std::path::PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(
-        d.join("clinic.toml"),
-        r#"
-[[routes]]
-name = "clinic"
-to = "*"
-agent = "receptionist"
-
-[agents.receptionist]
-voice = "marin"
-greeting = "Thank you for calling Bright Smile Dental."
-instructions = "You are the receptionist of Bright Smile Dental. Use the tools to book appointments."
-calendar = "bright-smile"
-"#,
-    )
-    .expect("write");
-    d
-}
-
 #[test]
 fn the_model_checks_availability_and_books_during_a_call() {
     let dir = TestDir::new("booking");
-    let (ul, _) = speech(
-        &dir,
-        "turn1",
-        "Hello, I would like to book a cleaning, please.",
-    );
-    let (ul2, _) = speech(&dir, "turn2", "Yes, please book it.");
-    std::fs::write(dir.join("audio.ul"), &ul).expect("write");
-    std::fs::write(dir.join("audio2.ul"), &ul2).expect("write");
+    booking_speech(&dir);
     let sim = Sim::start(
         &dir,
         Some(&Path::new(ROOT).join("tests/scenarios/booking.toml")),
     );
-    let plans = booking_dialplan(&dir);
+    let plans = booking_dialplan(&dir, false);
     let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
     let calendar = calendar.to_string_lossy().into_owned();
     let url = sim.url();
@@ -229,7 +200,7 @@ fn the_database_stops_mid_call_and_comes_back() {
     )
     .expect("write scenario");
     let sim = Sim::start(&dir, Some(&scenario));
-    let plans = booking_dialplan(&dir);
+    let plans = booking_dialplan(&dir, false);
     let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
     let calendar = calendar.to_string_lossy().into_owned();
     let url = sim.url();

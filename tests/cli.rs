@@ -214,3 +214,88 @@ fn bad_config_and_calendar_files_fail_with_a_clear_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("gamma"), "{}", text(&o));
 }
+
+/// `frontdesk calls purge` deletes what is older than the retention and keeps the rest;
+/// `calls show` of an unknown Call-ID and a bad `--since` are clear errors.
+#[test]
+fn calls_purge_applies_the_retention_and_bad_input_is_explained() {
+    use frontdesk::bridge::transcript::{Speaker, Turn};
+    use frontdesk::store::{CallEnd, NewCall, Store};
+    let dir = TestDir::new("calls-purge");
+    let db = dir.join("calls.db");
+    let now = chrono::Utc::now();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let target = frontdesk::store::DbTarget::from(db.as_path());
+        let store = Store::open(&target).await.expect("db");
+        for (call_id, days) in [("old@x", 400), ("middle@x", 40), ("new@x", 1)] {
+            let at = now - chrono::Duration::days(days);
+            let id = store
+                .call_started(&NewCall {
+                    call_id,
+                    from_uri: "sip:+4930111@x",
+                    to_uri: "sip:frontdesk@x",
+                    caller: Some("+4930111"),
+                    called: Some("frontdesk"),
+                    transport: "udp",
+                    started_at: at,
+                })
+                .await
+                .expect("insert");
+            let end = CallEnd {
+                end_reason: "remote-bye".into(),
+                turns: vec![Turn {
+                    speaker: Speaker::Caller,
+                    text: format!("hello from {call_id}"),
+                    start_ms: 0,
+                    end_ms: 900,
+                    truncated: false,
+                }],
+                ..CallEnd::default()
+            };
+            store.call_ended(id, &end, at).await.expect("end");
+        }
+        store.close().await;
+    });
+    let db = db.to_string_lossy().into_owned();
+    // The defaults: calls 365 days, transcripts 30 days.
+    let o = frontdesk(&["calls", "purge", "--db", &db]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("deleted 1 call(s), 2 transcript turn(s)"),
+        "{}",
+        text(&o)
+    );
+    let list = text(&frontdesk(&["calls", "list", "--db", &db]));
+    assert!(!list.contains("old@x") && list.contains("middle@x") && list.contains("new@x"));
+    let middle = text(&frontdesk(&["calls", "show", "middle@x", "--db", &db]));
+    assert!(
+        !middle.contains("hello from middle@x"),
+        "transcript past 30 days:\n{middle}"
+    );
+    let new = text(&frontdesk(&["calls", "show", "new@x", "--db", &db]));
+    assert!(new.contains("hello from new@x"), "{new}");
+    // Flags override the retention.
+    let o = frontdesk(&[
+        "calls",
+        "purge",
+        "--keep-calls-days",
+        "7",
+        "--json",
+        "--db",
+        &db,
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(report["calls"], 1);
+    // Clear errors.
+    let o = frontdesk(&["calls", "show", "nope@x", "--db", &db]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no call with Call-ID"), "{}", text(&o));
+    let o = frontdesk(&["calls", "list", "--since", "yesterday", "--db", &db]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("7d"), "{}", text(&o));
+    let summary = text(&frontdesk(&[
+        "calls", "summary", "--days", "3", "--db", &db,
+    ]));
+    assert!(summary.contains("total"), "{summary}");
+}

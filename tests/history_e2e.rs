@@ -16,29 +16,6 @@ use common::*;
 const CALLER: &str = "5550001111";
 const GREETING: &str = "Thank you for calling Bright Smile Dental. Let me tell you about our practice before we begin. We are open Monday to Friday from eight in the morning to five in the afternoon, and on the first Saturday of every month from nine to twelve.";
 
-fn dialplan(dir: &TestDir) -> std::path::PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(
-        d.join("clinic.toml"),
-        r#"
-[[routes]]
-name = "clinic"
-to = "*"
-agent = "receptionist"
-
-[agents.receptionist]
-voice = "marin"
-greeting = "Thank you for calling Bright Smile Dental."
-instructions = "You are the receptionist of Bright Smile Dental. Use the tools to book appointments."
-calendar = "bright-smile"
-transcription_model = "gpt-4o-mini-transcribe"
-"#,
-    )
-    .expect("write");
-    d
-}
-
 fn frontdesk(args: &[&str]) -> (bool, String) {
     let o = Command::new(FRONTDESK)
         .args(args)
@@ -76,19 +53,12 @@ fn strip_ansi(s: &str) -> String {
 #[test]
 fn a_booking_call_leaves_its_transcript_usage_and_cost_and_no_pii_in_the_log() {
     let dir = TestDir::new("history");
-    let (ul, _) = speech(
-        &dir,
-        "turn1",
-        "Hello, I would like to book a cleaning, please.",
-    );
-    let (ul2, _) = speech(&dir, "turn2", "Yes, please book it.");
-    std::fs::write(dir.join("audio.ul"), &ul).expect("write");
-    std::fs::write(dir.join("audio2.ul"), &ul2).expect("write");
+    booking_speech(&dir);
     let sim = Sim::start(
         &dir,
         Some(&Path::new(ROOT).join("tests/scenarios/history.toml")),
     );
-    let plans = dialplan(&dir);
+    let plans = booking_dialplan(&dir, true);
     let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
     let calendar = calendar.to_string_lossy().into_owned();
     let url = sim.url();

@@ -187,7 +187,8 @@ fn replay_inside_the_namespace() {
     let dir = TestDir::new("torture");
     let sim = Sim::start(&dir, None);
     let dialplans = Path::new(ROOT).join("dialplans");
-    let serve = Serve::start(&dir, &dialplans, &["--realtime-url", &sim.url()]);
+    // Dual stack: the RFC 5118 messages are sent over IPv6 too.
+    let (serve, serve_v6) = Serve::start_dual_stack(&dir, &dialplans, &sim.url());
 
     // Where frontdesk's answers to the messages' Via headers arrive.
     let mut sinks = Vec::new();
@@ -206,11 +207,28 @@ fn replay_inside_the_namespace() {
     let mut report = Vec::new();
     let mut failures = Vec::new();
     let mut rejections = 0;
-    for (set, table) in [("rfc4475", RFC4475), ("rfc5118", RFC5118)] {
+    let runs = [
+        ("rfc4475", RFC4475, serve.sip),
+        ("rfc5118", RFC5118, serve.sip),
+        ("rfc5118", RFC5118, serve_v6),
+    ];
+    for (set, table, target) in runs {
         for (name, want) in table {
-            let bytes = std::fs::read(root.join(set).join(format!("{name}.dat")))
+            let mut bytes = std::fs::read(root.join(set).join(format!("{name}.dat")))
                 .unwrap_or_else(|e| panic!("{set}/{name}.dat: {e}"));
-            let got = send_udp(&bytes, serve.sip, &sinks, *want);
+            if target.is_ipv6() {
+                // The second round must not look like a retransmission of the first.
+                bytes = String::from_utf8_lossy(&bytes)
+                    .replace("Call-ID: ", "Call-ID: v6.")
+                    .replace("branch=z9hG4bK", "branch=z9hG4bKv6")
+                    .into_bytes();
+            }
+            let got = send_udp(&bytes, target, &sinks, *want);
+            let set = if target.is_ipv6() {
+                "rfc5118 over IPv6"
+            } else {
+                set
+            };
             report.push(format!("{set}/{name:<24} want {want:?}, got {got:?}"));
             if got != *want {
                 failures.push(format!("{set}/{name}: want {want:?}, got {got:?}"));
@@ -302,7 +320,12 @@ fn finals_for(datagrams: &[Vec<u8>], call_id: Option<&str>) -> Vec<u16> {
 
 /// Sends one datagram and returns the final answers it got (empty: silence).
 fn send_udp(bytes: &[u8], target: SocketAddr, sinks: &[UdpSocket], want: Want) -> Vec<u16> {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let sock = UdpSocket::bind(if target.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    })
+    .expect("udp");
     sock.set_nonblocking(true).expect("nonblocking");
     sock.send_to(bytes, target).expect("send");
     let call_id = call_id_of(bytes);

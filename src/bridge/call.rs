@@ -72,6 +72,8 @@ pub struct CallContext {
     pub ports: Mutex<PortPool>,
     /// IP advertised in SDP.
     pub media_ip: IpAddr,
+    /// IP of the other family (dual stack): used for calls whose SDP offer is of that family.
+    pub media_ip_alt: Option<IpAddr>,
     /// Where Realtime sessions are opened.
     pub realtime: RealtimeTarget,
     /// How long opening a session may take before the INVITE is refused with 503.
@@ -120,9 +122,30 @@ impl Outcome {
     }
 }
 
+/// Counts the call in `frontdesk_calls_in_progress` while it runs, and in `frontdesk_calls_total`
+/// when it ends, also when its task panics (end reason `panic`).
+struct CallMetrics {
+    end_reason: Option<String>,
+}
+
+impl CallMetrics {
+    fn start() -> CallMetrics {
+        crate::observe::call_started();
+        CallMetrics { end_reason: None }
+    }
+}
+
+impl Drop for CallMetrics {
+    fn drop(&mut self) {
+        crate::observe::call_ended(self.end_reason.as_deref().unwrap_or("panic"));
+    }
+}
+
 /// Runs one call to its end. Never panics on network, SDP or model input; every failure is logged
 /// with the call's span (which carries the Call-ID) and recorded.
 pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: CancellationToken) {
+    let invite_at = tokio::time::Instant::now();
+    let mut metrics = CallMetrics::start();
     let IncomingCall {
         call_id,
         from_uri,
@@ -173,6 +196,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
     let outcome = drive(
         &ctx,
         &call_id,
+        invite_at,
         row,
         called_user.as_deref(),
         caller_user.as_deref(),
@@ -183,6 +207,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
     )
     .await;
     record.end_reason = outcome.reason.clone();
+    metrics.end_reason = Some(outcome.reason.clone());
     record.end_initiator = outcome.initiator.to_owned();
     if record.sip_status.is_none() {
         record.sip_status = outcome.sip_status;
@@ -255,21 +280,37 @@ struct MediaSockets {
     rtcp: Option<UdpSocket>,
 }
 
-async fn bind_media(ctx: &CallContext) -> Option<(MediaSockets, PortLease<'_>)> {
+impl CallContext {
+    /// Our media IP for a call: the one of the offer's `c=` family (`IN IP6` / `IN IP4`), else
+    /// (no offer: late offer) the first.
+    fn media_ip_for(&self, offer: Option<&[u8]>) -> IpAddr {
+        let want_v6 = offer.and_then(|o| {
+            let text = String::from_utf8_lossy(o);
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix("c=IN ").map(|r| r.starts_with("IP6")))
+        });
+        match (want_v6, self.media_ip_alt) {
+            (Some(v6), Some(alt)) if self.media_ip.is_ipv6() != v6 && alt.is_ipv6() == v6 => alt,
+            _ => self.media_ip,
+        }
+    }
+}
+
+async fn bind_media(ctx: &CallContext, media_ip: IpAddr) -> Option<(MediaSockets, PortLease<'_>)> {
     for _ in 0..PORT_BIND_ATTEMPTS {
         let port = ctx.ports.lock().ok()?.allocate()?;
         let lease = PortLease {
             pool: &ctx.ports,
             port,
         };
-        let socket = match bind_udp(ctx.media_ip, port).await {
+        let socket = match bind_udp(media_ip, port).await {
             Ok(s) => s,
             Err(e) => {
                 debug!(port, error = %e, "RTP port busy, trying another");
                 continue;
             }
         };
-        let rtcp = match bind_udp(ctx.media_ip, port + 1).await {
+        let rtcp = match bind_udp(media_ip, port + 1).await {
             Ok(s) => Some(s),
             Err(e) => {
                 debug!(port = port + 1, error = %e, "RTCP port busy; this call sends no RTCP unless rtcp-mux");
@@ -311,6 +352,7 @@ enum CallPlan {
 async fn drive(
     ctx: &CallContext,
     call_id: &str,
+    invite_at: tokio::time::Instant,
     row: Option<i64>,
     called: Option<&str>,
     caller: Option<&str>,
@@ -378,13 +420,14 @@ async fn drive(
     };
 
     // 2. RTP port.
-    let Some((socket, _lease)) = bind_media(ctx).await else {
+    let media_ip = ctx.media_ip_for(offer.as_deref());
+    let Some((socket, _lease)) = bind_media(ctx, media_ip).await else {
         warn!("no free RTP port; refusing the call");
         invite.reject(503, "no free RTP port").await;
         return Outcome::rejected(503, "no-rtp-port");
     };
     let local_rtp = SocketAddr::new(
-        ctx.media_ip,
+        media_ip,
         socket
             .rtp
             .local_addr()
@@ -422,6 +465,7 @@ async fn drive(
         socket,
         call_id: call_id.to_owned(),
         caller: caller.map(str::to_owned),
+        invite_at,
     };
     let outcome = dialog_phase(
         ctx,
@@ -487,6 +531,8 @@ struct AnsweredCall {
     call_id: String,
     /// The caller's number (P-Asserted-Identity, else From), the default phone for bookings.
     caller: Option<String>,
+    /// When the INVITE arrived (for the setup-time metric).
+    invite_at: tokio::time::Instant,
 }
 
 /// The part of the call with a dialog: open the session, answer, run the media.
@@ -509,6 +555,7 @@ async fn dialog_phase(
         socket,
         call_id,
         caller,
+        invite_at,
     } = answered;
     let profile = match call_plan {
         CallPlan::Agent(p) | CallPlan::Announcement(p, _) => Some(p.clone()),
@@ -519,12 +566,17 @@ async fn dialog_phase(
             let opening = open_session(&ctx.realtime, &profile.model);
             Some(tokio::select! {
                 r = tokio::time::timeout(ctx.connect_timeout, opening) => match r {
-                    Ok(Ok(ws)) => ws,
+                    Ok(Ok(ws)) => {
+                        crate::observe::realtime_session("opened");
+                        ws
+                    }
                     Ok(Err(reason)) => {
+                        crate::observe::realtime_session("failed");
                         warn!(%reason, "cannot open a Realtime session; refusing the call with 503");
                         return Outcome::rejected(503, "realtime-unavailable");
                     }
                     Err(_) => {
+                        crate::observe::realtime_session("timeout");
                         warn!(timeout = ?ctx.connect_timeout, "Realtime session did not open in time; refusing the call with 503");
                         return Outcome::rejected(503, "realtime-timeout");
                     }
@@ -542,6 +594,7 @@ async fn dialog_phase(
         return Outcome::remote("gone-before-answer");
     }
     record.sip_status = Some(200);
+    crate::observe::call_answered(invite_at.elapsed());
     let negotiated = match negotiated {
         Some(n) => n,
         None => match wait_for_ack_answer(events, cancel).await {
@@ -978,6 +1031,9 @@ async fn media_loop(
                         Ok(event) => bridge.handle_server_event(now, event),
                         Err(e) => warn!(error = %e, "unreadable Realtime event"),
                     }
+                    if let Some(latency) = bridge.take_first_audio_latency() {
+                        crate::observe::model_first_audio(latency);
+                    }
                 }
                 Some(Ok(Message::Close(frame))) => {
                     warn!(close = ?frame.map(|f| format!("{} {}", f.code, f.reason)), "Realtime session closed by the server; hanging up");
@@ -1003,6 +1059,15 @@ async fn media_loop(
     };
 
     let stats = bridge.stats();
+    crate::observe::call_media(&crate::observe::CallMedia {
+        barge_ins: stats.barge_ins,
+        truncates: stats.truncates,
+        lost: stats.inbound.lost,
+        late: stats.inbound.late,
+        concealed: stats.inbound.concealed_frames,
+        jitter_ms: stats.inbound.jitter_ms,
+        pacing_p99_ms: stats.pacing.p99_ms,
+    });
     let usage = bridge.usage();
     record.model = Some(profile.model.clone());
     record.cost_usd = match ctx.prices.lookup(&profile.model) {

@@ -287,6 +287,10 @@ pub struct Bridge {
     started: Instant,
     /// Call time (ms) of the first `input_audio_buffer.append`: the session's audio time 0.
     first_append_ms: Option<u64>,
+    /// When the caller last stopped speaking, until the reply's first audio delta.
+    speech_stopped_at: Option<Instant>,
+    /// Caller stopped speaking → first audio of the reply, not yet taken by the shell.
+    first_audio_latency: Option<Duration>,
     transcript: Transcript,
     usage: CallUsage,
 }
@@ -340,6 +344,8 @@ impl Bridge {
             pacing: LatencyHistogram::new(),
             started: now,
             first_append_ms: None,
+            speech_stopped_at: None,
+            first_audio_latency: None,
             transcript: Transcript::new(),
             usage: CallUsage::default(),
         }
@@ -474,6 +480,13 @@ impl Bridge {
         self.transcript.turns()
     }
 
+    /// How long after the caller stopped speaking (`input_audio_buffer.speech_stopped`) the
+    /// reply's first audio delta arrived, once per caller turn (for the
+    /// `frontdesk_model_first_audio_seconds` metric).
+    pub fn take_first_audio_latency(&mut self) -> Option<Duration> {
+        self.first_audio_latency.take()
+    }
+
     /// The token usage the server reported so far (every `response.done`).
     pub fn usage(&self) -> CallUsage {
         self.usage
@@ -514,6 +527,7 @@ impl Bridge {
             } => {
                 let at = self.audio_to_call_ms(now, audio_end_ms);
                 self.transcript.handle_speech_stopped(&item_id, at);
+                self.speech_stopped_at = Some(now);
             }
             ServerEvent::ResponseCreated { response_id } => {
                 self.response_active = Some(response_id);
@@ -625,6 +639,9 @@ impl Bridge {
         if self.interrupted.iter().any(|i| *i == item_id) {
             self.stats.late_deltas_dropped += 1;
             return;
+        }
+        if let Some(stopped) = self.speech_stopped_at.take() {
+            self.first_audio_latency = Some(now.saturating_duration_since(stopped));
         }
         let tag = match self.items.iter().find(|(id, _)| *id == item_id) {
             Some((_, tag)) => *tag,

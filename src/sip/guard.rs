@@ -71,24 +71,62 @@ fn log_verdict(v: &Verdict, source: SocketAddr, over: Over) {
     }
 }
 
-/// The UDP socket rsipstack reads from: inspects every datagram first.
+/// The UDP socket rsipstack reads from: inspects every datagram first. It may hold one IPv4 and
+/// one IPv6 socket (dual stack) behind the one UDP connection rsipstack knows: datagrams are read
+/// from both, and each is sent from the socket of its destination's family. rsipstack writes the
+/// first listen address into the Via of requests it sends; a request to a peer of the other
+/// family gets that Via's sent-by rewritten to our address of that family (RFC 3261 §18.1.1).
+/// Responses whose Via rsipstack gave a double-bracketed IPv6 `received` (a 0.7.14 defect that
+/// also made it send them to the Via host) are repaired and sent to `received`.
 pub(super) struct GuardedUdp {
-    sock: UdpSocket,
+    primary: UdpSocket,
+    other: Option<UdpSocket>,
 }
 
 impl GuardedUdp {
-    pub(super) fn new(sock: UdpSocket) -> GuardedUdp {
-        GuardedUdp { sock }
+    /// `other`, if any, must be of the other address family than `primary`.
+    pub(super) fn new(primary: UdpSocket, other: Option<UdpSocket>) -> GuardedUdp {
+        GuardedUdp { primary, other }
+    }
+
+    fn socket_for(&self, dest: SocketAddr) -> &UdpSocket {
+        match &self.other {
+            Some(o) if o.local_addr().is_ok_and(|a| a.is_ipv6() == dest.is_ipv6()) => o,
+            _ => &self.primary,
+        }
+    }
+
+    async fn recv_raw(
+        &self,
+        a: &mut [u8],
+        b: &mut [u8],
+    ) -> std::io::Result<(usize, SocketAddr, bool)> {
+        match &self.other {
+            None => self.primary.recv_from(a).await.map(|(n, s)| (n, s, true)),
+            Some(other) => tokio::select! {
+                r = self.primary.recv_from(a) => r.map(|(n, s)| (n, s, true)),
+                r = other.recv_from(b) => r.map(|(n, s)| (n, s, false)),
+            },
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl rsipstack::platform::net::UdpSocket for GuardedUdp {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
-        let mut raw = vec![0u8; MAX_DATAGRAM];
+        let mut raw_a = vec![0u8; MAX_DATAGRAM];
+        let mut raw_b = vec![
+            0u8;
+            if self.other.is_some() {
+                MAX_DATAGRAM
+            } else {
+                0
+            }
+        ];
         loop {
-            let (n, source) = self.sock.recv_from(&mut raw).await?;
-            let verdict = validate::inspect(&raw[..n], source, false, buf.len());
+            let (n, source, on_primary) = self.recv_raw(&mut raw_a, &mut raw_b).await?;
+            let raw = if on_primary { &raw_a[..n] } else { &raw_b[..n] };
+            let verdict = validate::inspect(raw, source, false, buf.len());
             log_verdict(&verdict, source, Over::Udp);
             match verdict {
                 Verdict::KeepAlive => {
@@ -104,7 +142,8 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
                     }
                 }
                 Verdict::Reject(r) => {
-                    if let Err(e) = self.sock.send_to(&r.response, r.reply_to).await {
+                    let sock = self.socket_for(r.reply_to);
+                    if let Err(e) = sock.send_to(&r.response, r.reply_to).await {
                         debug!(error = %e, to = %r.reply_to, "cannot send SIP rejection");
                     }
                 }
@@ -114,12 +153,89 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
-        Ok(self.sock.send_to(buf, addr).await?)
+        if let Some((fixed, ip)) = fix_ipv6_received(buf) {
+            // rsipstack sent this response to the Via host; it belongs at `received` (with the
+            // port it chose: rport or the Via's).
+            let dest = SocketAddr::new(ip, addr.port());
+            self.socket_for(dest).send_to(&fixed, dest).await?;
+            return Ok(buf.len());
+        }
+        let sock = self.socket_for(addr);
+        if let (Ok(ours), Ok(primary)) = (sock.local_addr(), self.primary.local_addr()) {
+            if ours.is_ipv6() != primary.is_ipv6() {
+                if let Some(rewritten) = rewrite_via_sent_by(buf, primary, ours) {
+                    sock.send_to(&rewritten, addr).await?;
+                    return Ok(buf.len());
+                }
+            }
+        }
+        Ok(sock.send_to(buf, addr).await?)
     }
 
     fn local_addr(&self) -> rsipstack::Result<SocketAddr> {
-        Ok(self.sock.local_addr()?)
+        Ok(self.primary.local_addr()?)
     }
+}
+
+/// A response whose top Via carries rsipstack's double-bracketed IPv6 `received=[[addr]]`, with
+/// it written `received=addr` (RFC 3261 §20.42 grammar), and that address.
+fn fix_ipv6_received(msg: &[u8]) -> Option<(Vec<u8>, std::net::IpAddr)> {
+    if !msg.starts_with(b"SIP/") {
+        return None;
+    }
+    let head_end = msg.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&msg[..head_end]).ok()?;
+    let start = head.find(";received=[[")? + ";received=[[".len();
+    let len = head[start..].find("]]")?;
+    let ip: std::net::IpAddr = head[start..start + len].parse().ok()?;
+    let mut out = String::with_capacity(msg.len());
+    out.push_str(&head[..start - 2]);
+    out.push_str(&head[start..start + len]);
+    out.push_str(&head[start + len + 2..]);
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&msg[head_end..]);
+    Some((bytes, ip))
+}
+
+/// `ip:port` with IPv6 references in brackets.
+fn host_port(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => v4.to_string(),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
+/// A request whose top Via's sent-by is `from` (our first listen address), with `to` instead;
+/// `None` for responses and anything else.
+fn rewrite_via_sent_by(msg: &[u8], from: SocketAddr, to: SocketAddr) -> Option<Vec<u8>> {
+    if msg.starts_with(b"SIP/") {
+        return None;
+    }
+    let head_end = msg.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&msg[..head_end]).ok()?;
+    let needle = format!(" {}", host_port(from));
+    let mut out = String::with_capacity(msg.len() + 32);
+    let mut done = false;
+    for (i, line) in head.split("\r\n").enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        let is_via = line.split(':').next().is_some_and(|n| {
+            n.trim().eq_ignore_ascii_case("via") || n.trim().eq_ignore_ascii_case("v")
+        });
+        if !done && is_via && line.contains(&needle) {
+            out.push_str(&line.replacen(&needle, &format!(" {}", host_port(to)), 1));
+            done = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    if !done {
+        return None;
+    }
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&msg[head_end..]);
+    Some(bytes)
 }
 
 /// Accepts TCP connections on `listener` and hands each, guarded, to the endpoint's transport layer (see the module
@@ -293,4 +409,48 @@ fn next_unit(buf: &[u8]) -> Option<usize> {
         return None;
     }
     validate::stream_message_len(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn double_bracketed_ipv6_received_is_repaired_and_is_the_destination() {
+        let msg = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bK1;received=[[::1]];rport=4000\r\nContent-Length: 0\r\n\r\n";
+        let (fixed, ip) = fix_ipv6_received(msg).expect("repaired");
+        assert_eq!(ip, "::1".parse::<std::net::IpAddr>().expect("ip"));
+        let text = String::from_utf8(fixed).expect("utf-8");
+        assert!(text.contains(";received=::1;rport=4000\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"));
+        assert!(fix_ipv6_received(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;received=5.6.7.8\r\n\r\n"
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn via_of_a_request_to_the_other_family_names_our_address_of_that_family() {
+        let from: SocketAddr = "127.0.0.1:5060".parse().expect("addr");
+        let to: SocketAddr = "[::1]:5060".parse().expect("addr");
+        let msg = b"BYE sip:a@[::1]:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1;rport\r\nContent-Length: 0\r\n\r\n";
+        let out = rewrite_via_sent_by(msg, from, to).expect("rewritten");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.contains("\r\nVia: SIP/2.0/UDP [::1]:5060;branch=z9hG4bK1;rport\r\n"),
+            "{text}"
+        );
+        assert!(rewrite_via_sent_by(b"SIP/2.0 200 OK\r\n\r\n", from, to).is_none());
+    }
+
+    #[test]
+    fn stream_units_are_pings_pongs_or_whole_messages() {
+        assert_eq!(next_unit(b"\r\n\r\nOPTIONS"), Some(4));
+        assert_eq!(next_unit(b"\r\nOPTIONS"), Some(2));
+        assert_eq!(next_unit(b"\r\n"), None);
+        assert_eq!(
+            next_unit(b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 2\r\n\r\nab"),
+            Some(46)
+        );
+    }
 }

@@ -38,7 +38,7 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt as _;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::{channel::ChannelConnection, udp::UdpConnection, TransportLayer};
+use rsipstack::transport::{udp::UdpConnection, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -83,10 +83,12 @@ pub enum Error {
 /// Settings of the SIP endpoint.
 #[derive(Debug, Clone)]
 pub struct SipConfig {
-    /// Address for both UDP and TCP (e.g. `0.0.0.0:5060`).
-    pub listen: SocketAddr,
-    /// Host (IP) to put in our Contact when `listen` is a wildcard address.
-    pub advertised_ip: std::net::IpAddr,
+    /// Addresses for both UDP and TCP, e.g. `0.0.0.0:5060` and `[::]:5060` for dual stack (an
+    /// IPv6 wildcard listens on IPv6 only). At least one.
+    pub listen: Vec<SocketAddr>,
+    /// Hosts (IPs) to put in our Contact when a listen address is a wildcard: the one of the
+    /// listen address's family, else the first.
+    pub advertised_ips: Vec<std::net::IpAddr>,
     /// Value of the `User-Agent`/`Server` header.
     pub user_agent: String,
     /// Who may call, how often, how many at once.
@@ -792,8 +794,12 @@ pub struct SipEndpoint {
     gate: std::sync::Mutex<admission::Admission>,
     /// Our minimum session interval (RFC 4028 Min-SE).
     min_se: u32,
-    /// The SIP TCP listener, served by [`SipEndpoint::run`] through `guard::serve_tcp`.
-    tcp_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
+    /// The SIP TCP listeners, served by [`SipEndpoint::run`] through `guard::serve_tcp`.
+    tcp_listeners: std::sync::Mutex<Vec<tokio::net::TcpListener>>,
+    /// Each bound address with the `host:port` our Contact names for calls arriving on it.
+    contact_hosts: Vec<(SocketAddr, String)>,
+    /// Every bound address (UDP and TCP share each).
+    bound: Vec<SocketAddr>,
 }
 
 /// Switch that makes the endpoint answer new INVITEs 503 (graceful shutdown).
@@ -822,44 +828,59 @@ impl SipEndpoint {
             reason: e.to_string(),
         };
         let transport_layer = TransportLayer::new(cancel.child_token());
-        // Every datagram passes `validate` first (see `guard`).
-        let udp_socket = tokio::net::UdpSocket::bind(config.listen)
-            .await
-            .map_err(|e| bind_err(config.listen, e.into()))?;
+        let Some(&first) = config.listen.first() else {
+            return Err(Error::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                reason: "no SIP listen address".to_owned(),
+            });
+        };
+        let v4 = config.listen.iter().filter(|a| a.is_ipv4()).count();
+        if v4 > 1 || config.listen.len() - v4 > 1 {
+            return Err(Error::Bind {
+                addr: first,
+                reason: "listen on at most one IPv4 and one IPv6 address".to_owned(),
+            });
+        }
+        let mut tcp_listeners = Vec::new();
+        let mut bound: Vec<SocketAddr> = Vec::new();
+        let mut udp_sockets = Vec::new();
+        for &want in &config.listen {
+            // Port 0 after the first address: the first one's port.
+            let addr = match bound.first() {
+                Some(b) if want.port() == 0 => SocketAddr::new(want.ip(), b.port()),
+                _ => want,
+            };
+            let udp_socket = bind_udp(addr).map_err(|e| bind_err(addr, e.into()))?;
+            let port = udp_socket
+                .local_addr()
+                .map_err(|e| bind_err(addr, e.into()))?
+                .port();
+            // TCP on the same port as UDP (when port 0 was asked for, the one UDP got). We accept
+            // the connections ourselves (`guard::serve_tcp`). rsipstack needs no TCP listener
+            // entry: for requests it sends over TCP it advertises its first listener's address
+            // with the TCP token, which is this same address and port.
+            let tcp_addr = SocketAddr::new(addr.ip(), port);
+            let tcp_listener = bind_tcp(tcp_addr).map_err(|e| bind_err(tcp_addr, e.into()))?;
+            udp_sockets.push(udp_socket);
+            tcp_listeners.push(tcp_listener);
+            bound.push(tcp_addr);
+        }
+        // One UDP connection for rsipstack over both families (see `guard::GuardedUdp`); every
+        // datagram passes `validate` first.
+        let mut udp_sockets = udp_sockets.into_iter();
+        let primary = udp_sockets.next().ok_or_else(|| Error::Bind {
+            addr: first,
+            reason: "no SIP listen address".to_owned(),
+        })?;
         let udp = UdpConnection::from_socket(
-            Arc::new(guard::GuardedUdp::new(udp_socket)),
+            Arc::new(guard::GuardedUdp::new(primary, udp_sockets.next())),
             None,
             Some(cancel.child_token()),
         )
         .await
-        .map_err(|e| bind_err(config.listen, e))?;
-        let udp_addr = udp
-            .get_addr()
-            .get_socketaddr()
-            .map_err(|e| bind_err(config.listen, e))?;
-        // TCP on the same port as UDP (when port 0 was asked for, use the one UDP got). We accept
-        // the connections ourselves (`guard::serve_tcp`); rsipstack only needs to know the
-        // address for the Via of requests it sends over TCP, so it gets a listener entry that
-        // serves nothing.
-        let tcp_addr = SocketAddr::new(config.listen.ip(), udp_addr.port());
-        let tcp_listener = tokio::net::TcpListener::bind(tcp_addr)
-            .await
-            .map_err(|e| bind_err(tcp_addr, e.into()))?;
-        let (_unused_tx, unused_rx) = mpsc::unbounded_channel();
-        let (placeholder_tx, _placeholder_rx) = mpsc::unbounded_channel();
-        let tcp_entry = ChannelConnection::create_connection(
-            unused_rx,
-            placeholder_tx,
-            rsipstack::transport::SipAddr {
-                r#type: Some(rsipstack::sip::Transport::Tcp),
-                addr: tcp_addr.into(),
-            },
-            None,
-        )
-        .await
-        .map_err(|e| bind_err(tcp_addr, e))?;
+        .map_err(|e| bind_err(first, e))?;
         transport_layer.add_transport(udp.into());
-        transport_layer.add_transport(tcp_entry.into());
+        let udp_addr = bound.first().copied().unwrap_or(first);
 
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(cancel.child_token())
@@ -878,15 +899,21 @@ impl SipEndpoint {
             .build();
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let (calls, calls_rx) = mpsc::channel(INCOMING_CALLS_CAPACITY);
-        let host_ip = if config.listen.ip().is_unspecified() {
-            config.advertised_ip
-        } else {
-            config.listen.ip()
-        };
-        let contact_host = match host_ip {
-            std::net::IpAddr::V6(v6) => format!("[{v6}]:{}", udp_addr.port()),
-            std::net::IpAddr::V4(v4) => format!("{v4}:{}", udp_addr.port()),
-        };
+        let contact_hosts: Vec<(SocketAddr, String)> = bound
+            .iter()
+            .map(|a| {
+                let ip = if a.ip().is_unspecified() {
+                    config.advertised_ip_for(a.ip())
+                } else {
+                    a.ip()
+                };
+                (*a, host_port(SocketAddr::new(ip, a.port())))
+            })
+            .collect();
+        let contact_host = contact_hosts
+            .first()
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default();
         let gate = admission::Admission::new(
             config.admission.clone(),
             tokio::time::Instant::now().into_std(),
@@ -901,18 +928,37 @@ impl SipEndpoint {
                 accepting: Arc::new(AtomicBool::new(true)),
                 cancel,
                 contact_host,
-                local_addr: SocketAddr::new(config.listen.ip(), udp_addr.port()),
+                contact_hosts,
+                local_addr: udp_addr,
+                bound,
                 gate: std::sync::Mutex::new(gate),
                 min_se: config.min_session_expires.max(1),
-                tcp_listener: std::sync::Mutex::new(Some(tcp_listener)),
+                tcp_listeners: std::sync::Mutex::new(tcp_listeners),
             },
             calls_rx,
         ))
     }
 
-    /// The bound address (UDP and TCP share the port).
+    /// The first bound address (UDP and TCP share the port).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every bound address, in the order of [`SipConfig::listen`].
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.bound
+    }
+
+    /// The `host:port` of our Contact for a request that arrived on local address `local`:
+    /// the listen address it came in on (its family's advertised IP for a wildcard).
+    fn contact_host_for(&self, local: Option<SocketAddr>) -> &str {
+        local
+            .and_then(|l| {
+                self.contact_hosts
+                    .iter()
+                    .find(|(a, _)| a.port() == l.port() && a.is_ipv6() == l.is_ipv6())
+            })
+            .map_or(self.contact_host.as_str(), |(_, h)| h.as_str())
     }
 
     /// A switch to stop admitting calls during shutdown.
@@ -935,8 +981,12 @@ impl SipEndpoint {
                 return;
             }
         };
-        let tcp = self.tcp_listener.lock().ok().and_then(|mut l| l.take());
-        if let Some(listener) = tcp {
+        let tcp = self
+            .tcp_listeners
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        for listener in tcp {
             tokio::spawn(guard::serve_tcp(
                 listener,
                 self.endpoint.inner.clone(),
@@ -1085,9 +1135,14 @@ impl SipEndpoint {
             .get_destination_from_request(&tx.original)
             .await
             .and_then(|a| a.get_socketaddr().ok());
+        let local = tx
+            .connection
+            .as_ref()
+            .and_then(|c| c.get_addr().get_socketaddr().ok());
+        let contact_host = self.contact_host_for(local);
         let contact = match transport {
-            Transport::Tcp => format!("sip:frontdesk@{};transport=tcp", self.contact_host),
-            _ => format!("sip:frontdesk@{}", self.contact_host),
+            Transport::Tcp => format!("sip:frontdesk@{contact_host};transport=tcp"),
+            _ => format!("sip:frontdesk@{contact_host}"),
         };
         let contact = rsipstack::sip::Uri::try_from(contact.as_str()).ok();
         // 100 Trying at once (RFC 3261 §8.2.6.1); the call task decides what follows.
@@ -1148,6 +1203,10 @@ impl SipEndpoint {
             }
             admission::Decision::Forbidden(why) => {
                 info!(%call_id, %source, reason = why.as_str(), "INVITE refused with 403 Forbidden");
+                crate::observe::admission_rejected(match why {
+                    admission::Forbidden::SourceNotAllowed => "source_not_allowed",
+                    admission::Forbidden::BadCredentials => "bad_credentials",
+                });
                 reply(tx, 403, vec![]).await;
             }
             admission::Decision::Challenge {
@@ -1165,6 +1224,10 @@ impl SipEndpoint {
                 retry_after_secs,
                 why,
             } => {
+                crate::observe::admission_rejected(match why {
+                    admission::Busy::MaxCalls => "max_calls",
+                    admission::Busy::RateLimited { .. } => "rate_limited",
+                });
                 match why {
                     admission::Busy::MaxCalls => {
                         warn!(%call_id, %source, max_calls = self.max_calls(), "INVITE refused with 503: max_calls calls are in progress")
@@ -1191,13 +1254,79 @@ impl SipEndpoint {
     }
 }
 
+impl SipConfig {
+    /// The advertised IP of `listen_ip`'s family, else the first one, else `listen_ip`.
+    fn advertised_ip_for(&self, listen_ip: std::net::IpAddr) -> std::net::IpAddr {
+        self.advertised_ips
+            .iter()
+            .find(|ip| ip.is_ipv6() == listen_ip.is_ipv6())
+            .or(self.advertised_ips.first())
+            .copied()
+            .unwrap_or(listen_ip)
+    }
+}
+
+/// `ip:port` with an IPv6 reference in brackets (RFC 3261 §19.1.1, RFC 5118 §4).
+fn host_port(addr: SocketAddr) -> String {
+    match addr.ip() {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]:{}", addr.port()),
+        std::net::IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
+    }
+}
+
+/// A UDP socket on `addr`; an IPv6 address listens on IPv6 only, so `0.0.0.0` and `[::]` can
+/// share a port (dual stack).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// A TCP listener on `addr` (IPv6 only for an IPv6 address, as [`bind_udp`]).
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
 /// The IP address a request came from: the top Via's `received`, which the transport layer sets
 /// whenever the packet's source differs from what the Via says (RFC 3261 §18.2.1), else the Via
 /// host, which then is the packet's source. `None` when the Via names a host (no DNS here).
+///
+/// rsipstack 0.7.14 writes an IPv6 `received` in double brackets (`received=[[::1]]`) and then
+/// cannot parse it back, which would make an IPv6 caller's Via host count as its source: the
+/// `received` text is read here with any brackets stripped (RFC 5118 §4.5).
 fn packet_source_ip(req: &rsipstack::sip::Request) -> Option<std::net::IpAddr> {
     let via = req.via_header().ok()?;
-    let (_, target) = rsipstack::transport::SipConnection::parse_target_from_via(via).ok()?;
-    match target.host {
+    let typed = rsipstack::sip::ToTypedHeader::typed(&via.first_value().ok()?).ok()?;
+    for p in &typed.params {
+        if let rsipstack::sip::Param::Received(r) = p {
+            let text = r.to_string();
+            return text
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .ok();
+        }
+    }
+    match typed.uri.host_with_port.host {
         rsipstack::sip::Host::IpAddr(ip) => Some(ip),
         rsipstack::sip::Host::Domain(_) => None,
     }

@@ -445,6 +445,17 @@ fn log_event(client: &RegisterClient, event: &Event) {
     let a = &client.account;
     let reason = &client.last_reason;
     match event {
+        Event::Registered { .. } | Event::Refreshed { .. } => {
+            crate::observe::registration(&a.name, true)
+        }
+        Event::Rejected { .. }
+        | Event::NoResponse { .. }
+        | Event::Expired
+        | Event::Unregistered
+        | Event::UnregisterFailed { .. } => crate::observe::registration(&a.name, false),
+        Event::ExpiryRaised { .. } => {}
+    }
+    match event {
         Event::Registered {
             expires,
             refresh_in,

@@ -173,6 +173,7 @@ pub async fn call(ctx: &ToolContext, name: &str, arguments_json: &str) -> ToolOu
             (output, Some(summary))
         }
     };
+    crate::observe::tool_call(name, error.is_none(), duration);
     tracing::info!(
         tool = name,
         ok = error.is_none(),

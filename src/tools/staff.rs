@@ -272,3 +272,97 @@ pub async fn export_ics(
         })?;
     Ok(n)
 }
+
+/// Days ahead the staff page's agenda shows, today included.
+pub const AGENDA_DAYS: i64 = 14;
+
+/// One business's booked appointments from today on, for the staff page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Agenda {
+    /// Business name.
+    pub business: String,
+    /// Its IANA time zone (the times below are local to it).
+    pub timezone: String,
+    /// Per provider (in the calendar's order), their appointments, earliest first.
+    pub providers: Vec<ProviderAgenda>,
+}
+
+/// One provider's appointments in an [`Agenda`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProviderAgenda {
+    /// Provider display name.
+    pub name: String,
+    /// Their appointments.
+    pub appointments: Vec<AgendaEntry>,
+}
+
+/// One appointment in an [`Agenda`], local time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgendaEntry {
+    /// `2026-12-02`.
+    pub date: String,
+    /// `09:30`.
+    pub start: String,
+    /// `10:15`.
+    pub end: String,
+    /// Service display name.
+    pub service: String,
+    /// Customer's name.
+    pub customer: String,
+    /// Confirmation code.
+    pub code: String,
+    /// SIP Call-ID of the call that booked it, if a call did.
+    pub call_id: Option<String>,
+}
+
+/// The booked appointments of the next [`AGENDA_DAYS`] days (from local midnight today), per
+/// business and provider, for the staff page.
+///
+/// # Errors
+/// [`Error::Store`].
+pub async fn agenda(store: &Store, now: DateTime<Utc>) -> Result<Vec<Agenda>, Error> {
+    let mut out = Vec::new();
+    for cal in calendars(store, None).await? {
+        let tz = cal.tz();
+        let today = cal.local_date(now);
+        let filter = db::AppointmentFilter {
+            business: Some(&cal.business.key),
+            from: Some(instant_of(tz, ClockTime::MIDNIGHT.on(today))),
+            to: Some(instant_of(
+                tz,
+                ClockTime::MIDNIGHT.on(today + chrono::Duration::days(AGENDA_DAYS)),
+            )),
+            ..db::AppointmentFilter::default()
+        };
+        let rows = db::find_appointments(store, &filter).await?;
+        let providers = cal
+            .providers
+            .iter()
+            .map(|p| ProviderAgenda {
+                name: p.name.clone(),
+                appointments: rows
+                    .iter()
+                    .filter(|a| a.provider == p.key)
+                    .map(|a| {
+                        let start = to_local(tz, a.start);
+                        AgendaEntry {
+                            date: start.format("%Y-%m-%d").to_string(),
+                            start: start.format("%H:%M").to_string(),
+                            end: to_local(tz, a.end).format("%H:%M").to_string(),
+                            service: a.service_name.clone(),
+                            customer: a.customer_name.clone(),
+                            code: a.confirmation_code.clone(),
+                            call_id: a.call_id.clone(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.push(Agenda {
+            business: cal.business.name.clone(),
+            timezone: tz.name().to_owned(),
+            providers,
+        });
+    }
+    Ok(out)
+}

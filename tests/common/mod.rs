@@ -271,6 +271,28 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// Like [`Serve::start`] with the simulator at `realtime_url`, dual stack: also listens on
+    /// `[::1]` (another free port, returned) with `::1` as the IPv6 media address.
+    pub fn start_dual_stack(
+        dir: &TestDir,
+        dialplans: &Path,
+        realtime_url: &str,
+    ) -> (Serve, SocketAddr) {
+        let v6: SocketAddr = format!("[::1]:{}", free_port()).parse().expect("addr");
+        let v6_text = v6.to_string();
+        let extra = [
+            "--realtime-url",
+            realtime_url,
+            "--sip-listen",
+            &v6_text,
+            "--media-ip",
+            "::1",
+        ];
+        (Serve::start(dir, dialplans, &extra), v6)
+    }
+}
+
 /// Result of one SIPp run.
 pub struct SippRun {
     pub success: bool,
@@ -682,6 +704,51 @@ pub fn tcp_text_times(pcap: &Path, src_port: u16, text: &str) -> Vec<f64> {
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect()
+}
+
+/// Writes a dialplan directory whose every number reaches a Bright Smile Dental receptionist
+/// with the calendar tools (`deploy/calendar.example.toml`), optionally with caller
+/// transcription on; returns the directory.
+pub fn booking_dialplan(dir: &TestDir, transcription: bool) -> PathBuf {
+    let d = dir.join("dialplans");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    let transcription = if transcription {
+        "transcription_model = \"gpt-4o-mini-transcribe\"\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        d.join("clinic.toml"),
+        format!(
+            r#"
+[[routes]]
+name = "clinic"
+to = "*"
+agent = "receptionist"
+
+[agents.receptionist]
+voice = "marin"
+greeting = "Thank you for calling Bright Smile Dental."
+instructions = "You are the receptionist of Bright Smile Dental. Use the tools to book appointments."
+calendar = "bright-smile"
+{transcription}"#
+        ),
+    )
+    .expect("write");
+    d
+}
+
+/// Writes the caller's two turns of a booking call (`audio.ul`, `audio2.ul`, streamed by
+/// `tests/sipp/uac_two_turns.xml`).
+pub fn booking_speech(dir: &TestDir) {
+    let (ul, _) = speech(
+        dir,
+        "turn1",
+        "Hello, I would like to book a cleaning, please.",
+    );
+    let (ul2, _) = speech(dir, "turn2", "Yes, please book it.");
+    std::fs::write(dir.join("audio.ul"), &ul).expect("write");
+    std::fs::write(dir.join("audio2.ul"), &ul2).expect("write");
 }
 
 /// The next Tuesday at least two days ahead (UTC date): a working day of the example calendar
