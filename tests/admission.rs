@@ -35,12 +35,8 @@ fn sessions_opened(sim: &Sim) -> usize {
         .count()
 }
 
-fn call_rows(serve: &Serve) -> Vec<frontdesk::store::CallRow> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let store = frontdesk::store::Store::open(&serve.db).await.expect("db");
-        store.recent_calls(1000).await.expect("rows")
-    })
+fn call_rows(serve: &Serve, at_least: usize) -> Vec<frontdesk::store::CallRow> {
+    ended_calls(&serve.db, at_least)
 }
 
 /// The SIP messages SIPp received (from its `-trace_msg` log), each as its text.
@@ -170,7 +166,8 @@ allow = ["10.0.0.0/8", "2001:db8::/32"]
         read_jsonl(&sim.record)
     );
     // Rejected INVITEs are not call rows (a scanner must not be able to fill the database).
-    assert!(call_rows(&serve).is_empty(), "{:?}", call_rows(&serve));
+    let rows = call_rows(&serve, 0);
+    assert!(rows.is_empty(), "{rows:?}");
     let log = serve.proc.log_text();
     assert!(
         log.contains("INVITE refused with 403 Forbidden") && log.contains("source not allowed"),
@@ -266,7 +263,7 @@ password_file = "{}"
         1,
         "a refused INVITE opened a session"
     );
-    let rows = call_rows(&serve);
+    let rows = call_rows(&serve, 1);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
         rows[0].end_reason.as_deref(),
@@ -385,7 +382,7 @@ allow = ["127.0.0.1/32", "::1/128"]
         total,
         "one session per admitted call, none for a 503"
     );
-    let rows = call_rows(&serve);
+    let rows = call_rows(&serve, total);
     assert_eq!(rows.len(), total, "one call row per admitted call");
     let peak = peak_concurrency(&rows);
     assert!(peak <= 5, "{peak} calls were in progress at once");

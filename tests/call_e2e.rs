@@ -176,14 +176,6 @@ fn place_call(name: &str, sipp_scenario: &str, extra: &[&str], tcp: bool, alaw: 
     }
 }
 
-fn call_rows(db: &Path) -> Vec<frontdesk::store::CallRow> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let store = frontdesk::store::Store::open(db).await.expect("open db");
-        store.recent_calls(10).await.expect("rows")
-    })
-}
-
 /// The caller's sentence reached the session exactly, and the simulator's replies
 /// reached the caller byte for byte.
 fn assert_audio_both_ways(run: &CallRun, payload_type: u8) {
@@ -263,7 +255,7 @@ fn pcmu_call_talks_to_the_simulator_ga() {
         .any(|e| e["type"] == "input_audio_buffer.committed"));
 
     // The call is recorded with its end reason.
-    let rows = call_rows(&run.db);
+    let rows = ended_calls(&run.db, 1);
     assert_eq!(rows.len(), 1, "{rows:?}");
     let r = &rows[0];
     assert_eq!(r.end_reason.as_deref(), Some("remote-bye"));
@@ -322,7 +314,7 @@ fn pcma_only_call_over_tcp() {
         update["session"]["audio"]["input"]["format"]["type"],
         "audio/pcma"
     );
-    let rows = call_rows(&run.db);
+    let rows = ended_calls(&run.db, 1);
     assert_eq!(rows[0].codec.as_deref(), Some("PCMA"));
     assert_eq!(rows[0].end_reason.as_deref(), Some("remote-bye"));
 }
@@ -331,7 +323,7 @@ fn pcma_only_call_over_tcp() {
 fn invite_without_sdp_gets_our_offer_and_answer_from_ack() {
     let run = place_call("late-offer", "uac_late_offer.xml", &[], false, false);
     assert_audio_both_ways(&run, 0);
-    let rows = call_rows(&run.db);
+    let rows = ended_calls(&run.db, 1);
     assert_eq!(rows[0].codec.as_deref(), Some("PCMU"));
     assert_eq!(rows[0].end_reason.as_deref(), Some("remote-bye"));
 }

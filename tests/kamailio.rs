@@ -333,14 +333,6 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-fn call_rows(db: &Path) -> Vec<frontdesk::store::CallRow> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let store = frontdesk::store::Store::open(db).await.expect("open db");
-        store.recent_calls(20).await.expect("rows")
-    })
-}
-
 /// A SIPp caller (scenario from tests/sipp) calling `service` at `target` (the proxy).
 fn sipp(
     dir: &TestDir,
@@ -626,7 +618,7 @@ expires_secs = 300
 
     // frontdesk talked to the agent: the caller's audio reached the session, the agent's audio
     // reached the caller, and both calls ended for the right reason.
-    let rows = call_rows(&fd.db);
+    let rows = ended_calls(&fd.db, 2);
     assert_eq!(rows.len(), 2, "{rows:?}");
     let talked = rows
         .iter()
@@ -701,8 +693,8 @@ fn dispatcher_spreads_calls_over_two_instances() {
     );
     a.stop();
     b.stop();
-    let rows_a = call_rows(&a.db);
-    let rows_b = call_rows(&b.db);
+    let rows_a = ended_calls(&a.db, 0);
+    let rows_b = ended_calls(&b.db, 0);
     assert!(
         !rows_a.is_empty() && !rows_b.is_empty(),
         "both instances must get calls: a={} b={}\n{}",

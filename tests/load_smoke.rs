@@ -182,14 +182,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[(v.len() - 1) / 2]
 }
 
-fn call_rows(db: &Path) -> Vec<frontdesk::store::CallRow> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let store = frontdesk::store::Store::open(db).await.expect("open db");
-        store.recent_calls(1000).await.expect("rows")
-    })
-}
-
 #[test]
 fn fifty_concurrent_echo_calls() {
     require_tool("sipp", "sip-tester");
@@ -303,7 +295,7 @@ fn fifty_concurrent_echo_calls() {
     // breaks a call shows up in the assertions on the call rows below.
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
 
-    let rows = call_rows(&serve.db);
+    let rows = ended_calls(&serve.db, CALLS);
     assert_eq!(rows.len(), CALLS, "one call row per call");
     for r in &rows {
         assert_eq!(

@@ -160,10 +160,6 @@ fn dtmf_digits_reach_the_model_as_user_messages() {
         "{}",
         serve.proc.log_text()
     );
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let rows = rt.block_on(async {
-        let store = frontdesk::store::Store::open(&serve.db).await.expect("db");
-        store.recent_calls(5).await.expect("rows")
-    });
+    let rows = ended_calls(&serve.db, 1);
     assert_eq!(rows[0].dtmf_digits, Some(2));
 }

@@ -47,12 +47,9 @@ fn config(dir: &TestDir, min_se: u32) -> PathBuf {
 }
 
 fn end_reason(serve: &Serve) -> Option<String> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let rows = rt.block_on(async {
-        let store = frontdesk::store::Store::open(&serve.db).await.expect("db");
-        store.recent_calls(5).await.expect("rows")
-    });
-    rows.first().and_then(|r| r.end_reason.clone())
+    ended_calls(&serve.db, 1)
+        .first()
+        .and_then(|r| r.end_reason.clone())
 }
 
 fn run(

@@ -843,12 +843,21 @@ async fn media_loop(
     tokio::pin!(max_duration);
 
     let outcome = loop {
-        // Drain: client events first, then due RTP.
+        // Drain: client events first, then due RTP. Events are fed into the WebSocket's write
+        // buffer and flushed once per loop turn (one write for all of them).
         let mut ws_failed = None;
+        let mut fed = false;
         while let Some(event) = bridge.poll_ws() {
-            if let Err(e) = ws.send(Message::Text(event.into())).await {
+            if let Err(e) = ws.feed(Message::Text(event.into())).await {
                 ws_failed = Some(e.to_string());
                 break;
+            }
+            fed = true;
+        }
+        if fed && ws_failed.is_none() {
+            match ws.flush().await {
+                Ok(()) => bridge.ws_written(tokio::time::Instant::now().into_std()),
+                Err(e) => ws_failed = Some(e.to_string()),
             }
         }
         if let Some(e) = ws_failed {
@@ -1011,16 +1020,7 @@ async fn media_loop(
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
                     let now = tokio::time::Instant::now().into_std();
-                    if let RtpOutcome::Rtp(_) = bridge.handle_rtp(now, &buf[..n]) {
-                        // Symmetric RTP: send where the caller's RTP actually comes from.
-                        if from != remote {
-                            if !latched {
-                                info!(sdp = %remote, actual = %from, "latched RTP to the caller's source address");
-                            }
-                            remote = from;
-                        }
-                        latched = true;
-                    }
+                    caller_rtp(&mut bridge, now, &buf[..n], from, &mut remote, &mut latched);
                 }
                 Err(e) => debug!(error = %e, "RTP receive error"),
             },
@@ -1052,6 +1052,12 @@ async fn media_loop(
             Some(result) = refer_rx.recv() => control.refer_answered(&mut bridge, result),
             _ = sleep_until_opt(transfer_deadline) => control.transfer_timed_out(&mut bridge),
             _ = &mut sleep => {
+                // Caller packets that arrived while this task was not running go first, so a
+                // stall of this task is not taken for a silent caller.
+                while let Ok((n, from)) = socket.try_recv_from(&mut buf) {
+                    let now = tokio::time::Instant::now().into_std();
+                    caller_rtp(&mut bridge, now, &buf[..n], from, &mut remote, &mut latched);
+                }
                 let now = tokio::time::Instant::now().into_std();
                 bridge.handle_timeout(now);
             }
@@ -1132,6 +1138,27 @@ async fn media_loop(
     );
     let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, ws.close(None)).await;
     outcome
+}
+
+/// Feeds one datagram from the caller's RTP port; latches our RTP to its source address
+/// (symmetric RTP) once it is valid RTP.
+fn caller_rtp(
+    bridge: &mut Bridge,
+    now: std::time::Instant,
+    datagram: &[u8],
+    from: SocketAddr,
+    remote: &mut SocketAddr,
+    latched: &mut bool,
+) {
+    if let RtpOutcome::Rtp(_) = bridge.handle_rtp(now, datagram) {
+        if from != *remote {
+            if !*latched {
+                info!(sdp = %remote, actual = %from, "latched RTP to the caller's source address");
+            }
+            *remote = from;
+        }
+        *latched = true;
+    }
 }
 
 /// Converts recorded message audio to the call's G.711 law.

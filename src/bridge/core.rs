@@ -11,11 +11,12 @@
 //! [`Bridge::poll_rtp`] (due RTP packets) and [`Bridge::poll_timeout`].
 //!
 //! Drain rule: after every `handle_*` call, drain `poll_ws` and `poll_rtp` until they return `None`,
-//! then sleep until `poll_timeout`. No I/O, no clock reads.
+//! call [`Bridge::ws_written`] once the drained events are written, then sleep until
+//! `poll_timeout`. No I/O, no clock reads.
 //!
 //! Timing figures (for the load benchmark, `BENCHMARKS.md`): each caller frame's *added latency*,
-//! from its packet's arrival (the `now` of [`Bridge::handle_rtp`]) to its `append` being queued
-//! for the WebSocket (the `now` of the call that released it; the shell sends it right away), and
+//! from its packet's arrival (the `now` of [`Bridge::handle_rtp`]) to its `append` being written
+//! to the WebSocket (the `now` the shell reports with [`Bridge::ws_written`] after its flush), and
 //! each outgoing packet's *pacing error*, the `now` given to [`Bridge::poll_rtp`] minus the
 //! packet's scheduled [`Transmit::due`], go into two fixed-bucket [`LatencyHistogram`]s (allocated
 //! once per call, nothing per frame); [`BridgeStats`] reports their percentiles.
@@ -43,6 +44,9 @@ use crate::realtime::protocol::{self, Dialect, ServerEvent, SessionSettings};
 use crate::telemetry::Pii;
 
 use super::transcript::{Transcript, Turn};
+
+/// How early our next RTP packet may leave when a caller packet woke the shell anyway (10 ms).
+pub const RTP_AHEAD: Duration = Duration::from_millis(10);
 
 /// How many interrupted item ids are remembered to discard their late deltas.
 const REMEMBERED_INTERRUPTED_ITEMS: usize = 8;
@@ -226,7 +230,8 @@ pub struct BridgeStats {
     pub dtmf_digits: u64,
     /// What the caller last reported about our stream in RTCP, if anything.
     pub remote_report: Option<RemoteReport>,
-    /// Added latency of caller frames: packet arrival → `append` queued for the WebSocket (the
+    /// Added latency of caller frames: packet arrival → `append` written to the WebSocket
+    /// ([`Bridge::ws_written`]; the
     /// relay's wait for a gap or the rest of a frame, plus processing); concealed frames are not counted.
     pub latency: Percentiles,
     /// Pacing error of our RTP: the time a packet was handed out by [`Bridge::poll_rtp`] minus its
@@ -284,6 +289,15 @@ pub struct Bridge {
     stats: BridgeStats,
     latency: LatencyHistogram,
     pacing: LatencyHistogram,
+    /// Client events handed out by [`Bridge::poll_ws`] so far.
+    ws_popped: u64,
+    /// Appends queued and not yet handed out: (their index among all client events, arrival of
+    /// the packet that completed the frame).
+    appends_queued: VecDeque<(u64, Instant)>,
+    /// Arrivals of the appends handed out and not yet reported written.
+    appends_handed: Vec<Instant>,
+    /// A caller packet woke the shell: the next RTP packet may leave up to [`RTP_AHEAD`] early.
+    rtp_wake: bool,
     started: Instant,
     /// Call time (ms) of the first `input_audio_buffer.append`: the session's audio time 0.
     first_append_ms: Option<u64>,
@@ -341,6 +355,10 @@ impl Bridge {
             responses_done: 0,
             stats: BridgeStats::default(),
             latency: LatencyHistogram::new(),
+            ws_popped: 0,
+            appends_queued: VecDeque::new(),
+            appends_handed: Vec::new(),
+            rtp_wake: false,
             pacing: LatencyHistogram::new(),
             started: now,
             first_append_ms: None,
@@ -396,6 +414,7 @@ impl Bridge {
         }
         let disposition = self.inbound.push(now, &packet);
         self.drain_inbound(now);
+        self.rtp_wake = true;
         RtpOutcome::Rtp(disposition)
     }
 
@@ -417,14 +436,15 @@ impl Bridge {
             // base64 grows 4/3; the JSON envelope adds ~50 bytes.
             let mut event = String::with_capacity(frame.audio.len() * 4 / 3 + 64);
             protocol::input_audio_buffer_append(&mut event, &frame.audio);
+            if let Some(arrived) = frame.arrived {
+                let index = self.ws_popped + self.ws_out.len() as u64;
+                self.appends_queued.push_back((index, arrived));
+            }
             self.ws_out.push_back(event);
             if self.stats.appends == 0 {
                 self.first_append_ms = Some(self.call_ms(now));
             }
             self.stats.appends += 1;
-            if let Some(arrived) = frame.arrived {
-                self.latency.record(now.saturating_duration_since(arrived));
-            }
         }
         if let Some(dtmf) = &mut self.dtmf {
             dtmf.handle_timeout(now);
@@ -771,12 +791,36 @@ impl Bridge {
 
     /// The next client event to send on the WebSocket.
     pub fn poll_ws(&mut self) -> Option<String> {
-        self.ws_out.pop_front()
+        let event = self.ws_out.pop_front()?;
+        if let Some(&(index, arrived)) = self.appends_queued.front() {
+            if index == self.ws_popped {
+                self.appends_queued.pop_front();
+                self.appends_handed.push(arrived);
+            }
+        }
+        self.ws_popped += 1;
+        Some(event)
     }
 
-    /// The next RTP packet due at `now`.
+    /// The shell wrote (and flushed) every client event handed out by [`Bridge::poll_ws`] at
+    /// `now`: records each caller frame's added latency, its packet's arrival → written.
+    pub fn ws_written(&mut self, now: Instant) {
+        for arrived in self.appends_handed.drain(..) {
+            self.latency.record(now.saturating_duration_since(arrived));
+        }
+    }
+
+    /// The next RTP packet due at `now`. Right after a caller packet ([`Bridge::handle_rtp`]),
+    /// one packet due within [`RTP_AHEAD`] leaves at once, so the shell's wake-up for the
+    /// caller's packet also sends ours (one wake-up per 20 ms instead of two; the schedule keeps
+    /// its absolute due times, and continuous silence locks its phase just after the caller's
+    /// packets, see [`PlayoutPacer::poll_transmit_ahead`]).
     pub fn poll_rtp(&mut self, now: Instant) -> Option<Transmit> {
-        let t = self.pacer.poll_transmit(now)?;
+        let t = if std::mem::take(&mut self.rtp_wake) {
+            self.pacer.poll_transmit_ahead(now, RTP_AHEAD)?
+        } else {
+            self.pacer.poll_transmit(now)?
+        };
         self.pacing.record(now.saturating_duration_since(t.due));
         let ts = u32::from_be_bytes([t.packet[4], t.packet[5], t.packet[6], t.packet[7]]);
         self.rtcp
@@ -1160,8 +1204,13 @@ mod tests {
         let t0 = Instant::now();
         let mut b = bridge(t0, Dialect::Ga);
         let mut pkt = Vec::new();
-        // Ten packets, 20 ms apart, in order: each frame is appended at its packet's arrival (0 ms
-        // added), then a ptime-10 packet whose frame waits 10 ms for its second half.
+        // Ten packets, 20 ms apart, in order: each frame is appended at its packet's arrival and
+        // the shell writes it 0.3 ms later; then a ptime-10 pair, the frame written 0.3 ms after
+        // the second half completed it. Frames not yet written are not counted.
+        let write = |b: &mut Bridge, now: Instant| {
+            while b.poll_ws().is_some() {}
+            b.ws_written(now + Duration::from_micros(300));
+        };
         for seq in 0..10u16 {
             crate::media::rtp::write_packet(
                 &mut pkt,
@@ -1174,6 +1223,7 @@ mod tests {
             );
             let now = t0 + Duration::from_millis(20 * u64::from(seq));
             b.handle_rtp(now, &pkt);
+            write(&mut b, now);
         }
         for half in 0..2u16 {
             crate::media::rtp::write_packet(
@@ -1185,17 +1235,21 @@ mod tests {
                 9,
                 &[0x11; 80],
             );
-            b.handle_rtp(t0 + Duration::from_millis(200 + 10 * u64::from(half)), &pkt);
+            let now = t0 + Duration::from_millis(200 + 10 * u64::from(half));
+            b.handle_rtp(now, &pkt);
+            write(&mut b, now);
         }
+        // An append queued but not written yet is not counted.
+        pkt.clear();
+        crate::media::rtp::write_packet(&mut pkt, 0, false, 12, 1_760, 9, &[0x11; 160]);
+        b.handle_rtp(t0 + Duration::from_millis(220), &pkt);
         let s = b.stats();
         assert_eq!(s.latency.samples, 11);
-        // Nearest rank: 0 ms for the in-order frames; the ptime-10 frame's arrival is that of its
-        // second half, which completed it, so it added nothing either.
         assert_eq!(
             (s.latency.p50_ms, s.latency.p99_ms, s.latency.max_ms),
-            (0.0, 0.0, 0.0)
+            (0.3, 0.3, 0.3)
         );
-        assert_eq!(s.appends, 11);
+        assert_eq!(s.appends, 12);
 
         // Model audio: three packets, polled 0, 2 and 7 ms after they are due.
         b.handle_server_event(t0, delta("item_a", 480));

@@ -82,7 +82,7 @@ use super::rtp::{extend_seq, extend_ts, RtpHeaderView};
 pub const MAX_REORDER_WINDOW_MS: u64 = 60;
 /// Smallest clock grace, in ms: how long after it should have arrived a frame of a silent caller
 /// is released as silence, at least.
-pub const MIN_CLOCK_GRACE_MS: u64 = 100;
+pub const MIN_CLOCK_GRACE_MS: u64 = 120;
 /// Largest clock grace, in ms.
 pub const MAX_CLOCK_GRACE_MS: u64 = 300;
 /// Length of each of the two halves of the window over which the reorder window and the clock

@@ -46,6 +46,9 @@ pub const MAX_QUEUED_BYTES: usize = (MAX_QUEUED_MS * BYTES_PER_MS) as usize;
 /// Lateness in ms beyond which [`PlayoutPacer::poll_transmit`] re-anchors the schedule at `now`
 /// instead of sending the overdue frames back to back.
 pub const REANCHOR_AFTER_MS: u64 = 200;
+/// With continuous silence, [`PlayoutPacer::poll_transmit_ahead`] puts the silence schedule's
+/// due times this many ms after the caller's packets (once per call).
+pub const PHASE_LEAD_MS: u64 = 5;
 /// How many items (the most recently seen) keep their byte accounting.
 pub const TRACKED_ITEMS: usize = 16;
 /// The [`Transmit::item`] of a silence packet sent between talkspurts (continuous RTP); real
@@ -169,6 +172,8 @@ pub struct PlayoutPacer {
     items: VecDeque<(u64, ItemStats)>,
     /// Whether silence packets fill the time between talkspurts.
     send_silence: bool,
+    /// Whether the silence schedule took its phase from the caller's packets.
+    phase_locked: bool,
     stats: PacerStats,
 }
 
@@ -201,6 +206,7 @@ impl PlayoutPacer {
             last_frame: None,
             items: VecDeque::with_capacity(TRACKED_ITEMS + 1),
             send_silence: false,
+            phase_locked: false,
             stats: PacerStats::default(),
         }
     }
@@ -343,6 +349,42 @@ impl PlayoutPacer {
             None if self.send_silence => Some(self.next_free),
             None => None,
         }
+    }
+
+    /// Like [`poll_transmit`](Self::poll_transmit), but a packet due within `ahead` of `now`
+    /// leaves now (the shell is awake anyway, e.g. for a caller packet). At most one packet is
+    /// sent early per call; its [`Transmit::due`] is `now`. A talkspurt keeps its absolute
+    /// schedule. Continuous silence takes its phase from the first such call: if the next silence
+    /// packet is due later than `ahead`, it is postponed to [`PHASE_LEAD_MS`] after one frame
+    /// from `now` (once per call), so when the caller sends every 20 ms our packets leave with
+    /// its packets instead of on a timer of their own; talkspurts start in the same phase.
+    pub fn poll_transmit_ahead(&mut self, now: Instant, ahead: Duration) -> Option<Transmit> {
+        let now = self.clamp(now);
+        let next = self.poll_timeout()?;
+        if !self.phase_locked && self.spurt.is_none() && self.send_silence {
+            self.phase_locked = true;
+            if next > now + ahead {
+                // Silence out of phase with the caller's packets: move the next silence packet
+                // to just after the caller's next one, once per call (a single gap of up to 25 ms
+                // instead of 20; the clocks of both ends then keep the phase).
+                self.next_free = self
+                    .next_free
+                    .max(now + FRAME + Duration::from_millis(PHASE_LEAD_MS));
+                return None;
+            }
+        }
+        if next <= now || next > now + ahead {
+            return self.poll_transmit(now);
+        }
+        let t = if self.spurt.is_some() {
+            // Frame `sent` leaves now; the next one stays on the absolute schedule.
+            self.poll_transmit(next)
+        } else {
+            self.poll_silence(next)
+        };
+        // `poll_transmit(next)` moved the clock to `next`; time is `now`.
+        self.last_now = now;
+        t.map(|t| Transmit { due: now, ..t })
     }
 
     /// The silence packet due at `now` between talkspurts (continuous RTP), if any.
@@ -603,6 +645,77 @@ mod tests {
         // Silence packets are not accounted to any item.
         assert_eq!(p.played_bytes(1), 400);
         assert!(p.item_stats(SILENCE_ITEM).is_none());
+    }
+
+    #[test]
+    fn packets_leave_with_the_callers_packets_when_they_arrive_every_20_ms() {
+        let t0 = Instant::now();
+        let mut p = pacer(t0);
+        p.set_send_silence(true);
+        // The caller's packets arrive every 20 ms, 7 ms into our 20 ms grid; a shell wakes for
+        // each of them (polling ahead) and for our timer.
+        let mut sent: Vec<(Instant, Sent, bool)> = Vec::new(); // (time, packet, by the timer)
+        let mut timer_wakes = 0;
+        let arrivals: Vec<Instant> = (0..150u32).map(|k| t0 + MS * (7 + 20 * k)).collect();
+        let mut next_arrival = 0;
+        let end = t0 + MS * 3_500;
+        loop {
+            let timer = p.poll_timeout().expect("continuous");
+            let arrival = arrivals.get(next_arrival).copied();
+            match arrival {
+                Some(a) if a <= timer => {
+                    next_arrival += 1;
+                    if a == t0 + MS * 1_007 {
+                        p.push(a, 1, &[0x11; 8_000]); // the agent speaks for 1 s
+                    }
+                    while let Some(t) = p.poll_transmit_ahead(a, MS * 10) {
+                        sent.push((a, decode(t), false));
+                    }
+                }
+                _ if timer <= end => {
+                    timer_wakes += 1;
+                    for t in drain(&mut p, timer) {
+                        sent.push((timer, t, true));
+                    }
+                }
+                _ => break,
+            }
+        }
+        for w in sent.windows(2) {
+            assert_eq!(w[1].1.seq, w[0].1.seq.wrapping_add(1));
+            assert_eq!(w[1].1.ts, w[0].1.ts.wrapping_add(160));
+            assert!(w[1].0 - w[0].0 >= MS * 10, "packets at least 10 ms apart");
+        }
+        // After the first packet, silence and speech leave with the caller's packets: one wake-up
+        // per 20 ms, not two. The speech keeps its schedule: each packet at most 10 ms early.
+        let by_timer = sent
+            .iter()
+            .skip(1)
+            .filter(|s| s.2 && s.0 < t0 + MS * 2_987)
+            .count();
+        assert!(by_timer <= 2, "{by_timer} packets needed a timer wake-up");
+        assert!(timer_wakes <= 3 + 26, "{timer_wakes} timer wake-ups");
+        let speech: Vec<&(Instant, Sent, bool)> =
+            sent.iter().filter(|s| s.1.payload[0] == 0x11).collect();
+        assert_eq!(speech.len(), 50);
+        assert!(speech[0].1.marker);
+        let start = speech[0].1.t.due;
+        for (n, s) in speech.iter().enumerate().skip(1) {
+            let due = start + MS * (20 * n as u32);
+            assert!(
+                s.0 <= due && due - s.0 <= MS * 10,
+                "speech packet {n} off its schedule"
+            );
+        }
+        // When the caller stops sending, the timer takes over: one packet per 20 ms.
+        let after: Vec<Instant> = sent
+            .iter()
+            .filter(|s| s.0 > t0 + MS * 2_987)
+            .map(|s| s.0)
+            .collect();
+        assert!(sent.iter().filter(|s| s.0 > t0 + MS * 2_987).all(|s| s.2));
+        assert!((24..=26).contains(&after.len()), "{} packets", after.len());
+        assert!(after.windows(2).all(|w| w[1] - w[0] == MS * 20));
     }
 
     #[test]

@@ -761,3 +761,26 @@ pub fn next_tuesday() -> chrono::NaiveDate {
     }
     day
 }
+
+/// The call rows of the database at `db`, newest first, once at least `at_least` calls are recorded
+/// and every recorded call has ended (its row is complete).
+///
+/// frontdesk answers the caller's BYE before its call task writes the end of the call record, so
+/// a test that reads the rows the moment SIPp exits can see the call still in teardown. This
+/// waits up to 20 s (a loaded machine) and then returns what is there, for the test's assertions
+/// to report.
+pub fn ended_calls(db: &Path, at_least: usize) -> Vec<frontdesk::store::CallRow> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    rt.block_on(async {
+        let store = frontdesk::store::Store::open(db).await.expect("open db");
+        loop {
+            let rows = store.recent_calls(10_000).await.expect("rows");
+            let complete = rows.len() >= at_least && rows.iter().all(|r| r.end_reason.is_some());
+            if complete || Instant::now() >= deadline {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
