@@ -85,7 +85,7 @@ pub struct UsageRow {
     pub billed_seconds: Option<f64>,
 }
 
-/// Media quality of a call (see `migrations/20261122000003_call_media_stats.sql`).
+/// Media quality of a call (see `migrations/{sqlite,postgres}/20261122000003_call_media_stats.sql`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct MediaRow {
     /// PCMU or PCMA.

@@ -179,7 +179,7 @@ pub struct CallEnd {
     pub turns: Vec<crate::bridge::transcript::Turn>,
 }
 
-/// Media quality figures of one call (see `migrations/20261122000003_call_media_stats.sql`).
+/// Media quality figures of one call (see `migrations/{sqlite,postgres}/20261122000003_call_media_stats.sql`).
 #[derive(Debug, Clone, Default)]
 pub struct MediaRecord {
     /// Caller packets never received.
