@@ -9,25 +9,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 
 #[test]
 fn the_model_checks_availability_and_books_during_a_call() {
     let dir = TestDir::new("booking");
-    booking_speech(&dir);
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/booking.toml")),
-    );
-    let plans = booking_dialplan(&dir, false);
-    let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
-    let calendar = calendar.to_string_lossy().into_owned();
-    let url = sim.url();
-    let mut serve = Serve::start(
-        &dir,
-        &plans,
-        &["--realtime-url", &url, "--calendar", &calendar],
-    );
+    let (sim, mut serve) = start_booking(&dir, "booking.toml", false);
     let media_port = free_port();
     let capture = Capture::start(&dir, media_port);
     let run = run_sipp(
@@ -70,16 +56,7 @@ fn the_model_checks_availability_and_books_during_a_call() {
     }
 
     // Both tool results reached the simulator, each followed by a response.create.
-    let outputs: Vec<Value> = client
-        .iter()
-        .filter(|e| {
-            e["type"] == "conversation.item.create" && e["item"]["type"] == "function_call_output"
-        })
-        .map(|e| {
-            serde_json::from_str(e["item"]["output"].as_str().unwrap_or("null"))
-                .unwrap_or(Value::Null)
-        })
-        .collect();
+    let outputs = tool_outputs(&client);
     assert_eq!(
         outputs.len(),
         2,
@@ -261,16 +238,7 @@ fn the_database_stops_mid_call_and_comes_back() {
         "frontdesk did not stop cleanly"
     );
 
-    let outputs: Vec<Value> = read_jsonl(&sim.record)
-        .iter()
-        .filter(|e| {
-            e["type"] == "conversation.item.create" && e["item"]["type"] == "function_call_output"
-        })
-        .map(|e| {
-            serde_json::from_str(e["item"]["output"].as_str().unwrap_or("null"))
-                .unwrap_or(Value::Null)
-        })
-        .collect();
+    let outputs = tool_outputs(&read_jsonl(&sim.record));
     assert_eq!(outputs.len(), 2, "{outputs:?}");
     assert_eq!(
         outputs[0]["error"]["code"], "calendar_unreachable",

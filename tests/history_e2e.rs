@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -53,20 +52,7 @@ fn strip_ansi(s: &str) -> String {
 #[test]
 fn a_booking_call_leaves_its_transcript_usage_and_cost_and_no_pii_in_the_log() {
     let dir = TestDir::new("history");
-    booking_speech(&dir);
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/history.toml")),
-    );
-    let plans = booking_dialplan(&dir, true);
-    let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
-    let calendar = calendar.to_string_lossy().into_owned();
-    let url = sim.url();
-    let mut serve = Serve::start(
-        &dir,
-        &plans,
-        &["--realtime-url", &url, "--calendar", &calendar],
-    );
+    let (_sim, mut serve) = start_booking(&dir, "history.toml", true);
     let media_port = free_port();
     let run = run_sipp(
         &dir,

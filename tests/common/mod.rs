@@ -751,6 +751,42 @@ pub fn booking_speech(dir: &TestDir) {
     std::fs::write(dir.join("audio2.ul"), &ul2).expect("write");
 }
 
+/// A booking call's far ends: the simulator playing `tests/scenarios/{scenario}` and
+/// `frontdesk serve` with [`booking_dialplan`] and the example calendar, plus the caller's
+/// speech ([`booking_speech`]) written into `dir`.
+pub fn start_booking(dir: &TestDir, scenario: &str, transcription: bool) -> (Sim, Serve) {
+    booking_speech(dir);
+    let sim = Sim::start(
+        dir,
+        Some(&Path::new(ROOT).join("tests/scenarios").join(scenario)),
+    );
+    let plans = booking_dialplan(dir, transcription);
+    let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
+    let calendar = calendar.to_string_lossy().into_owned();
+    let url = sim.url();
+    let serve = Serve::start(
+        dir,
+        &plans,
+        &["--realtime-url", &url, "--calendar", &calendar],
+    );
+    (sim, serve)
+}
+
+/// The `function_call_output` items frontdesk sent (`conversation.item.create` events of a
+/// simulator record), each output parsed as JSON (`null` where it is not JSON), in order.
+pub fn tool_outputs(client_events: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    client_events
+        .iter()
+        .filter(|e| {
+            e["type"] == "conversation.item.create" && e["item"]["type"] == "function_call_output"
+        })
+        .map(|e| {
+            serde_json::from_str(e["item"]["output"].as_str().unwrap_or("null"))
+                .unwrap_or(serde_json::Value::Null)
+        })
+        .collect()
+}
+
 /// The next Tuesday at least two days ahead (UTC date): a working day of the example calendar
 /// (`deploy/calendar.example.toml`) inside its lead time and 90-day window, so a booking test
 /// never goes stale.
