@@ -1,5 +1,15 @@
-//! OpenAI Realtime: the wire protocol (sans-IO), the WebSocket client and the local simulator.
+//! Voice-model sessions: the protocol-neutral boundary the call's core speaks (`model`), the
+//! per-dialect encoding behind it (`codec`, over the Realtime wire protocol of `protocol`, both
+//! sans-IO), the WebSocket session that carries it (`session`, over `client`), and the local
+//! simulator (`sim`). No WebSocket type leaves this module.
 
 pub mod client;
+pub mod codec;
+pub mod model;
 pub mod protocol;
+pub mod session;
 pub mod sim;
+
+pub use codec::Codec;
+pub use model::{Capabilities, ModelCommand, ModelError, ModelEvent};
+pub use session::Session;
