@@ -77,6 +77,20 @@ impl Dialect {
         }
     }
 
+    /// What this dialect can do, for the call's core ([`super::model::Capabilities`]): both
+    /// Realtime dialects report the caller's speech and expect a truncate on barge-in, have
+    /// `response.cancel`, and send model audio in per-response bursts.
+    pub const fn capabilities(self) -> super::model::Capabilities {
+        match self {
+            Dialect::Ga | Dialect::Beta => super::model::Capabilities {
+                truncates_on_barge_in: true,
+                cancels_responses: true,
+                continuous_output: false,
+                continuous_input: false,
+            },
+        }
+    }
+
     /// The lowercase name, `"ga"` or `"beta"` (the inverse of [`FromStr`]).
     pub const fn as_str(self) -> &'static str {
         match self {
