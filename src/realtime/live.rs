@@ -24,14 +24,11 @@
 
 use std::borrow::Cow;
 
-use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::protocol::{Error, FunctionCall, ToolDefinition, Usage};
+use super::protocol::{write_audio_event, Error, FunctionCall, ToolDefinition, Usage, AUDIO_B64};
 use crate::media::g711::{Law, CLOCK_RATE_HZ};
 
 /// OpenAI's GPT-Live WebSocket endpoint (§1.1). No query parameters: the model goes in
@@ -262,18 +259,13 @@ pub fn session_start(s: &LiveSessionSettings) -> String {
 }
 
 const APPEND_PREFIX: &str = r#"{"type":"session.input_audio.append","audio":""#;
-const APPEND_SUFFIX: &str = r#""}"#;
 
 /// `session.input_audio.append` (§3.1, §3.3): caller audio, raw G.711 in the session format
 /// (160 bytes = 20 ms → 216 base64 characters). Hot path: clears `out` and encodes straight into
 /// it, so once `out` has grown to the frame size nothing is allocated. The server sends no ack.
 /// Send it continuously from `session.started` on, silence included.
 pub fn input_audio_append(out: &mut String, audio: &[u8]) {
-    out.clear();
-    out.reserve(APPEND_PREFIX.len() + audio.len().div_ceil(3) * 4 + APPEND_SUFFIX.len());
-    out.push_str(APPEND_PREFIX);
-    STANDARD.encode_string(audio, out);
-    out.push_str(APPEND_SUFFIX);
+    write_audio_event(out, APPEND_PREFIX, audio);
 }
 
 #[derive(Serialize)]
@@ -502,12 +494,6 @@ impl LiveEvent {
         }
     }
 }
-
-/// Base64 decoder for audio deltas: standard alphabet, padding optional.
-const AUDIO_B64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 #[derive(Deserialize)]
 struct Tag<'a> {
