@@ -500,7 +500,7 @@ async fn drive(
                     // if it does not.
                     let _ = tokio::time::timeout(Duration::from_secs(5), wait_for_end(&mut events))
                         .await;
-                    let _ = handle.hangup("transferred").await;
+                    let _ = events.hangup("transferred").await;
                     return Outcome::local("transferred");
                 }
                 Ok(code) => warn!(%target, code, "the caller refused the transfer (REFER)"),
@@ -508,7 +508,7 @@ async fn drive(
             }
         }
     }
-    if let Err(e) = handle.hangup(&outcome.reason).await {
+    if let Err(e) = events.hangup(&outcome.reason).await {
         debug!(error = %e, "BYE failed");
     }
     outcome
@@ -589,7 +589,7 @@ async fn dialog_phase(
     };
 
     // Answer.
-    if let Err(e) = handle.answer(local_sdp) {
+    if let Err(e) = events.answer(local_sdp) {
         warn!(error = %e, "cannot send 200 OK");
         return Outcome::remote("gone-before-answer");
     }
