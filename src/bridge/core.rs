@@ -968,7 +968,8 @@ mod tests {
         }
         assert_eq!(sent, 26, "26 frames are due in the first 500 ms");
         let now = t0 + Duration::from_millis(510);
-        server(&mut b, 
+        server(
+            &mut b,
             now,
             ServerEvent::SpeechStarted {
                 audio_start_ms: 0,
@@ -999,7 +1000,8 @@ mod tests {
         let mut b = bridge(t0, Dialect::Ga);
         server(&mut b, t0, delta("item_a", 320));
         while b.poll_rtp(t0 + Duration::from_millis(40)).is_some() {}
-        server(&mut b, 
+        server(
+            &mut b,
             t0,
             ServerEvent::SpeechStarted {
                 audio_start_ms: 0,
@@ -1045,7 +1047,8 @@ mod tests {
             types(&drain_ws(&mut b)),
             ["conversation.item.create", "response.create"]
         );
-        server(&mut b, 
+        server(
+            &mut b,
             t0,
             ServerEvent::Error {
                 kind: "invalid_request_error".into(),
