@@ -470,7 +470,7 @@ async fn drive(
     if !outcome.end.sends_bye() {
         return outcome;
     }
-    if let Err(e) = handle.hangup(&outcome.end.to_string()).await {
+    if let Err(e) = events.hangup(&outcome.end.to_string()).await {
         debug!(error = %e, "BYE failed");
     }
     outcome
@@ -550,7 +550,7 @@ async fn dialog_phase(
     };
 
     // Answer.
-    if let Err(e) = handle.answer(local_sdp) {
+    if let Err(e) = events.answer(local_sdp) {
         warn!(error = %e, "cannot send 200 OK");
         return Outcome::ended(EndReason::remote(Cause::GoneBeforeAnswer));
     }
