@@ -31,9 +31,11 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process: the size of `ServeArgs` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Answer SIP calls (UDP and TCP) and bridge them to the voice model.
+    /// Answer SIP calls (UDP, TCP and TLS) and bridge them to the voice model.
     Serve(ServeArgs),
     /// Run the local Realtime simulator: a WebSocket server at /v1/realtime that speaks the OpenAI
     /// Realtime protocol (GA, or beta when the client sends `OpenAI-Beta: realtime=v1`).
@@ -81,6 +83,24 @@ pub struct ServeArgs {
     /// [default: 0.0.0.0:5060].
     #[arg(long, value_name = "ADDR:PORT", value_delimiter = ',')]
     pub sip_listen: Vec<SocketAddr>,
+    /// SIP-over-TLS listen addresses (repeat or separate with commas, IPv6 in brackets), e.g.
+    /// `0.0.0.0:5061`; needs a certificate (--sip-tls-cert/--sip-tls-key or `[sip.tls]`)
+    /// [default: `[sip.tls] listen`, else no TLS].
+    #[arg(long, value_name = "ADDR:PORT", value_delimiter = ',')]
+    pub sip_tls_listen: Vec<SocketAddr>,
+    /// PEM certificate chain presented over TLS (leaf first) [default: `[sip.tls] cert`].
+    #[arg(long, value_name = "FILE")]
+    pub sip_tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate [default: `[sip.tls] key`].
+    #[arg(long, value_name = "FILE")]
+    pub sip_tls_key: Option<PathBuf>,
+    /// PEM CA certificates that sign the client certificates of trunks (mutual TLS)
+    /// [default: `[sip.tls] client_ca`].
+    #[arg(long, value_name = "FILE")]
+    pub sip_tls_client_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by the client CA.
+    #[arg(long)]
+    pub sip_tls_require_client_cert: bool,
     /// IP addresses advertised in SDP for RTP (and in Contact), at most one per family: a call
     /// gets the one of its SDP offer's family (`c=IN IP4`/`IP6`) [default: each listen IP, or the
     /// address of the default-route interface].
@@ -432,6 +452,24 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         },
     };
     Ok(ServeSettings {
+        sip_tls_listen: if args.sip_tls_listen.is_empty() {
+            file.sip
+                .tls
+                .listen
+                .clone()
+                .map(config::OneOrMany::into_vec)
+                .unwrap_or_default()
+        } else {
+            args.sip_tls_listen
+        },
+        sip_tls: crate::sip::tls::TlsSettings {
+            cert: args.sip_tls_cert.or(file.sip.tls.cert.clone()),
+            key: args.sip_tls_key.or(file.sip.tls.key.clone()),
+            client_ca: args.sip_tls_client_ca.or(file.sip.tls.client_ca.clone()),
+            require_client_cert: args.sip_tls_require_client_cert
+                || file.sip.tls.require_client_cert.unwrap_or(false),
+            ca: file.sip.tls.ca.clone(),
+        },
         sip_listen,
         media_ip,
         media_ip_alt,

@@ -97,6 +97,27 @@ pub struct SipFile {
     pub rtp_timeout_secs: Option<u64>,
     /// Smallest RFC 4028 session interval accepted (`Min-SE`, default 90); smaller gets 422.
     pub min_session_expires_secs: Option<u32>,
+    /// `[sip.tls]`: SIP over TLS.
+    #[serde(default)]
+    pub tls: SipTlsFile,
+}
+
+/// The `[sip.tls]` section (see `sip::tls::TlsSettings`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTlsFile {
+    /// TLS listen address, or a list of them, e.g. `"0.0.0.0:5061"`.
+    pub listen: Option<OneOrMany<SocketAddr>>,
+    /// PEM certificate chain (leaf first).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates that sign accepted client certificates (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by `client_ca` (default false).
+    pub require_client_cert: Option<bool>,
+    /// PEM CA certificates trusted for servers we connect to (default: the web PKI roots).
+    pub ca: Option<PathBuf>,
 }
 
 /// The `[media]` section.

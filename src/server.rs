@@ -55,6 +55,10 @@ pub enum RealtimeBackend {
 pub struct ServeSettings {
     /// SIP UDP+TCP listen address.
     pub sip_listen: Vec<SocketAddr>,
+    /// SIP-over-TLS listen addresses (may be empty).
+    pub sip_tls_listen: Vec<SocketAddr>,
+    /// `[sip.tls]`: certificate, key, client CA.
+    pub sip_tls: crate::sip::tls::TlsSettings,
     /// IP advertised in SDP.
     pub media_ip: IpAddr,
     /// IP of the other family advertised in SDP (dual stack).
@@ -238,6 +242,8 @@ pub async fn run(
         user_agent: format!("frontdesk/{}", env!("CARGO_PKG_VERSION")),
         admission: settings.admission.clone(),
         min_session_expires: settings.min_session_expires,
+        tls_listen: settings.sip_tls_listen.clone(),
+        tls: settings.sip_tls.clone(),
     };
     let (endpoint, mut incoming) = SipEndpoint::bind(&sip_config, sip_token.clone()).await?;
     let admission = endpoint.admission();

@@ -29,7 +29,7 @@ use crate::realtime::client::RealtimeTarget;
 use crate::realtime::protocol::{SessionSettings, TurnDetection};
 use crate::realtime::Session;
 use crate::sdp::{self, Negotiated};
-use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite, Transport};
+use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite};
 use crate::store::{CallEnd, MediaRecord, NewCall, Store};
 use crate::telemetry::Pii;
 use crate::tools::{self, ToolContext};
@@ -145,11 +145,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         transport = ?transport,
         "incoming call"
     );
-    let transport_name = match transport {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-        Transport::Other => "other",
-    };
+    let transport_name = transport.as_str();
     let new_call = NewCall {
         call_id: &call_id,
         from_uri: &from_uri,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    admission, guard, registration, reply, Error, IncomingCall, SipConfig, ALLOW,
+    admission, guard, registration, reply, tls, Error, IncomingCall, SipConfig, ALLOW,
     INCOMING_CALLS_CAPACITY,
 };
 
@@ -42,6 +42,14 @@ pub struct SipEndpoint {
     contact_hosts: Vec<(SocketAddr, String)>,
     /// Every bound address (UDP and TCP share each).
     bound: Vec<SocketAddr>,
+    /// The SIP-over-TLS listeners, served through `tls::serve_tls`, and their addresses.
+    tls_listeners: std::sync::Mutex<Vec<tokio::net::TcpListener>>,
+    tls_bound: Vec<SocketAddr>,
+    /// Our TLS configuration and the hand-off of accepted sessions to rsipstack.
+    tls: Arc<tls::Tls>,
+    tls_handoff: Arc<tls::Handoff>,
+    /// The `host:port` of our Contact in REGISTERs over TLS (the first TLS listener).
+    tls_contact_host: Option<String>,
 }
 
 /// Switch that makes the endpoint answer new INVITEs 503 (graceful shutdown).
@@ -141,8 +149,22 @@ impl SipEndpoint {
             .build();
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let (calls, calls_rx) = mpsc::channel(INCOMING_CALLS_CAPACITY);
+        // TLS listeners: each on its own port (port 0: a free one).
+        let tls = Arc::new(tls::Tls::load(&config.tls, !config.tls_listen.is_empty())?);
+        let tls_handoff = tls::install_connector(tls.clone());
+        let mut tls_listeners = Vec::new();
+        let mut tls_bound = Vec::new();
+        for &addr in &config.tls_listen {
+            let listener = bind_tcp(addr).map_err(|e| bind_err(addr, e.into()))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| bind_err(addr, e.into()))?;
+            tls_listeners.push(listener);
+            tls_bound.push(local);
+        }
         let contact_hosts: Vec<(SocketAddr, String)> = bound
             .iter()
+            .chain(&tls_bound)
             .map(|a| {
                 let ip = if a.ip().is_unspecified() {
                     config.advertised_ip_for(a.ip())
@@ -156,6 +178,12 @@ impl SipEndpoint {
             .first()
             .map(|(_, h)| h.clone())
             .unwrap_or_default();
+        let tls_contact_host = tls_bound.first().and_then(|a| {
+            contact_hosts
+                .iter()
+                .find(|(b, _)| b == a)
+                .map(|(_, h)| h.clone())
+        });
         let gate = admission::Admission::new(
             config.admission.clone(),
             tokio::time::Instant::now().into_std(),
@@ -176,6 +204,11 @@ impl SipEndpoint {
                 gate: std::sync::Mutex::new(gate),
                 min_se: config.min_session_expires.max(1),
                 tcp_listeners: std::sync::Mutex::new(tcp_listeners),
+                tls_listeners: std::sync::Mutex::new(tls_listeners),
+                tls_bound,
+                tls,
+                tls_handoff,
+                tls_contact_host,
             },
             calls_rx,
         ))
@@ -189,6 +222,11 @@ impl SipEndpoint {
     /// Every bound address, in the order of [`SipConfig::listen`].
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.bound
+    }
+
+    /// The bound SIP-over-TLS addresses, in the order of [`SipConfig::tls_listen`].
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_bound
     }
 
     /// The `host:port` of our Contact for a request that arrived on local address `local`:
@@ -211,7 +249,11 @@ impl SipEndpoint {
     /// Outbound registrations over this endpoint's transports and transaction layer, advertising
     /// this endpoint's Contact address. Spawn them after [`SipEndpoint::run`] has started.
     pub fn registrations(&self) -> registration::Registrations {
-        registration::Registrations::new(self.endpoint.inner.clone(), self.contact_host.clone())
+        registration::Registrations::new(
+            self.endpoint.inner.clone(),
+            self.contact_host.clone(),
+            self.tls_contact_host.clone(),
+        )
     }
 
     /// Serves SIP until the cancellation token fires.
@@ -231,6 +273,20 @@ impl SipEndpoint {
         for listener in tcp {
             tokio::spawn(guard::serve_tcp(
                 listener,
+                self.endpoint.inner.clone(),
+                self.cancel.child_token(),
+            ));
+        }
+        let tls = self
+            .tls_listeners
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        for listener in tls {
+            tokio::spawn(tls::serve_tls(
+                listener,
+                self.tls.clone(),
+                self.tls_handoff.clone(),
                 self.endpoint.inner.clone(),
                 self.cancel.child_token(),
             ));

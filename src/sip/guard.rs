@@ -37,9 +37,10 @@ const MAX_STREAM_MESSAGE: usize = 65_535;
 
 /// Which transport a message came over, for the log line.
 #[derive(Clone, Copy)]
-enum Over {
+pub(super) enum Over {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl Over {
@@ -47,11 +48,13 @@ impl Over {
         match self {
             Over::Udp => "udp",
             Over::Tcp => "tcp",
+            Over::Tls => "tls",
         }
     }
 }
 
-fn log_verdict(v: &Verdict, source: SocketAddr, over: Over) {
+/// One log line per rejected message (info) or dropped one (debug).
+pub(super) fn log_verdict(v: &Verdict, source: SocketAddr, over: Over) {
     match v {
         Verdict::Reject(r) => info!(
             %source,
@@ -398,7 +401,7 @@ where
 
 /// The length of the next whole unit in a stream buffer: a CRLF keep-alive ping (4 bytes) or
 /// pong (2 bytes), or one message framed by its Content-Length.
-fn next_unit(buf: &[u8]) -> Option<usize> {
+pub(super) fn next_unit(buf: &[u8]) -> Option<usize> {
     if buf.starts_with(b"\r\n\r\n") {
         return Some(4);
     }

@@ -202,6 +202,7 @@ impl SipEndpoint {
         let transport = match tx.connection.as_ref().map(|c| c.transport()) {
             Some(rsipstack::sip::Transport::Udp) => Transport::Udp,
             Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+            Some(rsipstack::sip::Transport::Tls) => Transport::Tls,
             _ => Transport::Other,
         };
         // The peer's address as the top Via says (with received/rport, RFC 3581).
@@ -216,8 +217,12 @@ impl SipEndpoint {
             .as_ref()
             .and_then(|c| c.get_addr().get_socketaddr().ok());
         let contact_host = self.contact_host_for(local);
+        // A `sips:` Request-URI gets a `sips:` Contact (RFC 3261 §8.1.1.8, §12.1.1).
+        let sips = tx.original.uri.scheme == Some(rsipstack::sip::Scheme::Sips);
         let contact = match transport {
             Transport::Tcp => format!("sip:frontdesk@{contact_host};transport=tcp"),
+            Transport::Tls if sips => format!("sips:frontdesk@{contact_host}"),
+            Transport::Tls => format!("sip:frontdesk@{contact_host};transport=tls"),
             _ => format!("sip:frontdesk@{contact_host}"),
         };
         let contact = rsipstack::sip::Uri::try_from(contact.as_str()).ok();

@@ -46,6 +46,7 @@ mod invite;
 pub mod registration;
 mod route;
 pub mod session_timer;
+pub mod tls;
 pub mod validate;
 
 pub use dialog::{CallEvent, CallEvents, CallHandle};
@@ -70,6 +71,9 @@ pub enum Error {
         /// What the transport reported.
         reason: String,
     },
+    /// The TLS settings could not be loaded (certificate, key or CA file).
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// A command on a dialog failed (the transaction or dialog is gone).
     #[error("SIP dialog {call_id}: {reason}")]
     Dialog {
@@ -95,6 +99,10 @@ pub struct SipConfig {
     pub admission: admission::Policy,
     /// Smallest session interval we accept (RFC 4028 `Min-SE`); smaller `Session-Expires` get 422.
     pub min_session_expires: u32,
+    /// Addresses for SIP over TLS (each its own port; port 0 picks a free one). May be empty.
+    pub tls_listen: Vec<SocketAddr>,
+    /// Certificate, key and peer verification for TLS (`[sip.tls]`).
+    pub tls: tls::TlsSettings,
 }
 
 /// Transport a request arrived on.
@@ -104,16 +112,19 @@ pub enum Transport {
     Udp,
     /// RFC 3261 §18 over TCP.
     Tcp,
-    /// Anything else rsipstack supports (TLS, WebSocket); not listened on by frontdesk today.
+    /// RFC 3261 §26 over TLS (`sips:` or `;transport=tls`).
+    Tls,
+    /// Anything else rsipstack supports (WebSocket); not listened on by frontdesk.
     Other,
 }
 
 impl Transport {
-    /// Lowercase name, as stored in `calls.transport`: `udp`, `tcp`, `other`.
+    /// Lowercase name, as stored in `calls.transport`: `udp`, `tcp`, `tls`, `other`.
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
             Transport::Other => "other",
         }
     }

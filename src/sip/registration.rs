@@ -80,6 +80,9 @@ pub enum RegistrarTransport {
     Udp,
     /// TCP (`;transport=tcp` on the registrar URI).
     Tcp,
+    /// TLS (a `sips:` registrar URI, or `;transport=tls`); needs a `--sip-tls-listen` address
+    /// for our Contact.
+    Tls,
 }
 
 /// One validated `[[registrations]]` entry.
@@ -265,10 +268,15 @@ impl Account {
         };
         let uri = rsipstack::sip::Uri::try_from(f.registrar.trim())
             .map_err(|e| bad_registrar(format!("not a SIP URI ({e})")))?;
-        match uri.scheme {
-            Some(rsipstack::sip::Scheme::Sip) | None => {}
-            Some(_) => return Err(bad_registrar("only sip: URIs are supported".into())),
-        }
+        let sips = match uri.scheme {
+            Some(rsipstack::sip::Scheme::Sip) | None => false,
+            Some(rsipstack::sip::Scheme::Sips) => true,
+            Some(_) => {
+                return Err(bad_registrar(
+                    "only sip: and sips: URIs are supported".into(),
+                ))
+            }
+        };
         if uri.auth.is_some() {
             return Err(bad_registrar(
                 "a registrar URI has no user part; put the user into `user`".into(),
@@ -278,11 +286,13 @@ impl Account {
             rsipstack::sip::Param::Transport(t) => Some(*t),
             _ => None,
         }) {
+            _ if sips => RegistrarTransport::Tls,
             None | Some(rsipstack::sip::Transport::Udp) => RegistrarTransport::Udp,
             Some(rsipstack::sip::Transport::Tcp) => RegistrarTransport::Tcp,
+            Some(rsipstack::sip::Transport::Tls) => RegistrarTransport::Tls,
             Some(t) => {
                 return Err(bad_registrar(format!(
-                    "transport {t} is not supported (use udp or tcp)"
+                    "transport {t} is not supported (use udp, tcp or tls)"
                 )))
             }
         };
@@ -332,6 +342,8 @@ pub struct Registrations {
     endpoint: EndpointInnerRef,
     /// `ip:port` we advertise in Contact (the listen address, or the advertised IP).
     contact_host: String,
+    /// `ip:port` of our first TLS listener, for registrations over TLS.
+    tls_contact_host: Option<String>,
 }
 
 /// The running registration tasks.
@@ -356,10 +368,15 @@ impl RegistrationTasks {
 }
 
 impl Registrations {
-    pub(super) fn new(endpoint: EndpointInnerRef, contact_host: String) -> Registrations {
+    pub(super) fn new(
+        endpoint: EndpointInnerRef,
+        contact_host: String,
+        tls_contact_host: Option<String>,
+    ) -> Registrations {
         Registrations {
             endpoint,
             contact_host,
+            tls_contact_host,
         }
     }
 
@@ -371,7 +388,15 @@ impl Registrations {
         for account in accounts {
             let span =
                 tracing::info_span!("registration", name = %account.name, aor = %account.aor);
-            let client = RegisterClient::new(self.endpoint.clone(), &self.contact_host, account);
+            let host = match (account.transport, &self.tls_contact_host) {
+                (RegistrarTransport::Tls, Some(h)) => h.as_str(),
+                (RegistrarTransport::Tls, None) => {
+                    warn!(name = %account.name, "registration over TLS without --sip-tls-listen: calls from the registrar cannot reach us over TLS");
+                    self.contact_host.as_str()
+                }
+                _ => self.contact_host.as_str(),
+            };
+            let client = RegisterClient::new(self.endpoint.clone(), host, account);
             tracker.spawn(run_account(client, cancel.child_token()).instrument(span));
         }
         RegistrationTasks { cancel, tracker }
@@ -570,6 +595,10 @@ impl RegisterClient {
             }
             RegistrarTransport::Tcp => format!(
                 "sip:{}@{};transport=tcp",
+                self.account.contact_user, self.contact_host
+            ),
+            RegistrarTransport::Tls => format!(
+                "sip:{}@{};transport=tls",
                 self.account.contact_user, self.contact_host
             ),
         }

@@ -1,0 +1,137 @@
+//! SIP over TLS (issue 12 item 3): frontdesk listens with `--sip-tls-listen`, answers over the
+//! TLS session (the validation layer sees it too), and with mutual TLS refuses a client without
+//! the trunk's certificate in one log line while it keeps serving. Certificates are made at test
+//! time with `openssl`; the TLS client is Python's `ssl` module.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// A CA, a server certificate for 127.0.0.1 signed by it, and a client certificate signed by it.
+fn make_certs(dir: &TestDir) {
+    require_tool("openssl", "openssl");
+    let sh = format!(
+        "set -e; cd {d}
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=trunk 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' > client.ext
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext 2>/dev/null",
+        d = dir.path().display()
+    );
+    let st = Command::new("sh").arg("-c").arg(sh).status().expect("sh");
+    assert!(st.success(), "openssl failed");
+}
+
+/// Sends one OPTIONS over TLS to `addr` (verifying the server with ca.pem, presenting the client
+/// certificate when `client_cert`); returns the first response line, or `ERR <reason>`.
+fn options_over_tls(dir: &TestDir, addr: SocketAddr, client_cert: bool) -> String {
+    let python = std::env::var("FRONTDESK_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"
+import socket, ssl, sys
+d, host, port, cert = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+ctx = ssl.create_default_context(cafile=d + "/ca.pem")
+if cert:
+    ctx.load_cert_chain(d + "/client.pem", d + "/client.key")
+try:
+    with socket.create_connection((host, port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host) as s:
+            lport = s.getsockname()[1]
+            msg = ("OPTIONS sip:frontdesk@%s:%d;transport=tls SIP/2.0\r\n"
+                   "Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-tls-1;rport\r\n"
+                   "From: <sip:probe@127.0.0.1>;tag=t1\r\nTo: <sip:frontdesk@%s>\r\n"
+                   "Call-ID: tls-options-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                   "Content-Length: 0\r\n\r\n") % (host, port, lport, host)
+            s.sendall(msg.encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            print(data.split(b"\r\n")[0].decode() if data else "ERR closed")
+except Exception as e:
+    print("ERR", e)
+"#;
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path())
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(if client_cert { "1" } else { "0" })
+        .output()
+        .expect("python");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn start(dir: &TestDir, mutual: bool) -> (Serve, SocketAddr) {
+    make_certs(dir);
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let tls_text = tls.to_string();
+    let cert = dir.join("server.pem").to_string_lossy().into_owned();
+    let key = dir.join("server.key").to_string_lossy().into_owned();
+    let ca = dir.join("ca.pem").to_string_lossy().into_owned();
+    let dialplans = Path::new(ROOT).join("dialplans");
+    let mut extra = vec![
+        "--sip-tls-listen",
+        &tls_text,
+        "--sip-tls-cert",
+        &cert,
+        "--sip-tls-key",
+        &key,
+    ];
+    if mutual {
+        extra.extend(["--sip-tls-client-ca", &ca, "--sip-tls-require-client-cert"]);
+    }
+    (Serve::start(dir, &dialplans, &extra), tls)
+}
+
+#[test]
+fn options_over_tls_is_answered() {
+    let dir = TestDir::new("tls-options");
+    let (serve, tls) = start(&dir, false);
+    let line = options_over_tls(&dir, tls, false);
+    assert_eq!(
+        line,
+        "SIP/2.0 200 OK",
+        "OPTIONS over TLS:\n{}",
+        serve.proc.log_text()
+    );
+}
+
+#[test]
+fn mutual_tls_refuses_a_client_without_the_trunk_certificate_and_keeps_serving() {
+    let dir = TestDir::new("tls-mutual");
+    let (serve, tls) = start(&dir, true);
+    let refused = options_over_tls(&dir, tls, false);
+    assert!(
+        refused.starts_with("ERR"),
+        "answered without a client certificate: {refused}"
+    );
+    // One log line for the refused handshake.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let count = loop {
+        let n = serve
+            .proc
+            .log_text()
+            .matches("SIP over TLS: handshake refused")
+            .count();
+        if n > 0 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(count, 1, "{}", serve.proc.log_text());
+    // Still serving: the trunk with its certificate over TLS, and OPTIONS over UDP.
+    let line = options_over_tls(&dir, tls, true);
+    assert_eq!(line, "SIP/2.0 200 OK", "{}", serve.proc.log_text());
+    wait_for_sip(serve.sip, Duration::from_secs(5));
+}
