@@ -102,13 +102,17 @@ pub struct ServeArgs {
     /// Directory of dialplan *.toml files [default: ./dialplans].
     #[arg(long, value_name = "DIR")]
     pub dialplans: Option<PathBuf>,
-    /// Realtime WebSocket URL [default: wss://api.openai.com/v1/realtime, or the built-in
-    /// simulator when OPENAI_API_KEY is not set].
+    /// Model WebSocket URL [default: wss://api.openai.com/v1/realtime, or
+    /// wss://api.openai.com/v1/live/sessions with `--realtime-protocol live`; the built-in
+    /// simulator when no key is configured]. Azure OpenAI:
+    /// wss://RESOURCE.openai.azure.com/openai/v1/realtime?model=DEPLOYMENT or
+    /// …/openai/v1/live/sessions (with `[realtime] auth = "api-key"`).
     #[arg(long, value_name = "URL", env = "FRONTDESK_REALTIME_URL")]
     pub realtime_url: Option<String>,
-    /// Realtime protocol dialect: `ga` (default) or `beta` (`OpenAI-Beta: realtime=v1`, for
-    /// gateways that still speak it).
-    #[arg(long, value_name = "ga|beta")]
+    /// Model protocol: `ga` (Realtime GA, default), `beta` (`OpenAI-Beta: realtime=v1`, for
+    /// gateways that still speak it) or `live` (GPT-Live, `gpt-live-*` models: continuous
+    /// audio, model-controlled barge-in, tools delegated to a Responses model).
+    #[arg(long, value_name = "ga|beta|live")]
     pub realtime_protocol: Option<String>,
     /// Scenario file for the built-in simulator (only used when no API key and no URL are given).
     #[arg(long, value_name = "FILE")]

@@ -22,7 +22,7 @@ use crate::cli::{ServeArgs, SimArgs};
 use crate::config::{self, ConfigFile, PortRange};
 use crate::dialplan::{self, Dialplan, DialplanHandle};
 use crate::media::ports::PortPool;
-use crate::realtime::client::{ApiKey, RealtimeTarget, OPENAI_REALTIME_URL};
+use crate::realtime::client::{ApiKey, RealtimeTarget};
 use crate::realtime::protocol::Dialect;
 use crate::realtime::sim;
 use crate::sip::{SipConfig, SipEndpoint};
@@ -182,23 +182,26 @@ impl ServeSettings {
             Some(p) => config::parse_dialect(p)?,
             None => Dialect::Ga,
         };
-        let api_key = std::env::var("OPENAI_API_KEY").ok().and_then(ApiKey::new);
+        let key_env = file.realtime.key_env.as_deref().unwrap_or("OPENAI_API_KEY");
+        let api_key = std::env::var(key_env).ok().and_then(ApiKey::new);
+        let key_file = file.realtime.key_file.clone();
+        let has_key = api_key.is_some() || key_file.is_some();
         let url = args.realtime_url.or(file.realtime.url);
-        let realtime = match (url, api_key) {
-            (Some(url), api_key) => RealtimeBackend::Remote(RealtimeTarget {
-                url,
-                dialect,
-                api_key,
-            }),
-            (None, Some(api_key)) => RealtimeBackend::Remote(RealtimeTarget {
-                url: OPENAI_REALTIME_URL.to_owned(),
-                dialect,
-                api_key: Some(api_key),
-            }),
-            (None, None) => RealtimeBackend::BuiltInSimulator {
+        let realtime = match url {
+            None if !has_key => RealtimeBackend::BuiltInSimulator {
                 scenario: args.sim_scenario,
                 dialect,
             },
+            url => RealtimeBackend::Remote(RealtimeTarget {
+                auth: config::parse_auth(file.realtime.auth.as_deref())?,
+                key_file,
+                backend_model: file.realtime.backend_model.clone(),
+                ..RealtimeTarget::new(
+                    url.unwrap_or_else(|| dialect.default_url().to_owned()),
+                    dialect,
+                    api_key,
+                )
+            }),
         };
         Ok(ServeSettings {
             sip_listen,
@@ -347,13 +350,13 @@ pub async fn run(
                     error!(error = %e, "built-in Realtime simulator stopped");
                 }
             });
-            let url = format!("ws://{addr}/v1/realtime");
+            let path = match dialect {
+                Dialect::Live => crate::realtime::live::LIVE_PATH,
+                Dialect::Ga | Dialect::Beta => "/v1/realtime",
+            };
+            let url = format!("ws://{addr}{path}");
             warn!(%url, "OPENAI_API_KEY is not set: calls talk to the built-in Realtime SIMULATOR, not to OpenAI (set OPENAI_API_KEY to use OpenAI)");
-            RealtimeTarget {
-                url,
-                dialect: *dialect,
-                api_key: None,
-            }
+            RealtimeTarget::new(url, *dialect, None)
         }
     };
 

@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::g711::{Law, BYTES_PER_MS};
 use crate::media::jitter::{Disposition, JitterBuffer, JitterStats};
-use crate::media::pacer::{PacerStats, PlayoutPacer, Transmit};
+use crate::media::pacer::{DepthBounds, PacerStats, PlayoutPacer, Transmit};
 use crate::media::rtcp::{RemoteReport, RtcpSession};
 use crate::media::rtp;
 use crate::pricing::CallUsage;
@@ -335,6 +335,10 @@ impl Bridge {
                     now,
                 );
                 p.set_send_silence(media.send_silence);
+                if caps.continuous_output {
+                    // A continuous model stream drifts against our clock (GPT-Live).
+                    p.set_depth_bounds(Some(DepthBounds::CONTINUOUS));
+                }
                 p
             },
             send_silence: media.send_silence,
