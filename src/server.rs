@@ -18,11 +18,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument as _};
 
 use crate::bridge::call::{self, CallContext};
-use crate::cli::{ServeArgs, SimArgs};
-use crate::config::{self, ConfigFile, PortRange};
+use crate::config::{self, PortRange};
 use crate::dialplan::{self, Dialplan, DialplanHandle};
 use crate::media::ports::PortPool;
-use crate::realtime::client::{ApiKey, RealtimeTarget};
+use crate::realtime::client::RealtimeTarget;
 use crate::realtime::protocol::Dialect;
 use crate::realtime::sim;
 use crate::sip::{SipConfig, SipEndpoint};
@@ -120,136 +119,6 @@ impl Privacy {
             store_transcripts: file.store_transcripts.unwrap_or(true),
             log_pii: file.log_pii.unwrap_or(false),
         }
-    }
-}
-
-impl ServeSettings {
-    /// Merges command-line flags (and `OPENAI_API_KEY`, `FRONTDESK_REALTIME_URL`) over the config file.
-    ///
-    /// # Errors
-    /// An unreadable or invalid config file, or an invalid value.
-    pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeSettings> {
-        let file = match &args.config {
-            Some(path) => ConfigFile::load(path)?,
-            None => ConfigFile::default(),
-        };
-        let mut sip_listen = args.sip_listen;
-        if sip_listen.is_empty() {
-            sip_listen = file
-                .sip
-                .listen
-                .map(config::OneOrMany::into_vec)
-                .unwrap_or_default();
-        }
-        if sip_listen.is_empty() {
-            sip_listen.push(SocketAddr::from(([0, 0, 0, 0], 5060)));
-        }
-        let mut media_ips = args.media_ip;
-        if media_ips.is_empty() {
-            media_ips = file
-                .sip
-                .media_ip
-                .map(config::OneOrMany::into_vec)
-                .unwrap_or_default();
-        }
-        if media_ips.is_empty() {
-            // One per listen family.
-            for l in &sip_listen {
-                if !media_ips
-                    .iter()
-                    .any(|m: &IpAddr| m.is_ipv6() == l.is_ipv6())
-                {
-                    media_ips.push(config::default_media_ip(l.ip()));
-                }
-            }
-        }
-        if media_ips.len() > 2
-            || (media_ips.len() == 2 && media_ips[0].is_ipv6() == media_ips[1].is_ipv6())
-        {
-            anyhow::bail!("--media-ip takes at most one IPv4 and one IPv6 address");
-        }
-        let media_ip = media_ips[0];
-        let media_ip_alt = media_ips.get(1).copied();
-        let rtp_ports = args.rtp_ports.or(file.sip.rtp_ports).unwrap_or(PortRange {
-            low: 10_000,
-            high: 20_000,
-        });
-        let dialect = match args
-            .realtime_protocol
-            .as_deref()
-            .or(file.realtime.protocol.as_deref())
-        {
-            Some(p) => config::parse_dialect(p)?,
-            None => Dialect::Ga,
-        };
-        let key_env = file.realtime.key_env.as_deref().unwrap_or("OPENAI_API_KEY");
-        let api_key = std::env::var(key_env).ok().and_then(ApiKey::new);
-        let key_file = file.realtime.key_file.clone();
-        let has_key = api_key.is_some() || key_file.is_some();
-        let url = args.realtime_url.or(file.realtime.url);
-        let realtime = match url {
-            None if !has_key => RealtimeBackend::BuiltInSimulator {
-                scenario: args.sim_scenario,
-                dialect,
-            },
-            url => RealtimeBackend::Remote(RealtimeTarget {
-                auth: config::parse_auth(file.realtime.auth.as_deref())?,
-                key_file,
-                backend_model: file.realtime.backend_model.clone(),
-                ..RealtimeTarget::new(
-                    url.unwrap_or_else(|| dialect.default_url().to_owned()),
-                    dialect,
-                    api_key,
-                )
-            }),
-        };
-        Ok(ServeSettings {
-            sip_listen,
-            media_ip,
-            media_ip_alt,
-            rtp_ports,
-            db: crate::store::DbTarget::parse(
-                args.db
-                    .or(file.db)
-                    .as_deref()
-                    .unwrap_or(crate::store::DEFAULT_DB),
-                args.db_password_file.or(file.db_password_file).as_deref(),
-            )?,
-            dialplans: args
-                .dialplans
-                .or(file.dialplans)
-                .unwrap_or_else(|| PathBuf::from("./dialplans")),
-            realtime,
-            calendar: args.calendar.or(file.calendar),
-            rtp_timeout: Duration::from_secs(
-                args.rtp_timeout
-                    .or(file.sip.rtp_timeout_secs)
-                    .unwrap_or(DEFAULT_RTP_TIMEOUT_SECS),
-            ),
-            send_silence: args
-                .send_silence
-                .or(file.media.send_silence)
-                .unwrap_or(true),
-            connect_timeout: file
-                .realtime
-                .connect_timeout_secs
-                .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            min_session_expires: file
-                .sip
-                .min_session_expires_secs
-                .unwrap_or(crate::sip::session_timer::DEFAULT_MIN_SE),
-            admission: crate::sip::admission::Policy::load(file.admission.as_ref())?,
-            registrations: crate::sip::registration::load_accounts(&file.registrations)
-                .context("invalid [[registrations]]")?,
-            prices: crate::pricing::PriceTable::with_overrides(&file.pricing),
-            http_listen: args.http_listen.or(file.http.listen),
-            http_token: file.http.token()?,
-            privacy: Privacy {
-                log_pii: args.log_pii || file.privacy.log_pii.unwrap_or(false),
-                ..Privacy::from_file(&file.privacy)
-            },
-        })
     }
 }
 
@@ -465,9 +334,12 @@ pub async fn run(
             call = incoming.recv() => {
                 let Some(call) = call else { break };
                 let span = tracing::info_span!("call", call_id = %call.call_id);
-                let ctx = ctx.clone();
-                let token = calls_token.child_token();
-                tracker.spawn(call::run(ctx, call, token).instrument(span));
+                let facts = CallFacts::of(&call);
+                let task = call::run(ctx.clone(), call, calls_token.child_token());
+                #[cfg(debug_assertions)]
+                let task = fault::panic_hook(task, facts.called.clone());
+                let handle = tokio::spawn(task.instrument(span.clone()));
+                tracker.spawn(supervise(handle, facts, store.clone()).instrument(span));
             }
         }
     }
@@ -498,6 +370,107 @@ pub async fn run(
     store.close().await;
     info!("frontdesk stopped");
     Ok(())
+}
+
+/// What the supervisor knows of a call before its task starts, to record it if the task dies.
+struct CallFacts {
+    call_id: String,
+    from_uri: String,
+    to_uri: String,
+    caller: Option<String>,
+    called: Option<String>,
+    transport: &'static str,
+    /// Read before the task starts, so at or before the `started_at` of the row it writes.
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl CallFacts {
+    fn of(call: &crate::sip::IncomingCall) -> CallFacts {
+        CallFacts {
+            call_id: call.call_id.clone(),
+            from_uri: call.from_uri.clone(),
+            to_uri: call.to_uri.clone(),
+            caller: call.caller_user.clone(),
+            called: call.called_user.clone(),
+            transport: call.transport.as_str(),
+            started_at: chrono::Utc::now(),
+        }
+    }
+}
+
+/// Waits for one call task. A task that panicked is logged with its Call-ID and its call is
+/// recorded with `end_reason = internal-error` (the row it started, else a new one). Its RTP
+/// port, admission slot and dialog were released while it unwound (RAII guards; the dropped
+/// dialog sends BYE, see `sip::CallEvents`); every other call and the endpoint go on.
+async fn supervise(call: tokio::task::JoinHandle<()>, facts: CallFacts, store: Store) {
+    let Err(e) = call.await else { return };
+    if !e.is_panic() {
+        warn!(call_id = %facts.call_id, "call task was cancelled");
+        return;
+    }
+    let panic = e.into_panic();
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    error!(call_id = %facts.call_id, panic = %what, "call task panicked; the call is ended and recorded as internal-error");
+    let call = crate::store::NewCall {
+        call_id: &facts.call_id,
+        from_uri: &facts.from_uri,
+        to_uri: &facts.to_uri,
+        caller: facts.caller.as_deref(),
+        called: facts.called.as_deref(),
+        transport: facts.transport,
+        started_at: facts.started_at,
+    };
+    let end = crate::store::CallEnd {
+        end_reason: "internal-error".to_owned(),
+        end_initiator: "local".to_owned(),
+        ..crate::store::CallEnd::default()
+    };
+    if let Err(e) = store
+        .record_unfinished_call(&call, &end, chrono::Utc::now())
+        .await
+    {
+        error!(call_id = %facts.call_id, error = %e, "CALL RECORD LOST: cannot record the panicked call");
+    }
+}
+
+/// Test-only fault injection, compiled into debug builds only.
+#[cfg(debug_assertions)]
+mod fault {
+    use std::future::Future;
+    use std::time::Duration;
+
+    /// Environment variable: the called user (Request-URI user part) whose call task panics.
+    pub const PANIC_CALL_ENV: &str = "FRONTDESK_FAULT_PANIC_CALL";
+    /// Environment variable: how long after the INVITE that task panics, in ms (default 3000,
+    /// well after the answer with the built-in simulator).
+    pub const PANIC_AFTER_MS_ENV: &str = "FRONTDESK_FAULT_PANIC_AFTER_MS";
+
+    /// `call`, or, for the call to the user named by [`PANIC_CALL_ENV`], `call` that panics
+    /// inside the call's own task after [`PANIC_AFTER_MS_ENV`] (dropping the call's state while
+    /// it unwinds, as a real panic would).
+    pub async fn panic_hook(call: impl Future<Output = ()>, called: Option<String>) {
+        let hit = std::env::var(PANIC_CALL_ENV)
+            .ok()
+            .is_some_and(|u| Some(u) == called);
+        if !hit {
+            return call.await;
+        }
+        let after = std::env::var(PANIC_AFTER_MS_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
+        tokio::pin!(call);
+        tokio::select! {
+            () = &mut call => {}
+            () = tokio::time::sleep(Duration::from_millis(after)) => {
+                panic!("fault injection: {PANIC_CALL_ENV} panics this call");
+            }
+        }
+    }
 }
 
 /// How often `serve` applies the `[privacy]` retention.
@@ -533,25 +506,15 @@ async fn daily_purge(store: Store, privacy: Privacy, cancel: CancellationToken) 
     }
 }
 
-/// Runs `frontdesk sim` until SIGINT/SIGTERM.
+/// Runs `frontdesk sim` on `listen` with `opts` until SIGINT/SIGTERM.
 ///
 /// # Errors
-/// Bind failures or an invalid scenario file.
-pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
-    let scenario = match &args.scenario {
-        Some(path) => Some(sim::Scenario::load(path)?),
-        None => None,
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen)
+/// The listen address cannot be bound.
+pub async fn run_sim(listen: SocketAddr, opts: sim::SimOptions) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let opts = sim::SimOptions {
-        scenario,
-        record: args.record,
-        record_server: args.record_server,
-        echo: args.echo,
-    };
     let token = CancellationToken::new();
     let stopper = token.clone();
     tokio::spawn(async move {

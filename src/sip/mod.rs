@@ -39,6 +39,7 @@ use tracing::debug;
 
 pub mod admission;
 mod dialog;
+pub mod digest;
 mod endpoint;
 mod guard;
 mod invite;
@@ -105,6 +106,17 @@ pub enum Transport {
     Tcp,
     /// Anything else rsipstack supports (TLS, WebSocket); not listened on by frontdesk today.
     Other,
+}
+
+impl Transport {
+    /// Lowercase name, as stored in `calls.transport`: `udp`, `tcp`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Other => "other",
+        }
+    }
 }
 
 /// `(name, value)` pairs as extension headers.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::bridge::core::{Bridge, MediaParams};
+use crate::bridge::core::{Bridge, CallPlan, CallSetup, Input, MediaParams, ModelPlan, Output};
 use crate::media::g711::FRAME_BYTES;
 use crate::media::pacer::{is_quiet, DepthBounds};
 use crate::media::rtp;
@@ -206,20 +206,37 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
         },
         t0,
     );
-    let media = MediaParams {
-        law: Law::Mu,
-        payload_type: 0,
-        ssrc: 1,
-        first_seq: 1,
-        first_ts: 0,
-        telephone_event_pt: None,
-        rtp_timeout: None,
-        send_silence: true,
+    let setup = CallSetup {
+        media: MediaParams {
+            ssrc: 1,
+            first_seq: 1,
+            first_ts: 0,
+            rtp_timeout: None,
+            send_silence: true,
+        },
+        negotiated: crate::sdp::Negotiated {
+            law: Law::Mu,
+            payload_type: 0,
+            telephone_event_pt: None,
+            remote_rtp: "127.0.0.1:40000".parse().expect("addr"),
+            ptime_ms: 20,
+            direction: crate::sdp::Direction::SendRecv,
+            rtcp_mux: false,
+        },
+        local_rtp: "127.0.0.1:30000".parse().expect("addr"),
+        sdp_session_id: 1,
+        plan: CallPlan::Agent(ModelPlan {
+            caps: Dialect::Live.capabilities(),
+            settings: settings(false),
+            greeting: "Hello".into(),
+            dtmf: std::collections::BTreeMap::new(),
+            transfers: std::collections::BTreeMap::new(),
+            max_duration: Duration::from_secs(3600),
+        }),
     };
-    let mut bridge = Bridge::new(t0, &media, Dialect::Live.capabilities(), true);
+    let caller: std::net::SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let mut bridge = Bridge::new(t0, setup);
     let mut codec = Codec::new(Dialect::Live);
-    bridge.start_session(&settings(false), "Hello");
-
     let tone: Vec<u8> = (0..FRAME_BYTES)
         .map(|i| {
             let x = (i as f64 * 2.0 * std::f64::consts::PI * 300.0 / 8000.0).sin();
@@ -247,15 +264,30 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
             let mut packet = rtp::header(0, false, seq, u32::from(seq) * 160, 99).to_vec();
             packet.extend_from_slice(payload);
             seq = seq.wrapping_add(1);
-            bridge.handle_rtp(now, &packet);
+            bridge.handle_input(Input::Rtp {
+                now,
+                from: caller,
+                datagram: &packet,
+            });
         }
-        bridge.handle_timeout(now);
-        while let Some(cmd) = bridge.poll_ws() {
-            if codec.encode(&cmd, &mut text) {
-                sim.handle_client_text(now, &text);
+        bridge.handle_input(Input::Timeout(now));
+        let mut model_events = Vec::new();
+        loop {
+            match bridge.poll_output() {
+                Output::SendModel(cmd) => {
+                    if codec.encode(&cmd, &mut text) {
+                        sim.handle_client_text(now, &text);
+                    }
+                }
+                Output::SendRtp { packet, .. } => {
+                    played.extend_from_slice(&packet[rtp::HEADER_BYTES..]);
+                }
+                Output::Hangup(reason) => panic!("the call ended: {reason:?}"),
+                Output::Timeout(_) => break,
+                _ => {}
             }
         }
-        bridge.ws_written(now);
+        bridge.handle_input(Input::ModelFlushed(now));
         while let Some(frame) = sim.poll_event() {
             let v: Value = serde_json::from_str(&frame).expect("json");
             if v["type"] == "session.output_audio.delta" {
@@ -271,11 +303,9 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
                 sim.handle_client_text(now, &held);
             }
         }
-        while let Some(e) = events.pop_front() {
-            bridge.handle_model_event(now, e);
-        }
-        while let Some(t) = bridge.poll_rtp(now) {
-            played.extend_from_slice(&t.packet[rtp::HEADER_BYTES..]);
+        model_events.extend(events.drain(..));
+        for e in model_events {
+            bridge.handle_input(Input::Model(now, e));
         }
     }
     let stats = bridge.stats().outbound;
