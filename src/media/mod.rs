@@ -28,3 +28,4 @@ pub mod pacer;
 pub mod ports;
 pub mod rtcp;
 pub mod rtp;
+pub mod srtp;
