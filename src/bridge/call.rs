@@ -27,11 +27,12 @@ use crate::dialplan::{
     MessageAudio,
 };
 use crate::media::g711::Law;
+use crate::media::socket::MediaSocket;
 use crate::media::pacer::PlayoutPacer;
 use crate::media::ports::PortPool;
 use crate::realtime::client::{RealtimeSocket, RealtimeTarget};
 use crate::realtime::protocol::{self, ServerEvent, SessionSettings, TurnDetection};
-use crate::sdp::{self, Negotiated};
+use crate::sdp::{self, sdes::Sdes, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite, Transport};
 use crate::store::{CallEnd, MediaRecord, NewCall, Store};
 use crate::telemetry::Pii;
@@ -84,6 +85,8 @@ pub struct CallContext {
     pub rtp_timeout: Duration,
     /// Continuous RTP: G.711 silence toward the caller while the agent is silent.
     pub send_silence: bool,
+    /// SRTP policy of each call, by source (per trunk, else the default).
+    pub srtp: crate::sdp::sdes::PolicyTable,
     /// Prices of the Realtime models, for each call's cost estimate (`[pricing]`).
     pub prices: crate::pricing::PriceTable,
     /// Whether transcripts are written to `call_turns` (`[privacy] store_transcripts`).
@@ -200,6 +203,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         row,
         called_user.as_deref(),
         caller_user.as_deref(),
+        source,
         offer,
         invite,
         &cancel,
@@ -274,10 +278,38 @@ impl Drop for PortLease<'_> {
 
 /// The sockets of one call's media: RTP on an even port, RTCP on the odd port above it (RFC 3550
 /// §11). RTCP is optional: without it (port taken) frontdesk still works, and rtcp-mux uses the
-/// RTP socket.
+/// RTP socket. Both apply SRTP at the boundary once [`MediaSockets::use_srtp`] gave them keys.
 struct MediaSockets {
-    rtp: UdpSocket,
-    rtcp: Option<UdpSocket>,
+    rtp: MediaSocket,
+    rtcp: Option<MediaSocket>,
+    /// The call's SRTP policy and our key (RFC 4568), for every offer/answer of the call.
+    sdes: Sdes,
+}
+
+impl MediaSockets {
+    /// Applies what offer/answer settled on: SRTP with its keys, or plain RTP.
+    fn use_srtp(&self, negotiated: &Negotiated) -> Result<(), Outcome> {
+        set_srtp(&self.rtp, self.rtcp.as_ref(), negotiated)
+    }
+}
+
+/// Keys (or un-keys) a call's sockets for `negotiated` (see [`MediaSocket::set_srtp`]).
+fn set_srtp(
+    rtp: &MediaSocket,
+    rtcp: Option<&MediaSocket>,
+    negotiated: &Negotiated,
+) -> Result<(), Outcome> {
+    let keys = negotiated.srtp.as_ref();
+    for socket in std::iter::once(rtp).chain(rtcp) {
+        if let Err(e) = socket.set_srtp(keys) {
+            warn!(error = %e, "cannot start SRTP; ending the call");
+            return Err(Outcome::local("srtp-failed"));
+        }
+    }
+    if let Some(keys) = keys {
+        info!(suite = %keys.suite, "media is SRTP");
+    }
+    Ok(())
 }
 
 impl CallContext {
@@ -296,7 +328,11 @@ impl CallContext {
     }
 }
 
-async fn bind_media(ctx: &CallContext, media_ip: IpAddr) -> Option<(MediaSockets, PortLease<'_>)> {
+async fn bind_media(
+    ctx: &CallContext,
+    media_ip: IpAddr,
+    sdes: Sdes,
+) -> Option<(MediaSockets, PortLease<'_>)> {
     for _ in 0..PORT_BIND_ATTEMPTS {
         let port = ctx.ports.lock().ok()?.allocate()?;
         let lease = PortLease {
@@ -317,7 +353,8 @@ async fn bind_media(ctx: &CallContext, media_ip: IpAddr) -> Option<(MediaSockets
                 None
             }
         };
-        return Some((MediaSockets { rtp: socket, rtcp }, lease));
+        let (rtp, rtcp) = (MediaSocket::new(socket), rtcp.map(MediaSocket::new));
+        return Some((MediaSockets { rtp, rtcp, sdes }, lease));
     }
     None
 }
@@ -356,6 +393,7 @@ async fn drive(
     row: Option<i64>,
     called: Option<&str>,
     caller: Option<&str>,
+    source: Option<SocketAddr>,
     offer: Option<Vec<u8>>,
     invite: PendingInvite,
     cancel: &CancellationToken,
@@ -421,7 +459,9 @@ async fn drive(
 
     // 2. RTP port.
     let media_ip = ctx.media_ip_for(offer.as_deref());
-    let Some((socket, _lease)) = bind_media(ctx, media_ip).await else {
+    let (srtp_policy, trunk) = ctx.srtp.for_source(source.map(|s| s.ip()));
+    debug!(srtp = %srtp_policy, trunk = trunk.unwrap_or("-"), "SRTP policy");
+    let Some((socket, _lease)) = bind_media(ctx, media_ip, Sdes::new(srtp_policy)).await else {
         warn!("no free RTP port; refusing the call");
         invite.reject(503, "no free RTP port").await;
         return Outcome::rejected(503, "no-rtp-port");
@@ -438,7 +478,7 @@ async fn drive(
     // 3. SDP offer/answer.
     let session_id = u64::from(rand::random::<u32>());
     let (negotiated, local_sdp) = match &offer {
-        Some(offer) => match sdp::answer(offer, local_rtp, session_id) {
+        Some(offer) => match sdp::answer_sdes(offer, local_rtp, session_id, session_id, &socket.sdes) {
             Ok((n, answer)) => (Some(n), answer),
             Err(e) => {
                 info!(error = %e, "unacceptable SDP offer");
@@ -446,7 +486,7 @@ async fn drive(
                 return Outcome::rejected(e.sip_status(), &format!("sdp-{}", e.sip_status()));
             }
         },
-        None => (None, sdp::offer(local_rtp, session_id)),
+        None => (None, sdp::offer_sdes(local_rtp, session_id, Some(&socket.sdes))),
     };
 
     // 4. The dialog exists from here on.
@@ -597,11 +637,14 @@ async fn dialog_phase(
     crate::observe::call_answered(invite_at.elapsed());
     let negotiated = match negotiated {
         Some(n) => n,
-        None => match wait_for_ack_answer(events, cancel).await {
+        None => match wait_for_ack_answer(events, cancel, &socket.sdes).await {
             Ok(n) => n,
             Err(outcome) => return outcome,
         },
     };
+    if let Err(outcome) = socket.use_srtp(&negotiated) {
+        return outcome;
+    }
     let codec = match negotiated.law {
         Law::Mu => "PCMU",
         Law::A => "PCMA",
@@ -710,6 +753,7 @@ async fn wait_for_end(events: &mut CallEvents) -> Outcome {
 async fn wait_for_ack_answer(
     events: &mut CallEvents,
     cancel: &CancellationToken,
+    sdes: &Sdes,
 ) -> Result<Negotiated, Outcome> {
     let wait = async {
         loop {
@@ -717,7 +761,7 @@ async fn wait_for_ack_answer(
                 Some(CallEvent::Ack {
                     answer: Some(answer),
                 }) => {
-                    return sdp::accept_answer(&answer).map_err(|e| {
+                    return sdp::accept_answer_sdes(&answer, Some(sdes)).map_err(|e| {
                         warn!(error = %e, "unacceptable SDP answer in the ACK");
                         Outcome::local("bad-sdp-answer")
                     })
@@ -780,10 +824,12 @@ async fn media_loop(
         negotiated,
         session_id,
         local_rtp,
-        socket: MediaSockets {
-            rtp: socket,
-            rtcp: rtcp_socket,
-        },
+        socket:
+            MediaSockets {
+                rtp: socket,
+                rtcp: rtcp_socket,
+                sdes,
+            },
         handle,
         events,
         cancel,
@@ -984,10 +1030,13 @@ async fn media_loop(
                 }
                 Some(CallEvent::Ack { .. }) => {}
                 Some(CallEvent::Offer { sdp: offer }) => {
-                    match sdp::answer_reoffer(&offer, local_rtp, session_id, session_version + 1, negotiated.law) {
+                    match sdp::answer_reoffer_sdes(&offer, local_rtp, session_id, session_version + 1, negotiated.law, &sdes, negotiated.srtp.is_some()) {
                         Ok((new, answer)) => {
                             session_version += 1;
                             events.answer_offer(Ok(answer)).await;
+                            if let Err(end) = set_srtp(&socket, rtcp_socket.as_ref(), &new) {
+                                break end;
+                            }
                             apply_media_change(&mut bridge, &mut negotiated, new, &mut remote, &mut latched, &settings, ctx.rtp_timeout);
                         }
                         Err(e) => {
@@ -996,7 +1045,8 @@ async fn media_loop(
                         }
                     }
                 }
-                Some(CallEvent::Answer { sdp: answer }) => match sdp::accept_answer(&answer) {
+                Some(CallEvent::Answer { sdp: answer }) => match sdp::accept_answer_sdes(&answer, Some(&sdes)) {
+                    Ok(new) if set_srtp(&socket, rtcp_socket.as_ref(), &new).is_err() => break Outcome::local("srtp-failed"),
                     Ok(new) => apply_media_change(&mut bridge, &mut negotiated, new, &mut remote, &mut latched, &settings, ctx.rtp_timeout),
                     Err(e) => warn!(error = %e, "unacceptable SDP answer in the re-INVITE's ACK; media unchanged"),
                 },
@@ -1243,7 +1293,7 @@ async fn play_recording(media: MediaSession<'_>, audio: &MessageAudio) -> Outcom
 
 /// Receives on an optional socket; pends forever without one (so `select!` ignores the branch).
 async fn recv_opt(
-    socket: Option<&UdpSocket>,
+    socket: Option<&MediaSocket>,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, SocketAddr)> {
     match socket {

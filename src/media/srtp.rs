@@ -283,6 +283,10 @@ pub enum Error {
     /// 2^48 SRTP packets were sent with this key (RFC 3711 §9.2): the call must end.
     #[error("the SRTP key is exhausted")]
     KeyExhausted,
+    /// A re-negotiation changed the suite while our key stayed: refused, since a new outbound
+    /// context with the same key would reuse keystream.
+    #[error("the SRTP suite cannot change during a call")]
+    SuiteChanged,
     /// Any other failure reported by the transform; the text never contains key material.
     #[error("SRTP transform failed: {0}")]
     Transform(String),
@@ -344,6 +348,24 @@ impl SrtpSession {
             inbound: context(&keys.remote)?,
             stats: SrtpStats::default(),
         })
+    }
+
+    /// Takes a new key from the peer (a re-offer or its answer, RFC 4568 §7.1.4), keeping our
+    /// outbound state: a fresh outbound context with our unchanged key would restart the SRTCP
+    /// index and rollover counter and so reuse keystream.
+    ///
+    /// # Errors
+    /// [`Error::Transform`] if the crate refuses the key.
+    pub fn rekey_inbound(&mut self, remote: &MasterKey) -> Result<(), Error> {
+        self.inbound = Context::new(
+            remote.key(),
+            remote.salt(),
+            self.suite.profile(),
+            Some(srtp_replay_protection(REPLAY_WINDOW)),
+            Some(srtcp_replay_protection(REPLAY_WINDOW)),
+        )
+        .map_err(|e| Error::Transform(e.to_string()))?;
+        Ok(())
     }
 
     /// The negotiated suite.

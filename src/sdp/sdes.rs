@@ -87,6 +87,46 @@ impl<'de> serde::Deserialize<'de> for Policy {
     }
 }
 
+/// The SRTP policy of each call, chosen by the INVITE's source address: the first
+/// `[[admission.trunks]]` entry with its own `srtp` whose `allow` networks hold the source, else
+/// the default (`[media] srtp` / `--srtp`, itself `offer` by default).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyTable {
+    /// The policy outside every trunk with its own.
+    pub default: Policy,
+    /// Trunks with their own policy, in config order: (name, networks, policy).
+    pub trunks: Vec<(String, Vec<crate::sip::admission::Cidr>, Policy)>,
+}
+
+impl PolicyTable {
+    /// The table from the config: `default`, and each trunk of `admission` that sets `srtp`.
+    /// Networks that do not parse are skipped here (admission refuses them at start anyway).
+    pub fn new(default: Policy, admission: Option<&crate::config::AdmissionFile>) -> PolicyTable {
+        let trunks = admission
+            .map(|a| a.trunks.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| {
+                let policy = t.srtp?;
+                let nets = t.allow.iter().filter_map(|c| c.parse().ok()).collect();
+                Some((t.name.clone(), nets, policy))
+            })
+            .collect();
+        PolicyTable { default, trunks }
+    }
+
+    /// The policy for a call from `source`, and the trunk it comes from (`None`: the default).
+    pub fn for_source(&self, source: Option<std::net::IpAddr>) -> (Policy, Option<&str>) {
+        source
+            .and_then(|ip| {
+                self.trunks
+                    .iter()
+                    .find(|(_, nets, _)| nets.iter().any(|n| n.contains(ip)))
+            })
+            .map_or((self.default, None), |(name, _, p)| (*p, Some(name.as_str())))
+    }
+}
+
 /// Our side of SDES for one call: the policy and the master key we send with, which stays the
 /// same for the whole call (re-offers and their answers reuse it, RFC 4568 §7.1.4 allows that).
 #[derive(Debug, Clone)]
@@ -266,6 +306,39 @@ mod tests {
         for (text, err) in cases {
             assert_eq!(text.parse::<Crypto>(), Err(err), "{text:?}");
         }
+    }
+
+    #[test]
+    fn policy_table_picks_the_trunk_then_the_default() {
+        let file: crate::config::ConfigFile = toml::from_str(
+            r#"
+            [media]
+            srtp = "off"
+            [admission]
+            [[admission.trunks]]
+            name = "carrier"
+            allow = ["198.51.100.0/24", "2001:db8::/32"]
+            srtp = "require"
+            [[admission.trunks]]
+            name = "lan"
+            allow = ["10.0.0.0/8"]
+            "#,
+        )
+        .unwrap();
+        let table = PolicyTable::new(file.media.srtp.unwrap(), file.admission.as_ref());
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            table.for_source(ip("198.51.100.7")),
+            (Policy::Require, Some("carrier"))
+        );
+        assert_eq!(
+            table.for_source(ip("2001:db8::1")),
+            (Policy::Require, Some("carrier"))
+        );
+        assert_eq!(table.for_source(ip("10.1.2.3")), (Policy::Off, None));
+        assert_eq!(table.for_source(None), (Policy::Off, None));
+        assert!(toml::from_str::<crate::config::ConfigFile>("[media]\nsrtp = \"always\"").is_err());
+        assert_eq!(PolicyTable::default().for_source(None).0, Policy::Offer);
     }
 
     #[test]
