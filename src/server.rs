@@ -280,7 +280,7 @@ pub async fn shutdown_signal() {
     info!("shutdown requested");
 }
 
-/// Installs rustls's `ring` crypto provider for the process (tokio-tungstenite's rustls features
+/// Installs rustls's `ring` crypto provider for the process (the WebSocket client's rustls features
 /// compile without one and would panic on the first `wss://` connect). Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -12,9 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::EnvFilter;
 
-/// Default filter: our own events at info, chatty dependencies at warn.
-pub const DEFAULT_FILTER: &str =
-    "info,rsipstack=warn,sqlx=warn,tungstenite=warn,tokio_tungstenite=warn";
+/// Default filter: our own events at info, chatty dependencies at warn (the WebSocket library's
+/// targets come from [`crate::realtime::session::LOG_FILTER`]).
+pub fn default_filter() -> String {
+    format!(
+        "info,rsipstack=warn,sqlx=warn,{}",
+        crate::realtime::session::LOG_FILTER
+    )
+}
 
 /// What a redacted [`Pii`] value prints.
 pub const REDACTED: &str = "[redacted]";
@@ -24,7 +29,7 @@ static LOG_PII: AtomicBool = AtomicBool::new(false);
 /// Installs the global subscriber writing to stderr. Safe to call twice (the second call is a no-op).
 pub fn init() {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -30,12 +30,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# Python with the openai SDK, for validating Realtime events against the SDK's models.
+# Python with the openai SDK, for validating Realtime and GPT-Live events against the SDK's
+# models (`openai.types.live` needs openai >= 3.51).
 VENV="${FRONTDESK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/frontdesk/venv}"
-if ! "$VENV/bin/python" -c "import openai" >/dev/null 2>&1; then
-  echo "tests/run.sh: creating $VENV with the openai package"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check openai
+if ! "$VENV/bin/python" -c "import openai.types.live, openai.types.realtime" >/dev/null 2>&1; then
+  echo "tests/run.sh: installing the openai package (>= 3.51) into $VENV"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -U 'openai>=3.51'
 fi
 export FRONTDESK_TEST_PYTHON="$VENV/bin/python"
 

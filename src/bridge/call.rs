@@ -14,10 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -30,8 +28,9 @@ use crate::media::g711::Law;
 use crate::media::socket::MediaSocket;
 use crate::media::pacer::PlayoutPacer;
 use crate::media::ports::PortPool;
-use crate::realtime::client::{RealtimeSocket, RealtimeTarget};
-use crate::realtime::protocol::{self, ServerEvent, SessionSettings, TurnDetection};
+use crate::realtime::client::RealtimeTarget;
+use crate::realtime::protocol::{SessionSettings, TurnDetection};
+use crate::realtime::{ModelEvent, Session};
 use crate::sdp::{self, sdes::Sdes, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite, Transport};
 use crate::store::{CallEnd, MediaRecord, NewCall, Store};
@@ -541,7 +540,7 @@ async fn drive(
                     // if it does not.
                     let _ = tokio::time::timeout(Duration::from_secs(5), wait_for_end(&mut events))
                         .await;
-                    let _ = handle.hangup("transferred").await;
+                    let _ = events.hangup("transferred").await;
                     return Outcome::local("transferred");
                 }
                 Ok(code) => warn!(%target, code, "the caller refused the transfer (REFER)"),
@@ -549,7 +548,7 @@ async fn drive(
             }
         }
     }
-    if let Err(e) = handle.hangup(&outcome.reason).await {
+    if let Err(e) = events.hangup(&outcome.reason).await {
         debug!(error = %e, "BYE failed");
     }
     outcome
@@ -603,14 +602,15 @@ async fn dialog_phase(
     };
     let ws = match &profile {
         Some(profile) => {
-            let opening = open_session(&ctx.realtime, &profile.model);
+            let opening = Session::connect(&ctx.realtime, &profile.model);
             Some(tokio::select! {
                 r = tokio::time::timeout(ctx.connect_timeout, opening) => match r {
                     Ok(Ok(ws)) => {
                         crate::observe::realtime_session("opened");
                         ws
                     }
-                    Ok(Err(reason)) => {
+                    Ok(Err(e)) => {
+                        let reason = e.to_string();
                         crate::observe::realtime_session("failed");
                         warn!(%reason, "cannot open a Realtime session; refusing the call with 503");
                         return Outcome::rejected(503, "realtime-unavailable");
@@ -629,7 +629,7 @@ async fn dialog_phase(
     };
 
     // Answer.
-    if let Err(e) = handle.answer(local_sdp) {
+    if let Err(e) = events.answer(local_sdp) {
         warn!(error = %e, "cannot send 200 OK");
         return Outcome::remote("gone-before-answer");
     }
@@ -693,40 +693,6 @@ struct MediaSession<'a> {
     record: &'a mut CallEnd,
     call_id: String,
     caller: Option<String>,
-}
-
-async fn open_session(target: &RealtimeTarget, model: &str) -> Result<RealtimeSocket, String> {
-    let mut ws = target.connect(model).await.map_err(|e| e.to_string())?;
-    // The session is open once the server says so (session.created is its first event).
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => match protocol::parse_server_event(&text) {
-                Ok(ServerEvent::SessionCreated { session_id, .. }) => {
-                    info!(
-                        session_id = session_id.as_deref().unwrap_or("-"),
-                        "Realtime session opened"
-                    );
-                    return Ok(ws);
-                }
-                Ok(ServerEvent::Error { message, .. }) => {
-                    return Err(format!("the server refused the session: {message}"))
-                }
-                Ok(_) => continue,
-                Err(e) => return Err(format!("unexpected first event: {e}")),
-            },
-            Some(Ok(Message::Close(frame))) => {
-                return Err(format!(
-                    "the server closed the session: {}",
-                    frame
-                        .map(|f| format!("{} {}", f.code, f.reason))
-                        .unwrap_or_default()
-                ))
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("the server closed the connection".into()),
-        }
-    }
 }
 
 /// Waits until the dialog ends before we answered (CANCEL, or the transaction died).
@@ -817,7 +783,7 @@ async fn media_loop(
     ctx: &CallContext,
     profile: &AgentProfile,
     media: MediaSession<'_>,
-    mut ws: RealtimeSocket,
+    mut ws: Session,
     announcement: bool,
 ) -> Outcome {
     let MediaSession {
@@ -875,7 +841,7 @@ async fn media_loop(
     let mut bridge = Bridge::new(
         now,
         &params,
-        ctx.realtime.dialect,
+        ws.capabilities(),
         settings.turn_detection.interrupt_response,
     );
     bridge.start_session(&settings, &profile.greeting);
@@ -893,8 +859,8 @@ async fn media_loop(
         // buffer and flushed once per loop turn (one write for all of them).
         let mut ws_failed = None;
         let mut fed = false;
-        while let Some(event) = bridge.poll_ws() {
-            if let Err(e) = ws.feed(Message::Text(event.into())).await {
+        while let Some(command) = bridge.poll_ws() {
+            if let Err(e) = ws.feed(&command).await {
                 ws_failed = Some(e.to_string());
                 break;
             }
@@ -1074,29 +1040,21 @@ async fn media_loop(
                 }
                 Err(e) => debug!(error = %e, "RTP receive error"),
             },
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
+            ev = ws.next_event() => match ev {
+                Ok(ModelEvent::SessionClosed { reason }) => {
+                    warn!(close = %reason, "Realtime session closed by the server; hanging up");
+                    break Outcome::local("realtime-closed");
+                }
+                Ok(event) => {
                     let now = tokio::time::Instant::now().into_std();
-                    match protocol::parse_server_event(&text) {
-                        Ok(event) => bridge.handle_server_event(now, event),
-                        Err(e) => warn!(error = %e, "unreadable Realtime event"),
-                    }
+                    bridge.handle_model_event(now, event);
                     if let Some(latency) = bridge.take_first_audio_latency() {
                         crate::observe::model_first_audio(latency);
                     }
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    warn!(close = ?frame.map(|f| format!("{} {}", f.code, f.reason)), "Realtime session closed by the server; hanging up");
-                    break Outcome::local("realtime-closed");
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
+                Err(e) => {
                     warn!(error = %e, "Realtime connection failed; hanging up");
                     break Outcome::local("realtime-failed");
-                }
-                None => {
-                    warn!("Realtime connection closed; hanging up");
-                    break Outcome::local("realtime-closed");
                 }
             },
             Some(result) = refer_rx.recv() => control.refer_answered(&mut bridge, result),
@@ -1186,7 +1144,7 @@ async fn media_loop(
         turns = record.turns.len(),
         "media summary"
     );
-    let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, ws.close(None)).await;
+    let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, ws.close()).await;
     outcome
 }
 

@@ -40,7 +40,8 @@ use crate::media::pacer::{PacerStats, PlayoutPacer, Transmit};
 use crate::media::rtcp::{RemoteReport, RtcpSession};
 use crate::media::rtp;
 use crate::pricing::CallUsage;
-use crate::realtime::protocol::{self, Dialect, ServerEvent, SessionSettings};
+use crate::realtime::model::{Capabilities, ModelCommand, ModelError, ModelEvent};
+use crate::realtime::protocol::SessionSettings;
 use crate::telemetry::Pii;
 
 use super::transcript::{Transcript, Turn};
@@ -246,23 +247,20 @@ struct PlayingItem {
     content_index: u32,
 }
 
-/// A function call the model made, for the shell to run (realtime-protocol.md §5.4).
+/// A function call the model made, for the shell to run (from [`ModelEvent::ToolCall`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolRequest {
     /// The `call_id` to answer with `function_call_output`.
     pub call_id: String,
-    /// Function name (from the `function_call` item in the beta dialect).
+    /// Function name.
     pub name: String,
     /// The arguments, a JSON object as text.
     pub arguments: String,
 }
 
-/// How many function call ids are remembered to ignore repeated announcements of one call.
-const REMEMBERED_TOOL_CALLS: usize = 32;
-
 /// The sans-IO bridge of one call. See the module docs.
 pub struct Bridge {
-    dialect: Dialect,
+    caps: Capabilities,
     interrupt_response: bool,
     inbound: JitterBuffer,
     dtmf: Option<DtmfReceiver>,
@@ -273,7 +271,7 @@ pub struct Bridge {
     hangup: Option<&'static str>,
     pacer: PlayoutPacer,
     send_silence: bool,
-    ws_out: VecDeque<String>,
+    ws_out: VecDeque<ModelCommand>,
     response_active: Option<String>,
     playing: Option<PlayingItem>,
     items: Vec<(String, u64)>,
@@ -281,8 +279,6 @@ pub struct Bridge {
     interrupted: VecDeque<String>,
     tool_requests: VecDeque<ToolRequest>,
     tools_in_flight: Vec<String>,
-    tool_calls_seen: VecDeque<String>,
-    function_names: VecDeque<(String, String)>,
     response_wanted: bool,
     response_requested: bool,
     responses_done: u64,
@@ -310,15 +306,17 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// A bridge for a call whose media was negotiated as `media`, speaking `dialect`.
+    /// A bridge for a call whose media was negotiated as `media`, to a model session that can
+    /// do `caps`; `interrupt_response` says whether the server cancels a response itself when the
+    /// caller speaks (then the bridge sends no cancel).
     pub fn new(
         now: Instant,
         media: &MediaParams,
-        dialect: Dialect,
+        caps: Capabilities,
         interrupt_response: bool,
     ) -> Bridge {
         Bridge {
-            dialect,
+            caps,
             interrupt_response,
             inbound: JitterBuffer::new(media.law, media.payload_type, now),
             dtmf: media.telephone_event_pt.map(DtmfReceiver::new),
@@ -348,8 +346,6 @@ impl Bridge {
             interrupted: VecDeque::new(),
             tool_requests: VecDeque::new(),
             tools_in_flight: Vec::new(),
-            tool_calls_seen: VecDeque::new(),
-            function_names: VecDeque::new(),
             response_wanted: false,
             response_requested: false,
             responses_done: 0,
@@ -387,13 +383,14 @@ impl Bridge {
     /// Call once, right after the session opened.
     pub fn start_session(&mut self, settings: &SessionSettings, greeting: &str) {
         self.ws_out
-            .push_back(protocol::session_update(self.dialect, settings));
+            .push_back(ModelCommand::Configure(Box::new(settings.clone())));
         if !greeting.trim().is_empty() {
             let instructions = format!(
                 "Greet the caller now. Say exactly this, then wait for them to answer: {greeting}"
             );
-            self.ws_out
-                .push_back(protocol::response_create(Some(&instructions)));
+            self.ws_out.push_back(ModelCommand::CreateResponse {
+                instructions: Some(instructions),
+            });
         }
     }
 
@@ -433,14 +430,12 @@ impl Bridge {
 
     fn drain_inbound(&mut self, now: Instant) {
         while let Some(frame) = self.inbound.poll_frame(now) {
-            // base64 grows 4/3; the JSON envelope adds ~50 bytes.
-            let mut event = String::with_capacity(frame.audio.len() * 4 / 3 + 64);
-            protocol::input_audio_buffer_append(&mut event, &frame.audio);
             if let Some(arrived) = frame.arrived {
                 let index = self.ws_popped + self.ws_out.len() as u64;
                 self.appends_queued.push_back((index, arrived));
             }
-            self.ws_out.push_back(event);
+            self.ws_out
+                .push_back(ModelCommand::AppendAudio(frame.audio.to_vec()));
             if self.stats.appends == 0 {
                 self.first_append_ms = Some(self.call_ms(now));
             }
@@ -473,10 +468,9 @@ impl Bridge {
     /// a response when none is in progress.
     pub fn forward_digit(&mut self, now: Instant, key: char) {
         self.note(now, &format!("pressed {key}"));
-        self.ws_out.push_back(protocol::user_text_message(
-            self.dialect,
-            &format!("The caller pressed {key}."),
-        ));
+        self.ws_out.push_back(ModelCommand::AddContext {
+            text: format!("The caller pressed {key}."),
+        });
         self.response_wanted = true;
         self.maybe_request_response();
     }
@@ -523,25 +517,26 @@ impl Bridge {
         self.rtcp.poll_transmit(now, report.as_ref())
     }
 
-    /// Feeds one server event.
-    pub fn handle_server_event(&mut self, now: Instant, event: ServerEvent) {
+    /// Feeds one event from the model session.
+    pub fn handle_model_event(&mut self, now: Instant, event: ModelEvent) {
         match event {
-            ServerEvent::AudioDelta {
-                response_id: _,
+            ModelEvent::AudioDelta {
                 item_id,
                 content_index,
                 audio,
             } => self.on_audio_delta(now, item_id, content_index, &audio),
-            ServerEvent::SpeechStarted {
+            ModelEvent::SpeechStarted {
                 audio_start_ms,
                 item_id,
             } => {
                 debug!(audio_start_ms, "caller started speaking");
                 let at = self.audio_to_call_ms(now, audio_start_ms);
                 self.transcript.handle_speech_started(&item_id, at);
-                self.barge_in();
+                if self.caps.truncates_on_barge_in {
+                    self.barge_in();
+                }
             }
-            ServerEvent::SpeechStopped {
+            ModelEvent::SpeechStopped {
                 audio_end_ms,
                 item_id,
             } => {
@@ -549,16 +544,14 @@ impl Bridge {
                 self.transcript.handle_speech_stopped(&item_id, at);
                 self.speech_stopped_at = Some(now);
             }
-            ServerEvent::ResponseCreated { response_id } => {
+            ModelEvent::ResponseStarted { response_id } => {
                 self.response_active = Some(response_id);
                 self.response_requested = false;
             }
-            ServerEvent::ResponseDone {
+            ModelEvent::ResponseDone {
                 response_id,
                 status,
-                function_calls,
                 usage,
-                ..
             } => {
                 if let Some(usage) = &usage {
                     self.usage.add(usage);
@@ -568,87 +561,52 @@ impl Bridge {
                 }
                 self.responses_done += 1;
                 debug!(%response_id, %status, "response done");
-                for call in function_calls {
-                    self.request_tool(
-                        call.call_id,
-                        Some(call.name),
-                        Some(call.item_id),
-                        call.arguments,
-                    );
-                }
                 self.maybe_request_response();
             }
-            ServerEvent::OutputItemAdded {
-                item_id,
-                kind,
-                name: Some(name),
-                call_id,
-                ..
-            } if kind == "function_call" => {
-                self.function_names
-                    .push_back((call_id.unwrap_or(item_id), name));
-                if self.function_names.len() > REMEMBERED_TOOL_CALLS {
-                    self.function_names.pop_front();
-                }
-            }
-            ServerEvent::OutputItemDone {
-                item_id,
-                kind,
-                name,
-                call_id: Some(call_id),
-                arguments: Some(arguments),
-                ..
-            } if kind == "function_call" => {
-                self.request_tool(call_id, name, Some(item_id), arguments);
-            }
-            ServerEvent::FunctionCallArgumentsDone {
+            ModelEvent::ToolCall {
                 call_id,
                 name,
-                item_id,
                 arguments,
-                ..
-            } => self.request_tool(call_id, name, Some(item_id), arguments),
-            ServerEvent::Error {
+            } => {
+                info!(tool = %name, %call_id, "the model called a tool");
+                self.tools_in_flight.push(call_id.clone());
+                self.tool_requests.push_back(ToolRequest {
+                    call_id,
+                    name,
+                    arguments,
+                });
+            }
+            ModelEvent::Error(ModelError {
                 kind,
                 code,
                 message,
-                ..
-            } => {
+                response_in_progress,
+            }) => {
                 self.stats.server_errors += 1;
-                if code.as_deref() == Some("conversation_already_has_active_response")
-                    && self.response_requested
-                {
-                    // Our response.create lost a race with one the server started; ask again
+                if response_in_progress && self.response_requested {
+                    // Our response request lost a race with one the server started; ask again
                     // after that one is done.
                     self.response_requested = false;
                     self.response_wanted = true;
                 }
                 warn!(error_type = %kind, code = code.as_deref().unwrap_or("-"), %message, "Realtime server error");
             }
-            ServerEvent::InputTranscriptionCompleted {
-                transcript,
-                item_id,
-            } => {
-                info!(transcript = %Pii(transcript.trim()), "caller said");
+            ModelEvent::CallerTranscript { item_id, text } => {
+                info!(transcript = %Pii(text.trim()), "caller said");
                 let at = self.call_ms(now);
-                self.transcript
-                    .handle_caller_text(&item_id, &transcript, at);
+                self.transcript.handle_caller_text(&item_id, &text, at);
             }
-            ServerEvent::TranscriptDelta { item_id, delta } => {
+            ModelEvent::AgentTranscriptDelta { item_id, delta } => {
                 let at = self.call_ms(now);
                 self.transcript
                     .handle_agent_text_delta(&item_id, &delta, at);
             }
-            ServerEvent::TranscriptDone {
-                transcript,
-                item_id,
-            } => {
-                info!(transcript = %Pii(transcript.trim()), "agent said");
+            ModelEvent::AgentTranscriptDone { item_id, text } => {
+                info!(transcript = %Pii(text.trim()), "agent said");
                 let at = self.call_ms(now);
-                self.transcript
-                    .handle_agent_text_done(&item_id, &transcript, at);
+                self.transcript.handle_agent_text_done(&item_id, &text, at);
             }
-            _ => {}
+            ModelEvent::SessionCreated { .. } | ModelEvent::SessionClosed { .. } => {}
         }
     }
 
@@ -707,54 +665,20 @@ impl Bridge {
             flushed_ms = flushed.total_bytes as u64 / BYTES_PER_MS,
             "caller interrupted the agent"
         );
-        self.ws_out.push_back(protocol::conversation_item_truncate(
-            &item.id,
-            item.content_index,
+        self.ws_out.push_back(ModelCommand::Truncate {
+            item_id: item.id.clone(),
+            content_index: item.content_index,
             audio_end_ms,
-        ));
+        });
         self.stats.truncates += 1;
-        if self.response_active.is_some() && !self.interrupt_response {
-            self.ws_out.push_back(protocol::response_cancel());
+        if self.response_active.is_some() && !self.interrupt_response && self.caps.cancels_responses
+        {
+            self.ws_out.push_back(ModelCommand::CancelResponse);
         }
         self.interrupted.push_back(item.id);
         if self.interrupted.len() > REMEMBERED_INTERRUPTED_ITEMS {
             self.interrupted.pop_front();
         }
-    }
-
-    /// Queues a function call for the shell, once per `call_id`.
-    fn request_tool(
-        &mut self,
-        call_id: String,
-        name: Option<String>,
-        item_id: Option<String>,
-        arguments: String,
-    ) {
-        if self.tool_calls_seen.iter().any(|c| *c == call_id) {
-            return;
-        }
-        let name = name.or_else(|| {
-            self.function_names
-                .iter()
-                .find(|(id, _)| *id == call_id || Some(id) == item_id.as_ref())
-                .map(|(_, n)| n.clone())
-        });
-        let Some(name) = name else {
-            // Beta servers name the function only on its item; wait for output_item.done or
-            // response.done, which carry it.
-            return;
-        };
-        self.tool_calls_seen.push_back(call_id.clone());
-        if self.tool_calls_seen.len() > REMEMBERED_TOOL_CALLS {
-            self.tool_calls_seen.pop_front();
-        }
-        info!(tool = %name, %call_id, "the model called a tool");
-        self.tools_in_flight.push(call_id.clone());
-        self.tool_requests.push_back(ToolRequest {
-            call_id,
-            name,
-            arguments,
-        });
     }
 
     /// The next function call the shell must run; answer it with [`Bridge::handle_tool_result`].
@@ -771,8 +695,10 @@ impl Bridge {
             return;
         };
         self.tools_in_flight.remove(pos);
-        self.ws_out
-            .push_back(protocol::function_call_output(call_id, output));
+        self.ws_out.push_back(ModelCommand::ToolResult {
+            call_id: call_id.to_owned(),
+            output: output.to_owned(),
+        });
         self.response_wanted = true;
         self.maybe_request_response();
     }
@@ -783,14 +709,15 @@ impl Bridge {
             && self.response_active.is_none()
             && !self.response_requested
         {
-            self.ws_out.push_back(protocol::response_create(None));
+            self.ws_out
+                .push_back(ModelCommand::CreateResponse { instructions: None });
             self.response_wanted = false;
             self.response_requested = true;
         }
     }
 
-    /// The next client event to send on the WebSocket.
-    pub fn poll_ws(&mut self) -> Option<String> {
+    /// The next command for the model session, in order.
+    pub fn poll_ws(&mut self) -> Option<ModelCommand> {
         let event = self.ws_out.pop_front()?;
         if let Some(&(index, arrived)) = self.appends_queued.front() {
             if index == self.ws_popped {
@@ -892,7 +819,7 @@ impl Bridge {
         let mut settings = settings.clone();
         settings.law = law;
         self.ws_out
-            .push_back(protocol::session_update(self.dialect, &settings));
+            .push_back(ModelCommand::Configure(Box::new(settings)));
     }
 
     /// Counters so far.
@@ -914,6 +841,18 @@ mod tests {
 
     use super::*;
 
+    use crate::realtime::codec::Codec;
+    use crate::realtime::protocol::{Dialect, ServerEvent};
+
+    /// Feeds a Realtime server event through the GA codec.
+    fn server(b: &mut Bridge, now: Instant, e: ServerEvent) {
+        let mut out = VecDeque::new();
+        Codec::new(Dialect::Ga).decode_event(e, &mut out);
+        for e in out {
+            b.handle_model_event(now, e);
+        }
+    }
+
     fn bridge(t0: Instant, dialect: Dialect) -> Bridge {
         let media = MediaParams {
             law: Law::Mu,
@@ -925,11 +864,13 @@ mod tests {
             rtp_timeout: Some(Duration::from_secs(30)),
             send_silence: false,
         };
-        Bridge::new(t0, &media, dialect, true)
+        Bridge::new(t0, &media, dialect.capabilities(), true)
     }
 
     fn drain_ws(b: &mut Bridge) -> Vec<serde_json::Value> {
+        let mut codec = Codec::new(Dialect::Ga);
         std::iter::from_fn(|| b.poll_ws())
+            .filter_map(|c| codec.encode_to_string(&c))
             .map(|s| serde_json::from_str(&s).expect("client events are JSON"))
             .collect()
     }
@@ -1017,8 +958,8 @@ mod tests {
     fn barge_in_truncates_at_the_audio_actually_sent() {
         let t0 = Instant::now();
         let mut b = bridge(t0, Dialect::Ga);
-        b.handle_server_event(t0, created("resp_1"));
-        b.handle_server_event(t0, delta("item_a", 8_000)); // 1 s of audio, faster than real time
+        server(&mut b, t0, created("resp_1"));
+        server(&mut b, t0, delta("item_a", 8_000)); // 1 s of audio, faster than real time
         let mut sent = 0;
         for n in 0..=25u64 {
             while b.poll_rtp(t0 + Duration::from_millis(20 * n)).is_some() {
@@ -1027,7 +968,7 @@ mod tests {
         }
         assert_eq!(sent, 26, "26 frames are due in the first 500 ms");
         let now = t0 + Duration::from_millis(510);
-        b.handle_server_event(
+        server(&mut b, 
             now,
             ServerEvent::SpeechStarted {
                 audio_start_ms: 0,
@@ -1047,7 +988,7 @@ mod tests {
             "playout stops at once"
         );
         // Late deltas of the interrupted item are dropped.
-        b.handle_server_event(now, delta("item_a", 1_600));
+        server(&mut b, now, delta("item_a", 1_600));
         assert!(b.poll_rtp(now + Duration::from_secs(1)).is_none());
         assert_eq!(b.stats().late_deltas_dropped, 1);
     }
@@ -1056,9 +997,9 @@ mod tests {
     fn no_truncate_when_the_item_was_played_completely() {
         let t0 = Instant::now();
         let mut b = bridge(t0, Dialect::Ga);
-        b.handle_server_event(t0, delta("item_a", 320));
+        server(&mut b, t0, delta("item_a", 320));
         while b.poll_rtp(t0 + Duration::from_millis(40)).is_some() {}
-        b.handle_server_event(
+        server(&mut b, 
             t0,
             ServerEvent::SpeechStarted {
                 audio_start_ms: 0,
@@ -1072,27 +1013,24 @@ mod tests {
     fn tool_output_waits_for_the_active_response_before_response_create() {
         let t0 = Instant::now();
         let mut b = bridge(t0, Dialect::Ga);
-        b.handle_server_event(t0, created("resp_1"));
-        b.handle_server_event(t0, args_done("call_1", Some("check_availability")));
+        server(&mut b, t0, created("resp_1"));
+        server(&mut b, t0, args_done("call_1", Some("check_availability")));
         let req = b.poll_tool_request().expect("a tool request");
         assert_eq!(
             (req.call_id.as_str(), req.name.as_str()),
             ("call_1", "check_availability")
         );
-        // The same call announced again (output_item.done / response.done) runs once.
-        b.handle_server_event(t0, args_done("call_1", Some("check_availability")));
-        assert!(b.poll_tool_request().is_none());
         b.handle_tool_result("call_1", "{\"slots\":[]}");
         assert_eq!(
             types(&drain_ws(&mut b)),
             ["conversation.item.create"],
             "no response.create while resp_1 runs"
         );
-        b.handle_server_event(t0, done("resp_1"));
+        server(&mut b, t0, done("resp_1"));
         assert_eq!(types(&drain_ws(&mut b)), ["response.create"]);
         // A response the caller's speech starts meanwhile is not collided with.
-        b.handle_server_event(t0, created("resp_2"));
-        b.handle_server_event(t0, done("resp_2"));
+        server(&mut b, t0, created("resp_2"));
+        server(&mut b, t0, done("resp_2"));
         assert!(drain_ws(&mut b).is_empty());
     }
 
@@ -1100,14 +1038,14 @@ mod tests {
     fn lost_race_for_a_response_is_retried_after_the_next_one() {
         let t0 = Instant::now();
         let mut b = bridge(t0, Dialect::Ga);
-        b.handle_server_event(t0, args_done("call_1", Some("get_business_info")));
+        server(&mut b, t0, args_done("call_1", Some("get_business_info")));
         let _ = b.poll_tool_request();
         b.handle_tool_result("call_1", "{}");
         assert_eq!(
             types(&drain_ws(&mut b)),
             ["conversation.item.create", "response.create"]
         );
-        b.handle_server_event(
+        server(&mut b, 
             t0,
             ServerEvent::Error {
                 kind: "invalid_request_error".into(),
@@ -1117,30 +1055,9 @@ mod tests {
                 event_id: None,
             },
         );
-        b.handle_server_event(t0, created("resp_vad"));
-        b.handle_server_event(t0, done("resp_vad"));
+        server(&mut b, t0, created("resp_vad"));
+        server(&mut b, t0, done("resp_vad"));
         assert_eq!(types(&drain_ws(&mut b)), ["response.create"]);
-    }
-
-    #[test]
-    fn beta_function_name_comes_from_the_output_item() {
-        let t0 = Instant::now();
-        let mut b = bridge(t0, Dialect::Beta);
-        b.handle_server_event(
-            t0,
-            ServerEvent::OutputItemAdded {
-                response_id: "resp_1".into(),
-                item_id: "item_fc".into(),
-                kind: "function_call".into(),
-                name: Some("book_appointment".into()),
-                call_id: Some("call_9".into()),
-            },
-        );
-        b.handle_server_event(t0, args_done("call_9", None));
-        assert_eq!(
-            b.poll_tool_request().map(|r| r.name),
-            Some("book_appointment".to_owned())
-        );
     }
 
     #[test]
@@ -1252,7 +1169,7 @@ mod tests {
         assert_eq!(s.appends, 12);
 
         // Model audio: three packets, polled 0, 2 and 7 ms after they are due.
-        b.handle_server_event(t0, delta("item_a", 480));
+        server(&mut b, t0, delta("item_a", 480));
         let due = |n: u64| t0 + Duration::from_millis(20 * n);
         for (n, late_us) in [(0u64, 0u64), (1, 2_000), (2, 7_000)] {
             let t = b

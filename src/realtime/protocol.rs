@@ -77,6 +77,20 @@ impl Dialect {
         }
     }
 
+    /// What this dialect can do, for the call's core ([`super::model::Capabilities`]): both
+    /// Realtime dialects report the caller's speech and expect a truncate on barge-in, have
+    /// `response.cancel`, and send model audio in per-response bursts.
+    pub const fn capabilities(self) -> super::model::Capabilities {
+        match self {
+            Dialect::Ga | Dialect::Beta => super::model::Capabilities {
+                truncates_on_barge_in: true,
+                cancels_responses: true,
+                continuous_output: false,
+                continuous_input: false,
+            },
+        }
+    }
+
     /// The lowercase name, `"ga"` or `"beta"` (the inverse of [`FromStr`]).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -430,9 +444,16 @@ const APPEND_SUFFIX: &str = r#""}"#;
 /// buffers); once `out` has grown to the frame size, no further allocation happens. The standard
 /// base64 alphabet needs no JSON escaping. Max 15 MiB of audio per event; the server sends no ack.
 pub fn input_audio_buffer_append(out: &mut String, audio: &[u8]) {
+    write_audio_event(out, APPEND_PREFIX, audio);
+}
+
+/// Clears `out` and writes `prefix`, the standard padded base64 of `audio`, then `"}` — the hot
+/// path of every dialect's audio append (`prefix` is `{"type":"…","audio":"`). The base64 is
+/// encoded straight into `out`; once `out` has grown to the frame size nothing is allocated.
+pub(crate) fn write_audio_event(out: &mut String, prefix: &str, audio: &[u8]) {
     out.clear();
-    out.reserve(APPEND_PREFIX.len() + audio.len().div_ceil(3) * 4 + APPEND_SUFFIX.len());
-    out.push_str(APPEND_PREFIX);
+    out.reserve(prefix.len() + audio.len().div_ceil(3) * 4 + APPEND_SUFFIX.len());
+    out.push_str(prefix);
     STANDARD.encode_string(audio, out);
     out.push_str(APPEND_SUFFIX);
 }
@@ -869,7 +890,7 @@ pub enum Error {
 }
 
 /// Base64 decoder for audio deltas: standard alphabet, padding optional.
-const AUDIO_B64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const AUDIO_B64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );

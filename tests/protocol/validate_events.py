@@ -3,7 +3,7 @@
 official `openai` Python SDK pydantic models.
 
 Usage:
-    python3 validate_events.py --dialect ga|beta --direction client|server FILE.jsonl
+    python3 validate_events.py --dialect ga|beta|live --direction client|server FILE.jsonl
         [--allow-undeclared PATTERN]... [--no-drift-allowance] [--lax] [--quiet]
 
 Models used (see docs/realtime-protocol reference §8):
@@ -11,6 +11,11 @@ Models used (see docs/realtime-protocol reference §8):
     GA   server  openai.types.realtime.RealtimeServerEvent        (46 event types)
     beta client  openai.types.beta.realtime.RealtimeClientEvent   (12 event types)
     beta server  openai.types.beta.realtime.RealtimeServerEvent   (34 event types)
+    live client  openai.types.live.ClientEvent                    (15 event types; GPT-Live)
+    live server  openai.types.live.ServerEvent                    (GPT-Live, primary + sideband)
+
+The `live` unions need openai >= 3.51 (`openai.types.live`); the GPT-Live server rejects
+unknown fields, so for `live` an UNDECLARED key is exactly what the real service refuses.
 
 The SDK unions are `Annotated[Union[...], PropertyInfo(discriminator="type")]`;
 PropertyInfo is openai-internal metadata, so the union members are re-wrapped
@@ -71,9 +76,11 @@ try:
         RealtimeClientEvent as BetaClient,
         RealtimeServerEvent as BetaServer,
     )
+    from openai.types.live import ClientEvent as LiveClient, ServerEvent as LiveServer
 except ImportError as exc:  # pragma: no cover - environment problem
     print(f"error: {exc}", file=sys.stderr)
-    print("error: " + INSTALL_HINT.format(py=sys.executable), file=sys.stderr)
+    print("error: " + INSTALL_HINT.format(py=sys.executable) + " (>= 3.51 for openai.types.live)",
+          file=sys.stderr)
     sys.exit(3)
 
 UNIONS = {
@@ -81,6 +88,8 @@ UNIONS = {
     ("ga", "server"): GAServer,
     ("beta", "client"): BetaClient,
     ("beta", "server"): BetaServer,
+    ("live", "client"): LiveClient,
+    ("live", "server"): LiveServer,
 }
 
 # GA wire value -> SDK literal for response.content_part.*.part.type
@@ -156,7 +165,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Validate Realtime JSONL events against the openai SDK models."
     )
-    ap.add_argument("--dialect", required=True, choices=["ga", "beta"])
+    ap.add_argument("--dialect", required=True, choices=["ga", "beta", "live"])
     ap.add_argument("--direction", required=True, choices=["client", "server"])
     ap.add_argument("--allow-undeclared", action="append", default=[], type=Allowance,
                     metavar="PATTERN", help="[EVENT_TYPE_GLOB:]PATH_GLOB; repeatable")

@@ -16,14 +16,8 @@ use serde_json::{json, Map, Value};
 use super::audio::AudioFormat;
 use super::vad::VadParams;
 
-/// The two wire dialects of the Realtime API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// The GA protocol (`gpt-realtime*`, no `OpenAI-Beta` header).
-    Ga,
-    /// The legacy beta protocol (`OpenAI-Beta: realtime=v1`).
-    Beta,
-}
+/// The wire dialects: the one [`crate::realtime::protocol::Dialect`] frontdesk's client speaks.
+pub use crate::realtime::protocol::Dialect;
 
 /// A rejected client event: becomes an `error` event of type `invalid_request_error`.
 #[derive(Debug, Clone, PartialEq, Eq)]

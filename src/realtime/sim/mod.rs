@@ -3,7 +3,9 @@
 //! It speaks the Realtime WebSocket protocol — GA and beta dialects — well enough for frontdesk
 //! (and its end-to-end tests) to run whole calls without a model: session configuration,
 //! server VAD on appended G.711 audio, responses streamed faster than real time, barge-in,
-//! cancellation, truncation, function calls and the protocol's error events. What it says comes
+//! cancellation, truncation, function calls and the protocol's error events; and GPT-Live
+//! (`/v1/live/sessions`: strict `session.start`, a continuous real-time output stream, delegated
+//! function calls, see [`LiveSimSession`]). What it says comes
 //! from a [`Scenario`] file; its "voice" is a deterministic speech-like signal. User
 //! documentation: `docs/simulator.md`.
 //!
@@ -11,7 +13,8 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `session` | [`SimSession`], the per-connection state machine (no I/O, virtual time) |
+//! | `session` | [`SimSession`], the per-connection Realtime state machine (no I/O, virtual time) |
+//! | `live` | [`LiveSimSession`], the per-connection GPT-Live state machine (no I/O) |
 //! | `config` | session config per dialect: defaults, `session.update` validation and merge |
 //! | `vad` | the energy-based voice-activity detector |
 //! | `voice` | speech-like audio synthesised from reply text |
@@ -21,6 +24,7 @@
 
 mod audio;
 mod config;
+mod live;
 mod scenario;
 mod server;
 mod session;
@@ -30,6 +34,7 @@ mod voice;
 use std::path::PathBuf;
 
 pub use config::Dialect;
+pub use live::{LiveParams, LiveSimSession, BARGE_IN_STOP_MS, OUTPUT_CHUNK_MS};
 pub use scenario::Scenario;
 pub use server::serve;
 pub use session::{Close, SessionParams, SimSession, ToolOutput};

@@ -14,8 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::audio::{self, Clip};
+use super::audio::{self, AudioFormat, Clip};
 use super::session::ToolOutput;
+use super::voice;
 use super::Error;
 use crate::media::g711::Law;
 
@@ -80,12 +81,52 @@ pub(crate) struct Speech {
     pub(crate) clip: Option<Clip>,
 }
 
+/// [`Speech`] rendered in one output format.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rendered {
+    /// The transcript.
+    pub(crate) text: String,
+    /// The audio in the output format.
+    pub(crate) audio: Vec<u8>,
+    /// Transcript pieces at byte offsets of `audio`, in order.
+    pub(crate) marks: Vec<(usize, String)>,
+}
+
 impl Speech {
     pub(crate) fn text(text: &str) -> Speech {
         Speech {
             text: Template::literal(text),
             clip: None,
         }
+    }
+
+    /// Renders the transcript with `ctx` and the audio in `format`: the clip when there is one,
+    /// else the synthesised voice at `ms_per_char`.
+    pub(crate) fn render(
+        &self,
+        ctx: &TemplateCtx<'_>,
+        format: AudioFormat,
+        ms_per_char: u32,
+    ) -> Rendered {
+        let text = self.text.render(ctx);
+        let (audio, marks) = match &self.clip {
+            Some(clip) => {
+                let audio = clip.render(format);
+                let marks = voice::spread_marks(&text, audio.len());
+                (audio, marks)
+            }
+            None => {
+                let u = voice::synthesize(&text, ms_per_char);
+                let per_sample = format.bytes_per_ms() / 8;
+                let marks = u
+                    .marks
+                    .into_iter()
+                    .map(|(o, p)| (o * per_sample, p))
+                    .collect();
+                (format.encode_8k(&u.samples), marks)
+            }
+        };
+        Rendered { text, audio, marks }
     }
 }
 

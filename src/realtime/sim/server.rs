@@ -30,10 +30,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use super::{Close, Dialect, Scenario, SessionParams, SimOptions, SimSession, ToolOutput};
+use super::{
+    Close, Dialect, LiveParams, LiveSimSession, Scenario, SessionParams, SimOptions, SimSession,
+    ToolOutput,
+};
 
-/// The only path served.
+/// The Realtime path served (Azure's `/openai/v1/realtime` is accepted too).
 const PATH: &str = "/v1/realtime";
+/// The GPT-Live path served (Azure's `/openai/v1/live/sessions` is accepted too).
+const LIVE_PATH: &str = crate::realtime::live::LIVE_PATH;
+/// Path prefix of Azure OpenAI's v1 surface.
+const AZURE_PREFIX: &str = "/openai";
 /// Subprotocol selecting the beta dialect (browser-style auth).
 const BETA_SUBPROTOCOL: &str = "openai-beta.realtime-v1";
 /// A client that has not finished the handshake by then is dropped.
@@ -157,6 +164,8 @@ pub async fn serve(
 struct Handshake {
     dialect: Dialect,
     model: Option<String>,
+    /// The GPT-Live endpoint was asked for.
+    live: bool,
 }
 
 /// Decodes `%XX` and `+` in a query value.
@@ -198,8 +207,9 @@ impl Callback for CheckRequest<'_> {
                 Ok(resp)
             }
             None => {
-                let mut err =
-                    ErrorResponse::new(Some(format!("Not Found: the simulator serves {PATH}\n")));
+                let mut err = ErrorResponse::new(Some(format!(
+                    "Not Found: the simulator serves {PATH} and {LIVE_PATH}\n"
+                )));
                 *err.status_mut() = StatusCode::NOT_FOUND;
                 Err(err)
             }
@@ -207,10 +217,13 @@ impl Callback for CheckRequest<'_> {
     }
 }
 
-/// Checks the upgrade request and picks the dialect; `None` for a path other than [`PATH`].
-/// Never looks at `Authorization`.
+/// Checks the upgrade request and picks the dialect; `None` for a path other than [`PATH`] or
+/// [`LIVE_PATH`] (each also under Azure's `/openai` prefix). Never looks at `Authorization`.
 fn check_request(req: &Request, mut resp: Response) -> Option<(Response, Handshake)> {
-    if req.uri().path() != PATH {
+    let path = req.uri().path();
+    let path = path.strip_prefix(AZURE_PREFIX).unwrap_or(path);
+    let live = path == LIVE_PATH;
+    if path != PATH && !live {
         return None;
     }
     let model = req.uri().query().and_then(|q| {
@@ -254,7 +267,14 @@ fn check_request(req: &Request, mut resp: Response) -> Option<(Response, Handsha
     } else {
         Dialect::Ga
     };
-    Some((resp, Handshake { dialect, model }))
+    Some((
+        resp,
+        Handshake {
+            dialect,
+            model,
+            live,
+        },
+    ))
 }
 
 fn now() -> std::time::Instant {
@@ -306,24 +326,106 @@ async fn connection(
     let unix_time_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let params = SessionParams {
-        dialect: handshake.dialect,
-        model: handshake.model,
-        unix_time_s,
-        id_token: random_token(),
-        scenario: Arc::clone(&shared.scenario),
-        echo: shared.echo,
+    let session = if handshake.live {
+        Core::Live(LiveSimSession::new(
+            LiveParams {
+                unix_time_s,
+                id_token: random_token(),
+                scenario: Arc::clone(&shared.scenario),
+                clock_skew_ppm: 0,
+            },
+            now(),
+        ))
+    } else {
+        let params = SessionParams {
+            dialect: handshake.dialect,
+            model: handshake.model,
+            unix_time_s,
+            id_token: random_token(),
+            scenario: Arc::clone(&shared.scenario),
+            echo: shared.echo,
+        };
+        Core::Realtime(SimSession::new(params, now()))
     };
-    let session = SimSession::new(params, now());
-    let span =
-        tracing::info_span!("sim_session", id = %session.id(), dialect = ?handshake.dialect, %peer);
+    let dialect = match (handshake.live, handshake.dialect) {
+        (true, _) => "live",
+        (false, Dialect::Ga) => "ga",
+        (false, Dialect::Beta) => "beta",
+    };
+    let span = tracing::info_span!("sim_session", id = %session.id(), dialect, %peer);
     run(ws, session, &shared, shutdown).instrument(span).await;
+}
+
+/// The session core of one connection: a Realtime (GA/beta) or a GPT-Live session. Both have
+/// the same sans-IO verbs.
+#[derive(Debug)]
+enum Core {
+    Realtime(SimSession),
+    Live(LiveSimSession),
+}
+
+impl Core {
+    fn id(&self) -> String {
+        match self {
+            Core::Realtime(s) => s.id(),
+            Core::Live(s) => s.id(),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<String> {
+        match self {
+            Core::Realtime(s) => s.poll_event(),
+            Core::Live(s) => s.poll_event(),
+        }
+    }
+
+    fn poll_close(&mut self) -> Option<Close> {
+        match self {
+            Core::Realtime(s) => s.poll_close(),
+            Core::Live(s) => s.poll_close(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        match self {
+            Core::Realtime(s) => s.poll_timeout(),
+            Core::Live(s) => s.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        match self {
+            Core::Realtime(s) => s.handle_timeout(now),
+            Core::Live(s) => s.handle_timeout(now),
+        }
+    }
+
+    fn handle_client_text(&mut self, now: std::time::Instant, text: &str) {
+        match self {
+            Core::Realtime(s) => s.handle_client_text(now, text),
+            Core::Live(s) => s.handle_client_text(now, text),
+        }
+    }
+
+    fn handle_client_binary(&mut self, now: std::time::Instant) {
+        match self {
+            Core::Realtime(s) => s.handle_client_binary(now),
+            Core::Live(s) => s.handle_client_binary(now),
+        }
+    }
+
+    fn tool_outputs(&self) -> &[ToolOutput] {
+        match self {
+            Core::Realtime(s) => s.tool_outputs(),
+            Core::Live(s) => s.tool_outputs(),
+        }
+    }
 }
 
 /// Sends every queued event; records each before sending.
 async fn send_events(
     ws: &mut WebSocketStream<TcpStream>,
-    session: &mut SimSession,
+    session: &mut Core,
     shared: &Shared,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let mut sent = false;
@@ -363,7 +465,7 @@ async fn close(ws: &mut WebSocketStream<TcpStream>, c: &Close) {
 
 async fn run(
     mut ws: WebSocketStream<TcpStream>,
-    mut session: SimSession,
+    mut session: Core,
     shared: &Shared,
     shutdown: CancellationToken,
 ) {

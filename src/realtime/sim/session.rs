@@ -34,7 +34,6 @@ use super::audio::AudioFormat;
 use super::config::{as_int, ClientError, Dialect, Effective, ResponseSettings, SessionConfig};
 use super::scenario::{Scenario, Speech, TemplateCtx};
 use super::vad::{Vad, VadEvent};
-use super::voice;
 
 /// Shortest buffer `input_audio_buffer.commit` accepts.
 const MIN_COMMIT_MS: u64 = 100;
@@ -1222,25 +1221,12 @@ impl SimSession {
 
     /// Renders `speech` in the output format: (transcript, audio, marks at byte offsets).
     fn render(&self, speech: &Speech, ctx: &TemplateCtx<'_>, format: AudioFormat) -> Output {
-        let text = speech.text.render(ctx);
-        let (audio, marks) = match &speech.clip {
-            Some(clip) => {
-                let audio = clip.render(format);
-                let marks = voice::spread_marks(&text, audio.len());
-                (audio, marks)
-            }
-            None => {
-                let u = voice::synthesize(&text, self.scenario.timing.ms_per_char);
-                let per_sample = format.bytes_per_ms() / 8;
-                let marks = u
-                    .marks
-                    .into_iter()
-                    .map(|(o, p)| (o * per_sample, p))
-                    .collect();
-                (format.encode_8k(&u.samples), marks)
-            }
-        };
-        Output::Message { text, audio, marks }
+        let r = speech.render(ctx, format, self.scenario.timing.ms_per_char);
+        Output::Message {
+            text: r.text,
+            audio: r.audio,
+            marks: r.marks,
+        }
     }
 
     fn plan_outputs(&mut self, plan: &Plan, format: AudioFormat) -> VecDeque<Output> {

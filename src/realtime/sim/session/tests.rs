@@ -291,7 +291,7 @@ fn ga_turn_event_order_and_audio() {
         "{deltas:?}"
     );
     let text = "We are open Monday to Friday from eight to five.";
-    let expected = AudioFormat::Pcmu.encode_8k(&voice::synthesize(text, 65).samples);
+    let expected = AudioFormat::Pcmu.encode_8k(&super::super::voice::synthesize(text, 65).samples);
     assert_eq!(audio_of(&ev, "response.output_audio.delta"), expected);
     let transcript: String = all(&ev, "response.output_audio_transcript.delta")
         .map(|e| e["delta"].as_str().unwrap_or("").to_string())

@@ -1,0 +1,180 @@
+//! [`Session`]: one model session over its WebSocket, in the neutral terms of [`super::model`].
+//!
+//! The shell of the model boundary: it owns the WebSocket ([`super::client`]) and the dialect's
+//! [`Codec`], and nothing outside `src/realtime/` sees a WebSocket type. Writes are cheap: a
+//! caller [`Session::feed`]s every command of one loop turn into the socket's write buffer and
+//! [`Session::flush`]es once (one write syscall for all of them).
+//!
+//! ```text
+//! connect ─► (handshake) ─► wait for SessionCreated ─► feed* flush ─► next_event* ─► close
+//! ```
+
+use std::collections::VecDeque;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, info, warn};
+
+use super::client::{self, RealtimeSocket, RealtimeTarget};
+use super::codec::Codec;
+use super::model::{Capabilities, ModelCommand, ModelEvent};
+
+/// Errors of a model session.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The WebSocket could not be opened.
+    #[error(transparent)]
+    Connect(#[from] client::Error),
+    /// The server answered the opening with an `error` event instead of creating the session.
+    #[error("the server refused the session: {message}")]
+    Refused {
+        /// The server's message.
+        message: String,
+    },
+    /// The server closed the connection before the session was created.
+    #[error("the server closed the session: {detail}")]
+    Closed {
+        /// Close code and reason.
+        detail: String,
+    },
+    /// The connection failed (I/O, TLS or WebSocket protocol error).
+    #[error("the Realtime connection failed: {detail}")]
+    Transport {
+        /// The transport error.
+        detail: String,
+    },
+}
+
+/// One open model session. See the module docs.
+pub struct Session {
+    ws: RealtimeSocket,
+    codec: Codec,
+    events: VecDeque<ModelEvent>,
+    session_id: Option<String>,
+    closed: bool,
+}
+
+impl Session {
+    /// Opens a session for `model` and waits until the server has created it. No timeout is
+    /// applied here: the caller bounds it.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] (URL, TCP, TLS, HTTP upgrade), [`Error::Refused`] (an `error` event
+    /// first), [`Error::Closed`] (closed before creation), [`Error::Transport`].
+    pub async fn connect(target: &RealtimeTarget, model: &str) -> Result<Session, Error> {
+        let ws = target.connect(model).await?;
+        let mut session = Session {
+            ws,
+            codec: Codec::new(target.dialect),
+            events: VecDeque::new(),
+            session_id: None,
+            closed: false,
+        };
+        loop {
+            match session.next_event().await? {
+                ModelEvent::SessionCreated { session_id } => {
+                    info!(
+                        session_id = session_id.as_deref().unwrap_or("-"),
+                        "Realtime session opened"
+                    );
+                    session.session_id = session_id;
+                    return Ok(session);
+                }
+                ModelEvent::Error(e) => return Err(Error::Refused { message: e.message }),
+                ModelEvent::SessionClosed { reason } => {
+                    return Err(Error::Closed { detail: reason })
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// What the session's dialect can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.codec.capabilities()
+    }
+
+    /// The server's session id, if it gave one.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    /// Encodes `cmd` into the socket's write buffer without flushing (see [`Session::flush`]).
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the connection has failed.
+    pub async fn feed(&mut self, cmd: &ModelCommand) -> Result<(), Error> {
+        let mut text = String::new();
+        if !self.codec.encode(cmd, &mut text) {
+            return Ok(());
+        }
+        self.ws
+            .feed(Message::Text(text.into()))
+            .await
+            .map_err(transport)
+    }
+
+    /// Writes everything fed so far.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the connection has failed.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.ws.flush().await.map_err(transport)
+    }
+
+    /// The next event from the server. Unreadable frames are logged and skipped. A close frame or
+    /// the end of the stream is [`ModelEvent::SessionClosed`] (returned once; later calls pend).
+    /// Cancel-safe: an event decoded but not yet returned stays queued.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the connection fails.
+    pub async fn next_event(&mut self) -> Result<ModelEvent, Error> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event);
+            }
+            if self.closed {
+                return std::future::pending().await;
+            }
+            match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    if let Err(e) = self.codec.decode(&text, &mut self.events) {
+                        warn!(error = %e, "unreadable Realtime event");
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    self.closed = true;
+                    let reason = frame
+                        .map(|f| format!("{} {}", f.code, f.reason))
+                        .unwrap_or_else(|| "no close frame".to_owned());
+                    return Ok(ModelEvent::SessionClosed { reason });
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(transport(e)),
+                None => {
+                    self.closed = true;
+                    return Ok(ModelEvent::SessionClosed {
+                        reason: "connection closed".to_owned(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Closes the WebSocket (a close frame, then waits for the server's). The caller bounds it.
+    pub async fn close(&mut self) {
+        if let Err(e) = self.ws.close(None).await {
+            debug!(error = %e, "closing the Realtime session failed");
+        }
+    }
+}
+
+fn transport(e: tokio_tungstenite::tungstenite::Error) -> Error {
+    Error::Transport {
+        detail: e.to_string(),
+    }
+}
+
+/// The `tracing` filter directives that quiet the WebSocket library's own logs (for
+/// [`crate::telemetry`]).
+pub const LOG_FILTER: &str = "tungstenite=warn,tokio_tungstenite=warn";
