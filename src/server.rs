@@ -18,11 +18,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument as _};
 
 use crate::bridge::call::{self, CallContext};
-use crate::cli::{ServeArgs, SimArgs};
-use crate::config::{self, ConfigFile, PortRange};
+use crate::config::{self, PortRange};
 use crate::dialplan::{self, Dialplan, DialplanHandle};
 use crate::media::ports::PortPool;
-use crate::realtime::client::{ApiKey, RealtimeTarget, OPENAI_REALTIME_URL};
+use crate::realtime::client::RealtimeTarget;
 use crate::realtime::protocol::Dialect;
 use crate::realtime::sim;
 use crate::sip::{SipConfig, SipEndpoint};
@@ -122,137 +121,6 @@ impl Privacy {
             store_transcripts: file.store_transcripts.unwrap_or(true),
             log_pii: file.log_pii.unwrap_or(false),
         }
-    }
-}
-
-impl ServeSettings {
-    /// Merges command-line flags (and `OPENAI_API_KEY`, `FRONTDESK_REALTIME_URL`) over the config file.
-    ///
-    /// # Errors
-    /// An unreadable or invalid config file, or an invalid value.
-    pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeSettings> {
-        let file = match &args.config {
-            Some(path) => ConfigFile::load(path)?,
-            None => ConfigFile::default(),
-        };
-        let mut sip_listen = args.sip_listen;
-        if sip_listen.is_empty() {
-            sip_listen = file
-                .sip
-                .listen
-                .map(config::OneOrMany::into_vec)
-                .unwrap_or_default();
-        }
-        if sip_listen.is_empty() {
-            sip_listen.push(SocketAddr::from(([0, 0, 0, 0], 5060)));
-        }
-        let mut media_ips = args.media_ip;
-        if media_ips.is_empty() {
-            media_ips = file
-                .sip
-                .media_ip
-                .map(config::OneOrMany::into_vec)
-                .unwrap_or_default();
-        }
-        if media_ips.is_empty() {
-            // One per listen family.
-            for l in &sip_listen {
-                if !media_ips
-                    .iter()
-                    .any(|m: &IpAddr| m.is_ipv6() == l.is_ipv6())
-                {
-                    media_ips.push(config::default_media_ip(l.ip()));
-                }
-            }
-        }
-        if media_ips.len() > 2
-            || (media_ips.len() == 2 && media_ips[0].is_ipv6() == media_ips[1].is_ipv6())
-        {
-            anyhow::bail!("--media-ip takes at most one IPv4 and one IPv6 address");
-        }
-        let media_ip = media_ips[0];
-        let media_ip_alt = media_ips.get(1).copied();
-        let rtp_ports = args.rtp_ports.or(file.sip.rtp_ports).unwrap_or(PortRange {
-            low: 10_000,
-            high: 20_000,
-        });
-        let dialect = match args
-            .realtime_protocol
-            .as_deref()
-            .or(file.realtime.protocol.as_deref())
-        {
-            Some(p) => config::parse_dialect(p)?,
-            None => Dialect::Ga,
-        };
-        let api_key = std::env::var("OPENAI_API_KEY").ok().and_then(ApiKey::new);
-        let url = args.realtime_url.or(file.realtime.url);
-        let realtime = match (url, api_key) {
-            (Some(url), api_key) => RealtimeBackend::Remote(RealtimeTarget {
-                url,
-                dialect,
-                api_key,
-            }),
-            (None, Some(api_key)) => RealtimeBackend::Remote(RealtimeTarget {
-                url: OPENAI_REALTIME_URL.to_owned(),
-                dialect,
-                api_key: Some(api_key),
-            }),
-            (None, None) => RealtimeBackend::BuiltInSimulator {
-                scenario: args.sim_scenario,
-                dialect,
-            },
-        };
-        Ok(ServeSettings {
-            sip_listen,
-            media_ip,
-            media_ip_alt,
-            rtp_ports,
-            db: crate::store::DbTarget::parse(
-                args.db
-                    .or(file.db)
-                    .as_deref()
-                    .unwrap_or(crate::store::DEFAULT_DB),
-                args.db_password_file.or(file.db_password_file).as_deref(),
-            )?,
-            dialplans: args
-                .dialplans
-                .or(file.dialplans)
-                .unwrap_or_else(|| PathBuf::from("./dialplans")),
-            realtime,
-            calendar: args.calendar.or(file.calendar),
-            rtp_timeout: Duration::from_secs(
-                args.rtp_timeout
-                    .or(file.sip.rtp_timeout_secs)
-                    .unwrap_or(DEFAULT_RTP_TIMEOUT_SECS),
-            ),
-            send_silence: args
-                .send_silence
-                .or(file.media.send_silence)
-                .unwrap_or(true),
-            srtp: crate::sdp::sdes::PolicyTable::new(
-                args.srtp.or(file.media.srtp).unwrap_or_default(),
-                file.admission.as_ref(),
-            ),
-            connect_timeout: file
-                .realtime
-                .connect_timeout_secs
-                .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            min_session_expires: file
-                .sip
-                .min_session_expires_secs
-                .unwrap_or(crate::sip::session_timer::DEFAULT_MIN_SE),
-            admission: crate::sip::admission::Policy::load(file.admission.as_ref())?,
-            registrations: crate::sip::registration::load_accounts(&file.registrations)
-                .context("invalid [[registrations]]")?,
-            prices: crate::pricing::PriceTable::with_overrides(&file.pricing),
-            http_listen: args.http_listen.or(file.http.listen),
-            http_token: file.http.token()?,
-            privacy: Privacy {
-                log_pii: args.log_pii || file.privacy.log_pii.unwrap_or(false),
-                ..Privacy::from_file(&file.privacy)
-            },
-        })
     }
 }
 
@@ -537,25 +405,15 @@ async fn daily_purge(store: Store, privacy: Privacy, cancel: CancellationToken) 
     }
 }
 
-/// Runs `frontdesk sim` until SIGINT/SIGTERM.
+/// Runs `frontdesk sim` on `listen` with `opts` until SIGINT/SIGTERM.
 ///
 /// # Errors
-/// Bind failures or an invalid scenario file.
-pub async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
-    let scenario = match &args.scenario {
-        Some(path) => Some(sim::Scenario::load(path)?),
-        None => None,
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen)
+/// The listen address cannot be bound.
+pub async fn run_sim(listen: SocketAddr, opts: sim::SimOptions) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let opts = sim::SimOptions {
-        scenario,
-        record: args.record,
-        record_server: args.record_server,
-        echo: args.echo,
-    };
     let token = CancellationToken::new();
     let stopper = token.clone();
     tokio::spawn(async move {

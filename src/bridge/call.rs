@@ -15,39 +15,30 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::core::{Bridge, MediaParams, RtpOutcome};
+use super::core::{Bridge, CallPlan, CallSetup, MediaParams, ModelPlan};
+use super::end::{Cause, EndReason};
 use crate::dialplan::{
-    Action, AfterMessage, AgentProfile, AudioSamples, CallInfo, DialplanHandle, DtmfAction,
-    MessageAudio,
+    Action, AfterMessage, AgentProfile, AudioSamples, CallInfo, DialplanHandle, MessageAudio,
 };
 use crate::media::g711::Law;
-use crate::media::socket::MediaSocket;
-use crate::media::pacer::PlayoutPacer;
 use crate::media::ports::PortPool;
 use crate::realtime::client::RealtimeTarget;
 use crate::realtime::protocol::{SessionSettings, TurnDetection};
-use crate::realtime::{ModelEvent, Session};
+use crate::realtime::Session;
+use crate::media::socket::MediaSocket;
 use crate::sdp::{self, sdes::Sdes, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite, Transport};
 use crate::store::{CallEnd, MediaRecord, NewCall, Store};
 use crate::telemetry::Pii;
 use crate::tools::{self, ToolContext};
 
-/// Largest UDP datagram we read on an RTP socket, in bytes.
-const RTP_READ_BUFFER: usize = 2048;
 /// How many RTP ports to try when the chosen one is already in use by another program.
 const PORT_BIND_ATTEMPTS: usize = 16;
 /// Longest wait for the ACK of our 2xx when we need its SDP answer (late offer): 64·T1 (RFC 3261 §13.3.1.4).
 const ACK_TIMEOUT: Duration = Duration::from_secs(32);
-/// Capacity of a call's channel of finished tool calls. The model rarely has more than one or two
-/// calls outstanding; a tool task that finds it full waits (it never drops a result).
-const TOOL_RESULTS_CAPACITY: usize = 8;
-/// How long closing the WebSocket may take at teardown.
-const WS_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest the INVITE waits for its call row (`calls`) to be inserted; when the database is
 /// slower or unreachable the call goes on and the whole row is written at the end instead.
 const CALL_ROW_START_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,33 +83,24 @@ pub struct CallContext {
     pub store_transcripts: bool,
 }
 
-/// How a call ended, for the call record.
+/// How a call ended, for the call record: why, and the final status of a refused INVITE.
 #[derive(Debug, Clone)]
 struct Outcome {
-    reason: String,
-    initiator: &'static str,
+    end: EndReason,
     sip_status: Option<u16>,
 }
 
 impl Outcome {
-    fn remote(reason: &str) -> Outcome {
+    fn ended(end: EndReason) -> Outcome {
         Outcome {
-            reason: reason.to_owned(),
-            initiator: "remote",
+            end,
             sip_status: None,
         }
     }
-    fn local(reason: &str) -> Outcome {
+    /// We refused the INVITE with `status`.
+    fn rejected(status: u16, cause: Cause) -> Outcome {
         Outcome {
-            reason: reason.to_owned(),
-            initiator: "local",
-            sip_status: None,
-        }
-    }
-    fn rejected(status: u16, reason: &str) -> Outcome {
-        Outcome {
-            reason: reason.to_owned(),
-            initiator: "local",
+            end: EndReason::local(cause),
             sip_status: Some(status),
         }
     }
@@ -209,9 +191,9 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         &mut record,
     )
     .await;
-    record.end_reason = outcome.reason.clone();
-    metrics.end_reason = Some(outcome.reason.clone());
-    record.end_initiator = outcome.initiator.to_owned();
+    record.end_reason = outcome.end.to_string();
+    metrics.end_reason = Some(record.end_reason.clone());
+    record.end_initiator = outcome.end.initiator.as_str().to_owned();
     if record.sip_status.is_none() {
         record.sip_status = outcome.sip_status;
     }
@@ -277,38 +259,12 @@ impl Drop for PortLease<'_> {
 
 /// The sockets of one call's media: RTP on an even port, RTCP on the odd port above it (RFC 3550
 /// §11). RTCP is optional: without it (port taken) frontdesk still works, and rtcp-mux uses the
-/// RTP socket. Both apply SRTP at the boundary once [`MediaSockets::use_srtp`] gave them keys.
+/// RTP socket. Both apply SRTP at the boundary (`media::socket`) once keyed.
 struct MediaSockets {
     rtp: MediaSocket,
     rtcp: Option<MediaSocket>,
     /// The call's SRTP policy and our key (RFC 4568), for every offer/answer of the call.
     sdes: Sdes,
-}
-
-impl MediaSockets {
-    /// Applies what offer/answer settled on: SRTP with its keys, or plain RTP.
-    fn use_srtp(&self, negotiated: &Negotiated) -> Result<(), Outcome> {
-        set_srtp(&self.rtp, self.rtcp.as_ref(), negotiated)
-    }
-}
-
-/// Keys (or un-keys) a call's sockets for `negotiated` (see [`MediaSocket::set_srtp`]).
-fn set_srtp(
-    rtp: &MediaSocket,
-    rtcp: Option<&MediaSocket>,
-    negotiated: &Negotiated,
-) -> Result<(), Outcome> {
-    let keys = negotiated.srtp.as_ref();
-    for socket in std::iter::once(rtp).chain(rtcp) {
-        if let Err(e) = socket.set_srtp(keys) {
-            warn!(error = %e, "cannot start SRTP; ending the call");
-            return Err(Outcome::local("srtp-failed"));
-        }
-    }
-    if let Some(keys) = keys {
-        info!(suite = %keys.suite, "media is SRTP");
-    }
-    Ok(())
 }
 
 impl CallContext {
@@ -375,7 +331,7 @@ async fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
 }
 
 /// What the answered call does, from the dialplan decision.
-enum CallPlan {
+enum Plan {
     /// Talk with an agent profile through a Realtime session.
     Agent(Arc<AgentProfile>),
     /// Speak a message through a Realtime session, then `then`.
@@ -406,7 +362,7 @@ async fn drive(
             "no dialplan route for this number"
         );
         invite.reject(404, "no route for this number").await;
-        return Outcome::rejected(404, "no-route");
+        return Outcome::rejected(404, Cause::NoRoute);
     };
     info!(route = %decision.route_name, action = %decision.action, dialplan = %plan.version(), "routed");
     let recorded_as = match &decision.action {
@@ -421,19 +377,19 @@ async fn drive(
     let call_plan = match decision.action {
         Action::Reject { code, reason } => {
             invite.reject(code, &reason).await;
-            return Outcome::rejected(code, "dialplan-reject");
+            return Outcome::rejected(code, Cause::DialplanReject);
         }
         Action::Transfer { target } => {
             info!(%target, "redirecting the caller (302)");
             invite.redirect(&target).await;
-            return Outcome::rejected(302, "redirected");
+            return Outcome::rejected(302, Cause::Redirected);
         }
-        Action::Agent(profile) => CallPlan::Agent(profile),
+        Action::Agent(profile) => Plan::Agent(profile),
         Action::Message {
             audio: Some(audio),
             then,
             ..
-        } => CallPlan::Recording(audio, then),
+        } => Plan::Recording(audio, then),
         Action::Message {
             text,
             voice,
@@ -452,7 +408,7 @@ async fn drive(
                 model,
                 ..AgentProfile::default()
             };
-            CallPlan::Announcement(Arc::new(profile), then)
+            Plan::Announcement(Arc::new(profile), then)
         }
     };
 
@@ -463,7 +419,7 @@ async fn drive(
     let Some((socket, _lease)) = bind_media(ctx, media_ip, Sdes::new(srtp_policy)).await else {
         warn!("no free RTP port; refusing the call");
         invite.reject(503, "no free RTP port").await;
-        return Outcome::rejected(503, "no-rtp-port");
+        return Outcome::rejected(503, Cause::NoRtpPort);
     };
     let local_rtp = SocketAddr::new(
         media_ip,
@@ -482,7 +438,7 @@ async fn drive(
             Err(e) => {
                 info!(error = %e, "unacceptable SDP offer");
                 invite.reject(e.sip_status(), &e.to_string()).await;
-                return Outcome::rejected(e.sip_status(), &format!("sdp-{}", e.sip_status()));
+                return Outcome::rejected(e.sip_status(), Cause::Sdp(e.sip_status()));
             }
         },
         None => (None, sdp::offer_sdes(local_rtp, session_id, Some(&socket.sdes))),
@@ -493,7 +449,7 @@ async fn drive(
         Ok(pair) => pair,
         Err(e) => {
             info!(error = %e, "cannot create the dialog");
-            return Outcome::rejected(400, "bad-invite");
+            return Outcome::rejected(400, Cause::BadInvite);
         }
     };
     let answered = AnsweredCall {
@@ -519,36 +475,16 @@ async fn drive(
     .await;
     if let Some(status) = outcome.sip_status {
         if status >= 300 {
-            if let Err(e) = handle.reject(status, Some(&outcome.reason)) {
+            if let Err(e) = handle.reject(status, Some(&outcome.end.to_string())) {
                 debug!(error = %e, "rejecting the INVITE failed");
             }
         }
         return outcome;
     }
-    if outcome.initiator != "local" {
+    if !outcome.end.sends_bye() {
         return outcome;
     }
-    // A finished message may be followed by a transfer (REFER, RFC 3515) instead of a BYE.
-    if outcome.reason == "message-played" {
-        if let CallPlan::Announcement(_, AfterMessage::Transfer { target })
-        | CallPlan::Recording(_, AfterMessage::Transfer { target }) = &call_plan
-        {
-            match handle.refer(target).await {
-                Ok(code) if (200..300).contains(&code) => {
-                    info!(%target, code, "caller transferred (REFER accepted)");
-                    // The transferee calls the target and then ends this dialog; end it ourselves
-                    // if it does not.
-                    let _ = tokio::time::timeout(Duration::from_secs(5), wait_for_end(&mut events))
-                        .await;
-                    let _ = events.hangup("transferred").await;
-                    return Outcome::local("transferred");
-                }
-                Ok(code) => warn!(%target, code, "the caller refused the transfer (REFER)"),
-                Err(e) => warn!(%target, error = %e, "cannot transfer the caller"),
-            }
-        }
-    }
-    if let Err(e) = events.hangup(&outcome.reason).await {
+    if let Err(e) = events.hangup(&outcome.end.to_string()).await {
         debug!(error = %e, "BYE failed");
     }
     outcome
@@ -579,7 +515,7 @@ struct AnsweredCall {
 async fn dialog_phase(
     ctx: &CallContext,
     row: Option<i64>,
-    call_plan: &CallPlan,
+    plan: &Plan,
     answered: AnsweredCall,
     handle: &CallHandle,
     events: &mut CallEvents,
@@ -596,33 +532,32 @@ async fn dialog_phase(
         caller,
         invite_at,
     } = answered;
-    let profile = match call_plan {
-        CallPlan::Agent(p) | CallPlan::Announcement(p, _) => Some(p.clone()),
-        CallPlan::Recording(..) => None,
+    let profile = match plan {
+        Plan::Agent(p) | Plan::Announcement(p, _) => Some(p.clone()),
+        Plan::Recording(..) => None,
     };
-    let ws = match &profile {
+    let session = match &profile {
         Some(profile) => {
             let opening = Session::connect(&ctx.realtime, &profile.model);
             Some(tokio::select! {
                 r = tokio::time::timeout(ctx.connect_timeout, opening) => match r {
-                    Ok(Ok(ws)) => {
+                    Ok(Ok(session)) => {
                         crate::observe::realtime_session("opened");
-                        ws
+                        session
                     }
                     Ok(Err(e)) => {
-                        let reason = e.to_string();
                         crate::observe::realtime_session("failed");
-                        warn!(%reason, "cannot open a Realtime session; refusing the call with 503");
-                        return Outcome::rejected(503, "realtime-unavailable");
+                        warn!(reason = %e, "cannot open a Realtime session; refusing the call with 503");
+                        return Outcome::rejected(503, Cause::RealtimeUnavailable);
                     }
                     Err(_) => {
                         crate::observe::realtime_session("timeout");
                         warn!(timeout = ?ctx.connect_timeout, "Realtime session did not open in time; refusing the call with 503");
-                        return Outcome::rejected(503, "realtime-timeout");
+                        return Outcome::rejected(503, Cause::RealtimeTimeout);
                     }
                 },
                 ev = wait_for_end(events) => return ev,
-                _ = cancel.cancelled() => return Outcome::rejected(503, "shutdown"),
+                _ = cancel.cancelled() => return Outcome::rejected(503, Cause::Shutdown),
             })
         }
         None => None,
@@ -631,7 +566,7 @@ async fn dialog_phase(
     // Answer.
     if let Err(e) = events.answer(local_sdp) {
         warn!(error = %e, "cannot send 200 OK");
-        return Outcome::remote("gone-before-answer");
+        return Outcome::ended(EndReason::remote(Cause::GoneBeforeAnswer));
     }
     record.sip_status = Some(200);
     crate::observe::call_answered(invite_at.elapsed());
@@ -642,8 +577,9 @@ async fn dialog_phase(
             Err(outcome) => return outcome,
         },
     };
-    if let Err(outcome) = socket.use_srtp(&negotiated) {
-        return outcome;
+    if let Err(e) = crate::media::socket::set_srtp(&socket.rtp, socket.rtcp.as_ref(), negotiated.srtp.as_ref()) {
+        warn!(error = %e, "cannot start SRTP; ending the call");
+        return Outcome::ended(EndReason::local(Cause::InternalError));
     }
     let codec = match negotiated.law {
         Law::Mu => "PCMU",
@@ -656,423 +592,109 @@ async fn dialog_phase(
     }
     info!(codec, remote_rtp = %negotiated.remote_rtp, local_rtp = %local_rtp, "call answered");
 
-    // Media.
-    let media = MediaSession {
-        negotiated: &negotiated,
-        session_id,
+    // Media: the core decides, the pump moves bytes.
+    let core_plan = match (plan, &session) {
+        (Plan::Recording(audio, then), _) => {
+            info!(file = %audio.path.display(), duration = ?audio.duration(), "playing the message");
+            CallPlan::Recording {
+                audio: recording_bytes(&audio.samples, negotiated.law),
+                then: then.clone(),
+            }
+        }
+        (Plan::Agent(p), Some(s)) => {
+            CallPlan::Agent(model_plan(ctx, p, negotiated.law, false, s.capabilities()))
+        }
+        (Plan::Announcement(p, then), Some(s)) => CallPlan::Announcement(
+            model_plan(ctx, p, negotiated.law, true, s.capabilities()),
+            then.clone(),
+        ),
+        _ => return Outcome::ended(EndReason::local(Cause::InternalError)),
+    };
+    let setup = CallSetup {
+        media: MediaParams {
+            ssrc: rand::random(),
+            first_seq: rand::random(),
+            first_ts: rand::random(),
+            rtp_timeout: Some(ctx.rtp_timeout),
+            send_silence: ctx.send_silence,
+        },
+        negotiated,
         local_rtp,
-        socket,
+        sdp_session_id: session_id,
+        sdes: Some(socket.sdes.clone()),
+        plan: core_plan,
+    };
+    let tools = profile.as_ref().map(|p| {
+        ToolContext::new(
+            ctx.store.clone(),
+            call_id,
+            caller,
+            p.calendar.clone().unwrap_or_default(),
+        )
+    });
+    let (end, mut bridge) = super::pump::run(
+        setup,
+        super::pump::Sockets {
+            rtp: &socket.rtp,
+            rtcp: socket.rtcp.as_ref(),
+        },
+        session,
+        tools,
         handle,
         events,
         cancel,
-        record,
-        call_id,
-        caller,
-    };
-    match (call_plan, ws, profile) {
-        (CallPlan::Recording(audio, _), _, _) => play_recording(media, audio).await,
-        (CallPlan::Announcement(..), Some(ws), Some(profile)) => {
-            media_loop(ctx, &profile, media, ws, true).await
-        }
-        (_, Some(ws), Some(profile)) => media_loop(ctx, &profile, media, ws, false).await,
-        _ => Outcome::local("internal-error"),
-    }
+    )
+    .await;
+    finish_record(ctx, profile.as_deref(), &end, &mut bridge, record);
+    Outcome::ended(end)
 }
 
-/// The media side of an answered call, borrowed by the media loops.
-struct MediaSession<'a> {
-    negotiated: &'a Negotiated,
-    /// Our SDP's session id; re-offers are answered with later versions.
-    session_id: u64,
-    /// Our RTP address (unchanged by re-offers).
-    local_rtp: SocketAddr,
-    socket: MediaSockets,
-    handle: &'a CallHandle,
-    events: &'a mut CallEvents,
-    cancel: &'a CancellationToken,
-    record: &'a mut CallEnd,
-    call_id: String,
-    caller: Option<String>,
-}
-
-/// Waits until the dialog ends before we answered (CANCEL, or the transaction died).
-async fn wait_for_end(events: &mut CallEvents) -> Outcome {
-    loop {
-        match events.recv().await {
-            Some(CallEvent::Cancelled) => {
-                info!("caller cancelled before the answer");
-                return Outcome {
-                    reason: "cancelled".into(),
-                    initiator: "remote",
-                    sip_status: Some(487),
-                };
-            }
-            Some(CallEvent::Bye) => return Outcome::remote("remote-bye"),
-            Some(CallEvent::Terminated { reason }) => return Outcome::remote(reason),
-            Some(_) => continue,
-            None => return Outcome::remote("dialog-gone"),
-        }
-    }
-}
-
-/// Late offer: our offer went in the 200 OK, the caller's answer comes in the ACK (RFC 3264 §5).
-async fn wait_for_ack_answer(
-    events: &mut CallEvents,
-    cancel: &CancellationToken,
-    sdes: &Sdes,
-) -> Result<Negotiated, Outcome> {
-    let wait = async {
-        loop {
-            match events.recv().await {
-                Some(CallEvent::Ack {
-                    answer: Some(answer),
-                }) => {
-                    return sdp::accept_answer_sdes(&answer, Some(sdes)).map_err(|e| {
-                        warn!(error = %e, "unacceptable SDP answer in the ACK");
-                        Outcome::local("bad-sdp-answer")
-                    })
-                }
-                Some(CallEvent::Ack { answer: None }) => {
-                    warn!("the ACK carried no SDP answer to our offer");
-                    return Err(Outcome::local("no-sdp-answer"));
-                }
-                Some(CallEvent::Bye) => return Err(Outcome::remote("remote-bye")),
-                Some(CallEvent::Cancelled) => return Err(Outcome::remote("cancelled")),
-                Some(CallEvent::Terminated { reason }) => return Err(Outcome::remote(reason)),
-                Some(CallEvent::SessionExpired) => return Err(Outcome::local("session-expired")),
-                Some(_) => continue,
-                None => return Err(Outcome::remote("dialog-gone")),
-            }
-        }
-    };
-    tokio::select! {
-        r = tokio::time::timeout(ACK_TIMEOUT, wait) => r.unwrap_or_else(|_| Err(Outcome::local("ack-timeout"))),
-        _ = cancel.cancelled() => Err(Outcome::local("shutdown")),
-    }
-}
-
-/// The Realtime session configuration of a profile. Announcements do not listen: the caller's
-/// speech neither starts nor interrupts a response.
-fn session_settings(profile: &AgentProfile, law: Law, announcement: bool) -> SessionSettings {
-    let mut instructions = profile.instructions.clone();
-    if let Some(language) = &profile.language {
-        instructions.push_str(&format!(
-            "\n\nSpeak in this language unless the caller uses another one: {language}."
-        ));
-    }
-    SessionSettings {
-        model: profile.model.clone(),
-        instructions,
-        voice: profile.voice.clone(),
-        law,
-        turn_detection: TurnDetection {
-            threshold: profile.vad.threshold,
-            prefix_padding_ms: profile.vad.prefix_padding_ms,
-            silence_duration_ms: profile.vad.silence_duration_ms,
-            create_response: !announcement,
-            interrupt_response: !announcement,
-        },
-        transcription_model: profile.transcription_model.clone(),
-        tools: Vec::new(),
-    }
-}
-
-/// Runs a call's media with a Realtime session until the call ends. With `announcement`, the
-/// call ends (`message-played`) once the first response has been played out completely.
-async fn media_loop(
+/// The model session plan of a profile: its settings and tools, its greeting and the
+/// dialplan's call-control data.
+fn model_plan(
     ctx: &CallContext,
     profile: &AgentProfile,
-    media: MediaSession<'_>,
-    mut ws: Session,
+    law: Law,
     announcement: bool,
-) -> Outcome {
-    let MediaSession {
-        negotiated,
-        session_id,
-        local_rtp,
-        socket:
-            MediaSockets {
-                rtp: socket,
-                rtcp: rtcp_socket,
-                sdes,
-            },
-        handle,
-        events,
-        cancel,
-        record,
-        call_id,
-        caller,
-    } = media;
-    // Re-INVITEs and UPDATEs change these (hold, address, codec).
-    let mut negotiated: Negotiated = negotiated.clone();
-    let mut session_version = session_id;
-    let tool_ctx = ToolContext::new(
-        ctx.store.clone(),
-        call_id,
-        caller,
-        profile.calendar.clone().unwrap_or_default(),
-    );
-    let (tool_tx, mut tool_rx) = mpsc::channel::<(String, String)>(TOOL_RESULTS_CAPACITY);
-    let now = tokio::time::Instant::now().into_std();
-    let params = MediaParams {
-        law: negotiated.law,
-        payload_type: negotiated.payload_type,
-        ssrc: rand::random(),
-        first_seq: rand::random(),
-        first_ts: rand::random(),
-        telephone_event_pt: negotiated.telephone_event_pt,
-        rtp_timeout: Some(ctx.rtp_timeout),
-        send_silence: ctx.send_silence,
-    };
-    let mut settings = session_settings(profile, negotiated.law, announcement);
+    caps: crate::realtime::Capabilities,
+) -> ModelPlan {
+    let mut settings = session_settings(profile, law, announcement);
+    let allowed: Vec<String> = profile.tools.iter().map(|t| t.name().to_owned()).collect();
     if !announcement && ctx.calendar_tools {
-        let allowed: Vec<String> = profile.tools.iter().map(|t| t.name().to_owned()).collect();
         settings.tools = tools::definitions(&allowed);
     }
     if !announcement {
-        let allowed: Vec<String> = profile.tools.iter().map(|t| t.name().to_owned()).collect();
         let targets: Vec<String> = profile.transfers.keys().cloned().collect();
         settings
             .tools
             .extend(tools::call_control::definitions(&allowed, &targets));
     }
-    let mut control = CallControl::default();
-    let (refer_tx, mut refer_rx) = mpsc::channel::<Result<u16, String>>(2);
-    let mut bridge = Bridge::new(
-        now,
-        &params,
-        ws.capabilities(),
-        settings.turn_detection.interrupt_response,
-    );
-    bridge.start_session(&settings, &profile.greeting);
-    let mut remote = negotiated.remote_rtp;
-    let mut latched = false;
-    let mut buf = vec![0u8; RTP_READ_BUFFER];
-    let mut rtcp_buf = vec![0u8; RTP_READ_BUFFER];
-    let sleep = tokio::time::sleep(Duration::from_secs(3600));
-    tokio::pin!(sleep);
-    let max_duration = tokio::time::sleep(profile.max_duration);
-    tokio::pin!(max_duration);
+    ModelPlan {
+        caps,
+        settings,
+        greeting: profile.greeting.clone(),
+        dtmf: profile.dtmf.clone(),
+        transfers: profile.transfers.clone(),
+        max_duration: profile.max_duration,
+    }
+}
 
-    let outcome = loop {
-        // Drain: client events first, then due RTP. Events are fed into the WebSocket's write
-        // buffer and flushed once per loop turn (one write for all of them).
-        let mut ws_failed = None;
-        let mut fed = false;
-        while let Some(command) = bridge.poll_ws() {
-            if let Err(e) = ws.feed(&command).await {
-                ws_failed = Some(e.to_string());
-                break;
-            }
-            fed = true;
-        }
-        if fed && ws_failed.is_none() {
-            match ws.flush().await {
-                Ok(()) => bridge.ws_written(tokio::time::Instant::now().into_std()),
-                Err(e) => ws_failed = Some(e.to_string()),
-            }
-        }
-        if let Some(e) = ws_failed {
-            warn!(error = %e, "Realtime session failed; hanging up");
-            break Outcome::local("realtime-failed");
-        }
-        while let Some(req) = bridge.poll_tool_request() {
-            if req.name == tools::call_control::TRANSFER_CALL {
-                control.start_transfer(&mut bridge, profile, handle, &refer_tx, req);
-                continue;
-            }
-            if req.name == tools::call_control::END_CALL {
-                control.start_end(&mut bridge, &req);
-                continue;
-            }
-            // Tools run beside the media loop; their results come back on `tool_rx`.
-            let ctx = tool_ctx.clone();
-            let tx = tool_tx.clone();
-            tokio::spawn(async move {
-                let outcome = tools::call(&ctx, &req.name, &req.arguments).await;
-                if let Some(error) = &outcome.error {
-                    info!(tool = %req.name, %error, ms = outcome.duration.as_millis(), "tool failed");
-                } else {
-                    info!(tool = %req.name, ms = outcome.duration.as_millis(), "tool done");
-                }
-                let _ = tx.send((req.call_id, outcome.output)).await;
-            });
-        }
-        let now = tokio::time::Instant::now().into_std();
-        while let Some(t) = bridge.poll_rtp(now) {
-            if negotiated.should_send() {
-                if let Err(e) = socket.send_to(&t.packet, remote).await {
-                    debug!(error = %e, %remote, "RTP send failed");
-                }
-            }
-        }
-        while let Some(report) = bridge.poll_rtcp(now) {
-            // RTCP goes to the odd port above the caller's RTP port, or to the RTP port itself
-            // with rtcp-mux (RFC 5761).
-            let sent = if negotiated.rtcp_mux {
-                socket.send_to(&report, remote).await
-            } else if let Some(rtcp) = &rtcp_socket {
-                rtcp.send_to(
-                    &report,
-                    SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)),
-                )
-                .await
-            } else {
-                Ok(0)
-            };
-            if let Err(e) = sent {
-                debug!(error = %e, "RTCP send failed");
-            }
-        }
-        if let Some(reason) = bridge.poll_hangup() {
-            break Outcome::local(reason);
-        }
-        let mut dtmf_end = None;
-        while let Some(key) = bridge.poll_digit() {
-            match profile.dtmf_action(key) {
-                Some(DtmfAction::Hangup) => {
-                    info!(key = %Pii(key), "the caller's key ends the call");
-                    bridge.note(now, &format!("pressed {key}: hang up"));
-                    dtmf_end = Some(Outcome::local("dtmf-hangup"));
-                }
-                Some(DtmfAction::Transfer { target, .. }) => {
-                    info!(key = %Pii(key), %target, "the caller's key transfers the call");
-                    bridge.note(now, &format!("pressed {key}: transfer to {target}"));
-                    dtmf_end = Some(match handle.refer(target).await {
-                        Ok(code) if (200..300).contains(&code) => Outcome::local("transferred"),
-                        Ok(code) => {
-                            warn!(%target, code, "the transfer was refused");
-                            Outcome::local("transfer-failed")
-                        }
-                        Err(e) => {
-                            warn!(%target, error = %e, "cannot transfer the call");
-                            Outcome::local("transfer-failed")
-                        }
-                    });
-                }
-                Some(DtmfAction::Forward) | None => bridge.forward_digit(now, key),
-            }
-            if dtmf_end.is_some() {
-                break;
-            }
-        }
-        if let Some(outcome) = dtmf_end {
-            break outcome;
-        }
-        if let Some(end) = control.ending_due(&bridge) {
-            break end;
-        }
-        if announcement && bridge.responses_done() > 0 && bridge.playout_idle() {
-            info!("message played");
-            break Outcome::local("message-played");
-        }
-        let transfer_deadline = control.transfer_deadline();
-        match bridge.poll_timeout() {
-            Some(deadline) => sleep.as_mut().reset(deadline.into()),
-            None => sleep
-                .as_mut()
-                .reset(tokio::time::Instant::now() + Duration::from_secs(3600)),
-        }
-
-        tokio::select! {
-            _ = cancel.cancelled() => break Outcome::local("shutdown"),
-            Some((call_id, output)) = tool_rx.recv() => bridge.handle_tool_result(&call_id, &output),
-            _ = &mut max_duration => {
-                info!(max = ?profile.max_duration, "maximum call duration reached; hanging up");
-                break Outcome::local("max-duration");
-            }
-            ev = events.recv() => match ev {
-                Some(CallEvent::Bye) => {
-                    info!("caller hung up");
-                    break Outcome::remote("remote-bye");
-                }
-                Some(CallEvent::Cancelled) => break Outcome::remote("cancelled"),
-                Some(CallEvent::Terminated { reason }) => break Outcome::remote(reason),
-                Some(CallEvent::Info { content_type, body }) => {
-                    match crate::media::dtmf::parse_dtmf_relay(&body) {
-                        Some(key) => bridge.handle_info_digit(key),
-                        None => debug!(content_type = content_type.as_deref().unwrap_or("-"), bytes = body.len(), "SIP INFO without a key ignored"),
-                    }
-                }
-                Some(CallEvent::Ack { .. }) => {}
-                Some(CallEvent::Offer { sdp: offer }) => {
-                    match sdp::answer_reoffer_sdes(&offer, local_rtp, session_id, session_version + 1, negotiated.law, &sdes, negotiated.srtp.is_some()) {
-                        Ok((new, answer)) => {
-                            session_version += 1;
-                            events.answer_offer(Ok(answer)).await;
-                            if let Err(end) = set_srtp(&socket, rtcp_socket.as_ref(), &new) {
-                                break end;
-                            }
-                            apply_media_change(&mut bridge, &mut negotiated, new, &mut remote, &mut latched, &settings, ctx.rtp_timeout);
-                        }
-                        Err(e) => {
-                            info!(error = %e, "unacceptable re-offer; answering 488 and keeping the call as it is");
-                            events.answer_offer(Err(488)).await;
-                        }
-                    }
-                }
-                Some(CallEvent::Answer { sdp: answer }) => match sdp::accept_answer_sdes(&answer, Some(&sdes)) {
-                    Ok(new) if set_srtp(&socket, rtcp_socket.as_ref(), &new).is_err() => break Outcome::local("srtp-failed"),
-                    Ok(new) => apply_media_change(&mut bridge, &mut negotiated, new, &mut remote, &mut latched, &settings, ctx.rtp_timeout),
-                    Err(e) => warn!(error = %e, "unacceptable SDP answer in the re-INVITE's ACK; media unchanged"),
-                },
-                Some(CallEvent::ReferNotify { status, terminated }) => {
-                    if let Some(end) = control.refer_progress(&mut bridge, status, terminated) {
-                        // The NOTIFY's 200 leaves from the dialog's own task: let it go out
-                        // before our BYE.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        break end;
-                    }
-                }
-                Some(CallEvent::SessionExpired) => break Outcome::local("session-expired"),
-                None => break Outcome::remote("dialog-gone"),
-            },
-            r = recv_opt(rtcp_socket.as_ref(), &mut rtcp_buf) => {
-                if let Ok((n, _)) = r {
-                    let now = tokio::time::Instant::now().into_std();
-                    bridge.handle_rtp(now, &rtcp_buf[..n]);
-                }
-            }
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    let now = tokio::time::Instant::now().into_std();
-                    caller_rtp(&mut bridge, now, &buf[..n], from, &mut remote, &mut latched);
-                }
-                Err(e) => debug!(error = %e, "RTP receive error"),
-            },
-            ev = ws.next_event() => match ev {
-                Ok(ModelEvent::SessionClosed { reason }) => {
-                    warn!(close = %reason, "Realtime session closed by the server; hanging up");
-                    break Outcome::local("realtime-closed");
-                }
-                Ok(event) => {
-                    let now = tokio::time::Instant::now().into_std();
-                    bridge.handle_model_event(now, event);
-                    if let Some(latency) = bridge.take_first_audio_latency() {
-                        crate::observe::model_first_audio(latency);
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "Realtime connection failed; hanging up");
-                    break Outcome::local("realtime-failed");
-                }
-            },
-            Some(result) = refer_rx.recv() => control.refer_answered(&mut bridge, result),
-            _ = sleep_until_opt(transfer_deadline) => control.transfer_timed_out(&mut bridge),
-            _ = &mut sleep => {
-                // Caller packets that arrived while this task was not running go first, so a
-                // stall of this task is not taken for a silent caller.
-                while let Ok((n, from)) = socket.try_recv_from(&mut buf) {
-                    let now = tokio::time::Instant::now().into_std();
-                    caller_rtp(&mut bridge, now, &buf[..n], from, &mut remote, &mut latched);
-                }
-                let now = tokio::time::Instant::now().into_std();
-                bridge.handle_timeout(now);
-            }
-        }
-    };
-
+/// Fills the call record from the core's figures at the end of the media, and logs the call's
+/// media summary.
+fn finish_record(
+    ctx: &CallContext,
+    profile: Option<&AgentProfile>,
+    end: &EndReason,
+    bridge: &mut Bridge,
+    record: &mut CallEnd,
+) {
     let stats = bridge.stats();
+    record.packets_in = stats.inbound.received;
+    record.packets_out = stats.outbound.packets_sent;
+    let Some(profile) = profile else {
+        // A recording: no model, no media figures beyond the packet counts.
+        return;
+    };
     crate::observe::call_media(&crate::observe::CallMedia {
         barge_ins: stats.barge_ins,
         truncates: stats.truncates,
@@ -1094,11 +716,9 @@ async fn media_loop(
     record.usage = Some(usage);
     if ctx.store_transcripts {
         let now = tokio::time::Instant::now().into_std();
-        bridge.note(now, &format!("call ended: {}", outcome.reason));
+        bridge.note(now, &format!("call ended: {end}"));
         record.turns = bridge.finish_transcript();
     }
-    record.packets_in = stats.inbound.received;
-    record.packets_out = stats.outbound.packets_sent;
     record.concealed_frames = stats.inbound.concealed_frames;
     record.media = Some(MediaRecord {
         lost: stats.inbound.lost,
@@ -1144,29 +764,6 @@ async fn media_loop(
         turns = record.turns.len(),
         "media summary"
     );
-    let _ = tokio::time::timeout(WS_CLOSE_TIMEOUT, ws.close()).await;
-    outcome
-}
-
-/// Feeds one datagram from the caller's RTP port; latches our RTP to its source address
-/// (symmetric RTP) once it is valid RTP.
-fn caller_rtp(
-    bridge: &mut Bridge,
-    now: std::time::Instant,
-    datagram: &[u8],
-    from: SocketAddr,
-    remote: &mut SocketAddr,
-    latched: &mut bool,
-) {
-    if let RtpOutcome::Rtp(_) = bridge.handle_rtp(now, datagram) {
-        if from != *remote {
-            if !*latched {
-                info!(sdp = %remote, actual = %from, "latched RTP to the caller's source address");
-            }
-            *remote = from;
-        }
-        *latched = true;
-    }
 }
 
 /// Converts recorded message audio to the call's G.711 law.
@@ -1189,296 +786,86 @@ fn recording_bytes(samples: &AudioSamples, law: Law) -> Vec<u8> {
     }
 }
 
-/// Plays a recorded message as paced RTP (no Realtime session), then ends with `message-played`.
-async fn play_recording(media: MediaSession<'_>, audio: &MessageAudio) -> Outcome {
-    let MediaSession {
-        negotiated,
-        socket: MediaSockets { rtp: socket, .. },
-        events,
-        cancel,
-        record,
-        ..
-    } = media;
-    let now = tokio::time::Instant::now().into_std();
-    let mut pacer = PlayoutPacer::new(
-        negotiated.law,
-        negotiated.payload_type,
-        rand::random(),
-        rand::random(),
-        rand::random(),
-        now,
-    );
-    pacer.push(now, 1, &recording_bytes(&audio.samples, negotiated.law));
-    info!(file = %audio.path.display(), duration = ?audio.duration(), "playing the message");
-    let mut buf = vec![0u8; RTP_READ_BUFFER];
-    let mut remote = negotiated.remote_rtp;
-    let outcome = loop {
-        let now = tokio::time::Instant::now().into_std();
-        while let Some(t) = pacer.poll_transmit(now) {
-            if negotiated.should_send() {
-                if let Err(e) = socket.send_to(&t.packet, remote).await {
-                    debug!(error = %e, %remote, "RTP send failed");
+/// Waits until the dialog ends before we answered (CANCEL, or the transaction died).
+async fn wait_for_end(events: &mut CallEvents) -> Outcome {
+    loop {
+        match events.recv().await {
+            Some(CallEvent::Cancelled) => {
+                info!("caller cancelled before the answer");
+                return Outcome {
+                    end: EndReason::remote(Cause::Cancelled),
+                    sip_status: Some(487),
+                };
+            }
+            Some(CallEvent::SessionExpired) => continue,
+            Some(ev) => {
+                if let Some(end) = EndReason::from_call_event(&ev) {
+                    return Outcome::ended(end);
                 }
             }
+            None => return Outcome::ended(EndReason::dialog_gone()),
         }
-        let Some(deadline) = pacer.poll_timeout() else {
-            break Outcome::local("message-played");
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => break Outcome::local("shutdown"),
-            _ = tokio::time::sleep_until(deadline.into()) => {}
-            ev = events.recv() => match ev {
-                Some(CallEvent::Bye) => break Outcome::remote("remote-bye"),
-                Some(CallEvent::Cancelled) => break Outcome::remote("cancelled"),
-                Some(CallEvent::Terminated { reason }) => break Outcome::remote(reason),
-                Some(CallEvent::SessionExpired) => break Outcome::local("session-expired"),
-                Some(_) => {}
-                None => break Outcome::remote("dialog-gone"),
-            },
-            r = socket.recv_from(&mut buf) => {
-                if let Ok((n, from)) = r {
-                    record.packets_in += 1;
-                    if crate::media::rtp::parse(&buf[..n]).is_ok() {
-                        remote = from;
+    }
+}
+
+/// Late offer: our offer went in the 200 OK, the caller's answer comes in the ACK (RFC 3264 §5).
+async fn wait_for_ack_answer(
+    events: &mut CallEvents,
+    cancel: &CancellationToken,
+    sdes: &Sdes,
+) -> Result<Negotiated, Outcome> {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(CallEvent::Ack {
+                    answer: Some(answer),
+                }) => {
+                    return sdp::accept_answer_sdes(&answer, Some(sdes)).map_err(|e| {
+                        warn!(error = %e, "unacceptable SDP answer in the ACK");
+                        Outcome::ended(EndReason::local(Cause::BadSdpAnswer))
+                    })
+                }
+                Some(CallEvent::Ack { answer: None }) => {
+                    warn!("the ACK carried no SDP answer to our offer");
+                    return Err(Outcome::ended(EndReason::local(Cause::NoSdpAnswer)));
+                }
+                Some(ev) => {
+                    if let Some(end) = EndReason::from_call_event(&ev) {
+                        return Err(Outcome::ended(end));
                     }
                 }
+                None => return Err(Outcome::ended(EndReason::dialog_gone())),
             }
         }
     };
-    record.packets_out = pacer.stats().packets_sent;
-    outcome
-}
-
-/// Receives on an optional socket; pends forever without one (so `select!` ignores the branch).
-async fn recv_opt(
-    socket: Option<&MediaSocket>,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
+    tokio::select! {
+        r = tokio::time::timeout(ACK_TIMEOUT, wait) => r.unwrap_or_else(|_| Err(Outcome::ended(EndReason::local(Cause::AckTimeout)))),
+        _ = cancel.cancelled() => Err(Outcome::ended(EndReason::local(Cause::Shutdown))),
     }
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+/// The Realtime session configuration of a profile. Announcements do not listen: the caller's
+/// speech neither starts nor interrupts a response.
+fn session_settings(profile: &AgentProfile, law: Law, announcement: bool) -> SessionSettings {
+    let mut instructions = profile.instructions.clone();
+    if let Some(language) = &profile.language {
+        instructions.push_str(&format!(
+            "\n\nSpeak in this language unless the caller uses another one: {language}."
+        ));
     }
-}
-
-/// Applies a re-negotiated audio stream (re-INVITE/UPDATE offer, or the answer in a re-INVITE's
-/// ACK): hold and resume, a new RTP address, a codec change.
-fn apply_media_change(
-    bridge: &mut Bridge,
-    current: &mut Negotiated,
-    new: Negotiated,
-    remote: &mut SocketAddr,
-    latched: &mut bool,
-    settings: &SessionSettings,
-    rtp_timeout: Duration,
-) {
-    let now = tokio::time::Instant::now().into_std();
-    let held = !new.should_send() || !new.expects_media();
-    let was_held = !current.should_send() || !current.expects_media();
-    if held && !was_held {
-        info!(direction = new.direction.as_str(), remote_rtp = %new.remote_rtp, "call put on hold; RTP paused");
-    } else if !held && was_held {
-        info!(direction = new.direction.as_str(), remote_rtp = %new.remote_rtp, "call resumed");
-    }
-    if new.remote_rtp != current.remote_rtp && !new.remote_rtp.ip().is_unspecified() {
-        info!(from = %current.remote_rtp, to = %new.remote_rtp, "the caller's RTP address changed");
-        *remote = new.remote_rtp;
-        *latched = false;
-    }
-    if new.law != current.law || new.payload_type != current.payload_type {
-        info!(from = ?current.law, to = ?new.law, payload_type = new.payload_type, "codec changed by re-offer");
-        bridge.change_codec(
-            now,
-            new.law,
-            new.payload_type,
-            new.telephone_event_pt,
-            settings,
-        );
-    }
-    // A held call may be silent for as long as the hold lasts.
-    bridge.set_rtp_timeout(now, (!held).then_some(rtp_timeout));
-    *current = new;
-}
-
-/// How long the transferee has to report the outcome of a transfer (NOTIFY sipfrag).
-const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for the goodbye after `end_call` before hanging up anyway.
-const END_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A `transfer_call` in progress.
-struct PendingTransfer {
-    tool_call_id: String,
-    target: String,
-    deadline: tokio::time::Instant,
-}
-
-/// An `end_call` waiting for the goodbye to be played.
-struct PendingEnd {
-    reason: String,
-    responses_needed: u64,
-    deadline: tokio::time::Instant,
-}
-
-/// The state of the model's call-control functions (`transfer_call`, `end_call`).
-#[derive(Default)]
-struct CallControl {
-    transfer: Option<PendingTransfer>,
-    end: Option<PendingEnd>,
-}
-
-impl CallControl {
-    fn start_transfer(
-        &mut self,
-        bridge: &mut Bridge,
-        profile: &AgentProfile,
-        handle: &CallHandle,
-        results: &mpsc::Sender<Result<u16, String>>,
-        req: super::core::ToolRequest,
-    ) {
-        use tools::call_control::{failure, string_argument};
-        let target = string_argument(&req.arguments, "target").unwrap_or_default();
-        let names: Vec<&String> = profile.transfers.keys().collect();
-        let Some(uri) = profile.transfers.get(&target) else {
-            info!(%target, "transfer_call to an unknown target");
-            let out = failure(
-                "unknown_target",
-                &format!(
-                    "There is no transfer target called {target:?}. Use one of the listed names."
-                ),
-                Some(("available", serde_json::json!(names))),
-            );
-            bridge.handle_tool_result(&req.call_id, &out);
-            return;
-        };
-        if self.transfer.is_some() {
-            let out = failure(
-                "transfer_in_progress",
-                "A transfer is already in progress; wait for its result.",
-                None,
-            );
-            bridge.handle_tool_result(&req.call_id, &out);
-            return;
-        }
-        info!(%target, %uri, "the model transfers the call (REFER)");
-        let handle = handle.clone();
-        let results = results.clone();
-        let uri = uri.clone();
-        tokio::spawn(async move {
-            let r = handle.refer(&uri).await.map_err(|e| e.to_string());
-            let _ = results.send(r).await;
-        });
-        self.transfer = Some(PendingTransfer {
-            tool_call_id: req.call_id,
-            target,
-            deadline: tokio::time::Instant::now() + TRANSFER_TIMEOUT,
-        });
-    }
-
-    fn transfer_deadline(&self) -> Option<tokio::time::Instant> {
-        self.transfer.as_ref().map(|t| t.deadline)
-    }
-
-    fn fail_transfer(&mut self, bridge: &mut Bridge, why: &str) {
-        if let Some(t) = self.transfer.take() {
-            warn!(target = %t.target, %why, "transfer failed; the call continues");
-            let out = tools::call_control::failure(
-                "transfer_failed",
-                &format!("The transfer to {} failed ({why}). The caller is still on the line: apologise and offer to help or take a message.", t.target),
-                None,
-            );
-            bridge.handle_tool_result(&t.tool_call_id, &out);
-        }
-    }
-
-    /// The final response to our REFER.
-    fn refer_answered(&mut self, bridge: &mut Bridge, result: Result<u16, String>) {
-        match result {
-            Ok(code) if (200..300).contains(&code) => {
-                if let Some(t) = &self.transfer {
-                    info!(target = %t.target, code, "REFER accepted; waiting for the transfer's outcome (NOTIFY)");
-                }
-            }
-            Ok(code) => self.fail_transfer(
-                bridge,
-                &format!("the transfer request was refused with {code}"),
-            ),
-            Err(e) => self.fail_transfer(
-                bridge,
-                &format!("the transfer request could not be sent: {e}"),
-            ),
-        }
-    }
-
-    /// A NOTIFY sipfrag about our REFER: a final 2xx ends the call (`transferred`).
-    fn refer_progress(
-        &mut self,
-        bridge: &mut Bridge,
-        status: u16,
-        terminated: bool,
-    ) -> Option<Outcome> {
-        let target = self.transfer.as_ref()?.target.clone();
-        info!(%target, status, terminated, "transfer progress (NOTIFY)");
-        if (200..300).contains(&status) {
-            self.transfer = None;
-            info!(%target, "caller transferred");
-            return Some(Outcome::local("transferred"));
-        }
-        if status >= 300 {
-            self.fail_transfer(bridge, &format!("the target answered {status}"));
-        } else if terminated {
-            self.fail_transfer(bridge, "the transfer ended without a final answer");
-        }
-        None
-    }
-
-    fn transfer_timed_out(&mut self, bridge: &mut Bridge) {
-        self.fail_transfer(bridge, "no answer from the phone system within 10 seconds");
-    }
-
-    /// `end_call`: answer the function at once, then wait for the goodbye response to be played.
-    fn start_end(&mut self, bridge: &mut Bridge, req: &super::core::ToolRequest) {
-        let reason = tools::call_control::string_argument(&req.arguments, "reason")
-            .map(|r| {
-                r.chars()
-                    .filter(|c| !c.is_control())
-                    .take(80)
-                    .collect::<String>()
-            })
-            .filter(|r| !r.trim().is_empty())
-            .unwrap_or_else(|| "conversation over".to_owned());
-        info!(%reason, "the model ends the call after its goodbye");
-        // The response that carried the call (if still running) finishes first, then the one
-        // that answers the tool output: that one is the goodbye.
-        let needed = bridge.responses_done() + 1 + u64::from(bridge.response_in_progress());
-        bridge.handle_tool_result(
-            &req.call_id,
-            &serde_json::json!({"ok": true, "message": "The call ends after your reply. Say a short goodbye now."}).to_string(),
-        );
-        self.end = Some(PendingEnd {
-            reason,
-            responses_needed: needed,
-            deadline: tokio::time::Instant::now() + END_CALL_TIMEOUT,
-        });
-    }
-
-    /// The outcome once the goodbye has been played completely (or the wait timed out).
-    fn ending_due(&self, bridge: &Bridge) -> Option<Outcome> {
-        let end = self.end.as_ref()?;
-        let played = bridge.responses_done() >= end.responses_needed && bridge.playout_idle();
-        if played || tokio::time::Instant::now() >= end.deadline {
-            if !played {
-                warn!("the goodbye did not finish in time; hanging up");
-            }
-            info!(reason = %end.reason, "goodbye played; hanging up");
-            return Some(Outcome::local(&format!("end_call: {}", end.reason)));
-        }
-        None
+    SessionSettings {
+        model: profile.model.clone(),
+        instructions,
+        voice: profile.voice.clone(),
+        law,
+        turn_detection: TurnDetection {
+            threshold: profile.vad.threshold,
+            prefix_padding_ms: profile.vad.prefix_padding_ms,
+            silence_duration_ms: profile.vad.silence_duration_ms,
+            create_response: !announcement,
+            interrupt_response: !announcement,
+        },
+        transcription_model: profile.transcription_model.clone(),
+        tools: Vec::new(),
     }
 }

@@ -1,6 +1,10 @@
-//! The bridge between a SIP call and a Realtime session: the sans-IO [`core`] and the per-call
-//! tokio task in [`call`].
+//! The bridge between a SIP call and a model session: the sans-IO [`core`] that decides
+//! everything about an answered call, the typed reasons a call ends ([`end`]), the transcript
+//! ([`transcript`]), and the per-call tokio task in [`call`] that pumps bytes between the sockets
+//! and the core.
 
 pub mod call;
 pub mod core;
+pub mod end;
+mod pump;
 pub mod transcript;

@@ -183,6 +183,26 @@ impl MediaSocket {
     }
 }
 
+/// Keys (or un-keys) a call's RTP socket and its RTCP socket together ([`MediaSocket::set_srtp`])
+/// and logs when SRTP starts.
+///
+/// # Errors
+/// The first socket's refusal; the sockets keep their state.
+pub fn set_srtp(
+    rtp: &MediaSocket,
+    rtcp: Option<&MediaSocket>,
+    keys: Option<&SrtpKeys>,
+) -> Result<(), srtp::Error> {
+    let starting = keys.is_some() && !rtp.is_srtp();
+    for socket in std::iter::once(rtp).chain(rtcp) {
+        socket.set_srtp(keys)?;
+    }
+    if let (true, Some(keys)) = (starting, keys) {
+        info!(suite = %keys.suite, "media is SRTP");
+    }
+    Ok(())
+}
+
 impl Drop for MediaSocket {
     /// Logs what SRTP did on this socket (at info, in the call's span), if it was on.
     fn drop(&mut self) {

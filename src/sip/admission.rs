@@ -47,9 +47,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use md5::Md5;
 use sha2::{Digest as _, Sha256};
 
+use super::digest::{self, hex, Algorithm};
 use crate::config::{self, AdmissionFile, AdmissionUserFile};
 
 /// Calls in progress at once when `[admission] max_calls` is not set (also without the section).
@@ -288,65 +288,6 @@ fn source_key(ip: Option<IpAddr>) -> Option<IpAddr> {
 // ---------------------------------------------------------------------------------------------
 // Digest authentication (RFC 3261 §22.4, RFC 7616)
 
-/// A digest algorithm (RFC 7616 §3.2; SIP: RFC 8760).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// `MD5`, what every SIP device supports.
-    Md5,
-    /// `SHA-256` (RFC 7616, RFC 8760).
-    Sha256,
-}
-
-impl Algorithm {
-    /// The name in `algorithm=` parameters.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Md5 => "MD5",
-            Algorithm::Sha256 => "SHA-256",
-        }
-    }
-
-    /// Lowercase hex of the hash of `data`.
-    pub fn hash_hex(self, data: &[u8]) -> String {
-        match self {
-            Algorithm::Md5 => hex(&Md5::digest(data)),
-            Algorithm::Sha256 => hex(&Sha256::digest(data)),
-        }
-    }
-}
-
-impl FromStr for Algorithm {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.eq_ignore_ascii_case("MD5") {
-            Ok(Algorithm::Md5)
-        } else if s.eq_ignore_ascii_case("SHA-256") {
-            Ok(Algorithm::Sha256)
-        } else {
-            Err(format!(
-                "'{s}' is not a supported digest algorithm; use \"SHA-256\" or \"MD5\""
-            ))
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
@@ -383,127 +324,6 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(&outer.finalize());
     out
-}
-
-/// `HA1 = H(username ":" realm ":" password)` (RFC 7616 §3.4.2), lowercase hex.
-pub fn digest_ha1(alg: Algorithm, username: &str, realm: &str, password: &str) -> String {
-    alg.hash_hex(format!("{username}:{realm}:{password}").as_bytes())
-}
-
-/// The `response` of qop=auth (RFC 7616 §3.4.1):
-/// `H(HA1 ":" nonce ":" nc ":" cnonce ":" qop ":" H(method ":" uri))`, lowercase hex.
-/// `nc` is used exactly as the client wrote it (8 hex digits).
-#[allow(clippy::too_many_arguments)]
-pub fn digest_response(
-    alg: Algorithm,
-    ha1: &str,
-    nonce: &str,
-    nc: &str,
-    cnonce: &str,
-    qop: &str,
-    method: &str,
-    uri: &str,
-) -> String {
-    let ha2 = alg.hash_hex(format!("{method}:{uri}").as_bytes());
-    alg.hash_hex(format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}").as_bytes())
-}
-
-/// The parameters of an `Authorization: Digest ...` header (RFC 3261 §25.1 `credentials`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DigestCredentials {
-    /// `username`.
-    pub username: String,
-    /// `realm`.
-    pub realm: String,
-    /// `nonce`, as we issued it.
-    pub nonce: String,
-    /// `uri` (digest-uri), exactly as the client hashed it.
-    pub uri: String,
-    /// `response`, hex.
-    pub response: String,
-    /// `algorithm`; absent means MD5.
-    pub algorithm: Option<String>,
-    /// `qop`.
-    pub qop: Option<String>,
-    /// `nc`, 8 hex digits.
-    pub nc: Option<String>,
-    /// `cnonce`.
-    pub cnonce: Option<String>,
-}
-
-/// Parses the value of an `Authorization` header with the Digest scheme. Returns `None` for
-/// another scheme, a syntax error, a repeated parameter, or a missing `username`, `realm`,
-/// `nonce`, `uri` or `response`. Unknown parameters (`opaque`, `userhash`, ...) are ignored.
-pub fn parse_authorization(value: &str) -> Option<DigestCredentials> {
-    let value = value.trim();
-    let scheme_end = value.find(|c: char| c.is_ascii_whitespace())?;
-    if !value[..scheme_end].eq_ignore_ascii_case("Digest") {
-        return None;
-    }
-    let mut rest = value[scheme_end..].chars().peekable();
-    let mut params: HashMap<String, String> = HashMap::new();
-    loop {
-        while rest
-            .peek()
-            .is_some_and(|c| c.is_ascii_whitespace() || *c == ',')
-        {
-            rest.next();
-        }
-        if rest.peek().is_none() {
-            break;
-        }
-        let mut name = String::new();
-        while let Some(&c) = rest.peek() {
-            if c == '=' || c.is_ascii_whitespace() || c == ',' {
-                break;
-            }
-            name.push(c.to_ascii_lowercase());
-            rest.next();
-        }
-        while rest.peek().is_some_and(|c| c.is_ascii_whitespace()) {
-            rest.next();
-        }
-        if rest.next() != Some('=') || name.is_empty() {
-            return None;
-        }
-        while rest.peek().is_some_and(|c| c.is_ascii_whitespace()) {
-            rest.next();
-        }
-        let mut val = String::new();
-        if rest.peek() == Some(&'"') {
-            rest.next();
-            loop {
-                match rest.next()? {
-                    '"' => break,
-                    '\\' => val.push(rest.next()?),
-                    c => val.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = rest.peek() {
-                if c == ',' || c.is_ascii_whitespace() {
-                    break;
-                }
-                val.push(c);
-                rest.next();
-            }
-        }
-        if params.insert(name, val).is_some() {
-            return None;
-        }
-    }
-    let mut take = |k: &str| params.remove(k);
-    Some(DigestCredentials {
-        username: take("username")?,
-        realm: take("realm")?,
-        nonce: take("nonce")?,
-        uri: take("uri")?,
-        response: take("response")?,
-        algorithm: take("algorithm"),
-        qop: take("qop"),
-        nc: take("nc"),
-        cnonce: take("cnonce"),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -728,7 +548,7 @@ impl Policy {
                     let keys = UserKeys(
                         algorithms
                             .iter()
-                            .map(|&a| (a, digest_ha1(a, &u.name, &realm, &pw)))
+                            .map(|&a| (a, digest::ha1(a, &u.name, &realm, &pw)))
                             .collect(),
                     );
                     if users.insert(u.name.clone(), keys).is_some() {
@@ -1030,7 +850,7 @@ impl Admission {
         let dummy = UserKeys(
             [Algorithm::Md5, Algorithm::Sha256]
                 .into_iter()
-                .map(|a| (a, digest_ha1(a, "", "", &dummy_pw)))
+                .map(|a| (a, digest::ha1(a, "", "", &dummy_pw)))
                 .collect(),
         );
         Admission {
@@ -1150,7 +970,7 @@ impl Admission {
         // The credentials for our realm (a proxy's realm may be there too).
         let Some(c) = authorization
             .iter()
-            .filter_map(|v| parse_authorization(v))
+            .filter_map(|v| digest::parse_authorization(v))
             .find(|c| c.realm == d.realm)
         else {
             return DigestCheck::Challenge { stale: false };
@@ -1162,7 +982,7 @@ impl Admission {
         // Checks that do not depend on the user: failing them says nothing about who exists.
         let alg = match c.algorithm.as_deref() {
             None => Some(Algorithm::Md5),
-            Some(a) => a.parse::<Algorithm>().ok(),
+            Some(a) => Algorithm::from_token(a),
         };
         let Some(alg) = alg.filter(|a| d.algorithms.contains(a)) else {
             return DigestCheck::Bad;
@@ -1181,7 +1001,8 @@ impl Admission {
         let user = d.users.get(&c.username).and_then(|k| k.ha1(alg));
         let known = user.is_some();
         let ha1 = user.or_else(|| self.dummy.ha1(alg)).unwrap_or_default();
-        let expected = digest_response(alg, ha1, &c.nonce, nc, cnonce, qop, METHOD, &c.uri);
+        let qop = digest::QopAuth { qop, nc, cnonce };
+        let expected = digest::response(alg, ha1, &c.nonce, Some(qop), METHOD, &c.uri);
         let matches = constant_time_eq(
             expected.as_bytes(),
             c.response.to_ascii_lowercase().as_bytes(),
@@ -1358,66 +1179,6 @@ mod tests {
         );
     }
 
-    /// RFC 7616 §3.9.1: the same request answered with MD5 and with SHA-256.
-    #[test]
-    fn digest_rfc7616_vectors() {
-        let realm = "http-auth@example.org";
-        let nonce = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v";
-        let cnonce_md5 = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
-        let ha1 = digest_ha1(Algorithm::Md5, "Mufasa", realm, "Circle of Life");
-        assert_eq!(
-            digest_response(
-                Algorithm::Md5,
-                &ha1,
-                nonce,
-                "00000001",
-                cnonce_md5,
-                "auth",
-                "GET",
-                "/dir/index.html"
-            ),
-            "8ca523f5e9506fed4657c9700eebdbec"
-        );
-        let ha1 = digest_ha1(Algorithm::Sha256, "Mufasa", realm, "Circle of Life");
-        assert_eq!(
-            digest_response(
-                Algorithm::Sha256,
-                &ha1,
-                nonce,
-                "00000001",
-                cnonce_md5,
-                "auth",
-                "GET",
-                "/dir/index.html"
-            ),
-            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
-        );
-    }
-
-    #[test]
-    fn parses_authorization_headers() {
-        let c = parse_authorization(
-            "Digest username=\"Mufasa\",realm=\"r\", nonce=\"n\", uri=\"sip:x@y;transport=tcp\", \
-             response=\"abc\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c\\\"q\", opaque=\"o\"",
-        )
-        .unwrap();
-        assert_eq!(c.username, "Mufasa");
-        assert_eq!(c.uri, "sip:x@y;transport=tcp");
-        assert_eq!(c.algorithm.as_deref(), Some("SHA-256"));
-        assert_eq!(c.qop.as_deref(), Some("auth"));
-        assert_eq!(c.nc.as_deref(), Some("00000001"));
-        assert_eq!(c.cnonce.as_deref(), Some("c\"q"));
-        assert!(parse_authorization("Basic dXNlcjpwdw==").is_none());
-        assert!(parse_authorization("Digest username=\"a\"").is_none());
-        assert!(parse_authorization(
-            "Digest username=\"a\", username=\"b\", realm=r, nonce=n, uri=u, response=x"
-        )
-        .is_none());
-        assert!(parse_authorization("Digest username=\"a, realm=r").is_none());
-        assert!(parse_authorization("").is_none());
-        assert!(parse_authorization("Digest").is_none());
-    }
-
     fn trunk(name: &str, allow: &[&str]) -> AdmissionTrunkFile {
         AdmissionTrunkFile {
             name: name.into(),
@@ -1458,38 +1219,12 @@ mod tests {
         }
     }
 
-    /// The Authorization a client computes for the challenge in `www` (first algorithm).
+    /// The Authorization our own outbound client (`digest::authorization`, used for REGISTER)
+    /// computes for the challenge in `www`.
     fn answer(www: &str, username: &str, password: &str, cnonce: &str) -> String {
-        let nonce = www
-            .split("nonce=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
-        let realm = www
-            .split("realm=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
-        let alg: Algorithm = www
-            .split("algorithm=")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let challenge = digest::parse_challenge(www).expect("our challenge parses");
         let uri = "sip:frontdesk@192.0.2.1:5060";
-        let ha1 = digest_ha1(alg, username, realm, password);
-        let resp = digest_response(alg, &ha1, nonce, "00000001", cnonce, "auth", "INVITE", uri);
-        format!(
-            "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
-             response=\"{resp}\", algorithm={alg}, qop=auth, nc=00000001, cnonce=\"{cnonce}\""
-        )
+        digest::authorization(&challenge, username, password, "INVITE", uri, cnonce)
     }
 
     fn invite<'a>(src: &str, auth: &'a [String]) -> Invite<'a> {
@@ -1836,7 +1571,7 @@ mod tests {
             !text.contains("wonderland") && !text.contains("builder"),
             "{text}"
         );
-        let ha1 = digest_ha1(Algorithm::Md5, "alice", "clinic", "wonderland");
+        let ha1 = digest::ha1(Algorithm::Md5, "alice", "clinic", "wonderland");
         assert!(!text.contains(&ha1), "{text}");
         assert!(text.contains("<redacted>"));
     }

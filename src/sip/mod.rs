@@ -39,6 +39,7 @@ use tracing::debug;
 
 pub mod admission;
 mod dialog;
+pub mod digest;
 mod endpoint;
 mod guard;
 mod invite;

@@ -4,7 +4,8 @@
 //! Split, as everywhere in frontdesk, into a sans-IO core and a thin async shell:
 //! - [`schedule`]: when to REGISTER (refresh at 80 % of the granted expiry, exponential backoff
 //!   after failures, `Min-Expires`, expiry detection, un-REGISTER on shutdown). No clock, no I/O.
-//! - [`digest`]: digest answers (MD5 and SHA-256, qop=auth), reproducible from its inputs.
+//! - [`super::digest`] (shared with admission): digest answers (MD5 and SHA-256, qop=auth),
+//!   reproducible from its inputs.
 //! - this file: one tokio task per [`Account`] that drives the schedule, sends the REGISTERs as
 //!   client transactions of the endpoint's rsipstack transaction layer (so retransmissions and
 //!   Timer F are rsipstack's) and writes one log line per state change.
@@ -16,7 +17,6 @@
 //! Passwords come from an environment variable or a file, are wrapped in [`Password`] (which never
 //! prints itself) and never appear in logs.
 
-pub mod digest;
 pub mod schedule;
 
 use std::path::PathBuf;
@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument as _};
 
+use super::digest;
 use crate::config::RegistrationFile;
 use schedule::{Backoff, Event, Outcome, Output, Schedule};
 
@@ -672,7 +673,7 @@ impl RegisterClient {
                         &challenge,
                         &self.account.auth_user,
                         self.account.password.expose(),
-                        &Method::Register,
+                        "REGISTER",
                         &self.registrar.to_string(),
                         &cnonce,
                     );

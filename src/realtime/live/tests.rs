@@ -86,7 +86,12 @@ fn session_start_has_exactly_the_accepted_fields() {
     let mut bare = settings(Law::Mu, false, false);
     bare.instructions = "  ".into();
     let v = parse_json(&session_start(&bare));
-    let mut keys: Vec<_> = v["session"].as_object().expect("obj").keys().cloned().collect();
+    let mut keys: Vec<_> = v["session"]
+        .as_object()
+        .expect("obj")
+        .keys()
+        .cloned()
+        .collect();
     keys.sort_unstable();
     assert_eq!(keys, ["audio", "model"]);
     assert_eq!(v["session"]["audio"]["format"], audio_format(Law::Mu));
@@ -99,7 +104,9 @@ fn append_is_base64_of_the_raw_bytes_and_reuses_the_buffer() {
     let v = parse_json(&out);
     assert_eq!(v["type"], "session.input_audio.append");
     assert_eq!(
-        STANDARD.decode(v["audio"].as_str().expect("audio")).expect("b64"),
+        STANDARD
+            .decode(v["audio"].as_str().expect("audio"))
+            .expect("b64"),
         vec![0xFF; 160]
     );
     let cap = out.capacity();
@@ -114,8 +121,14 @@ fn tool_answers_context_and_close() {
         json!({"type": "response.item.create",
                "item": {"type": "function_call_output", "call_id": "call_1", "output": "{\"ok\":true}"}})
     );
-    assert_eq!(parse_json(&response_create()), json!({"type": "response.create"}));
-    assert_eq!(parse_json(&session_close()), json!({"type": "session.close"}));
+    assert_eq!(
+        parse_json(&response_create()),
+        json!({"type": "response.create"})
+    );
+    assert_eq!(
+        parse_json(&session_close()),
+        json!({"type": "session.close"})
+    );
     assert_eq!(
         parse_json(&instructions_append("The caller pressed 3.")),
         json!({"type": "session.instructions.append", "content": "The caller pressed 3.",
@@ -322,21 +335,24 @@ fn malformed_events_are_errors_not_panics() {
         ("not json", "json"),
         (r#"{"no":"type"}"#, "type"),
         (r#"{"type":"session.started","session":{}}"#, "malformed"),
-        (r#"{"type":"session.output_audio.delta","delta":"!!!"}"#, "base64"),
+        (
+            r#"{"type":"session.output_audio.delta","delta":"!!!"}"#,
+            "base64",
+        ),
         (r#"{"type":"session.output_audio.delta"}"#, "malformed"),
         (
             r#"{"type":"response.event","event":{"type":"response.output_item.done","item":{"type":"function_call","status":"completed","name":"x"}}}"#,
             "call_id",
         ),
         (r#"{"type":"response.event","event":{}}"#, "type"),
-        (r#"{"type":"session.closed","reason":"expired"}"#, "malformed"),
+        (
+            r#"{"type":"session.closed","reason":"expired"}"#,
+            "malformed",
+        ),
     ];
     for (text, needle) in cases {
         let e = parse_server_event(text).expect_err(text);
-        assert!(
-            e.to_string().to_lowercase().contains(needle),
-            "{text}: {e}"
-        );
+        assert!(e.to_string().to_lowercase().contains(needle), "{text}: {e}");
     }
 }
 
@@ -382,6 +398,14 @@ fn openai_sdk_validates_every_live_event() {
         &[],
     );
     assert_eq!(report.code, Some(1), "{}", report.text);
-    assert!(report.text.contains("$.session.turn_detection"), "{}", report.text);
-    assert!(report.text.contains("conversation.item.truncate: INVALID"), "{}", report.text);
+    assert!(
+        report.text.contains("$.session.turn_detection"),
+        "{}",
+        report.text
+    );
+    assert!(
+        report.text.contains("conversation.item.truncate: INVALID"),
+        "{}",
+        report.text
+    );
 }

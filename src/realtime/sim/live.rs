@@ -483,7 +483,9 @@ impl LiveSimSession {
 
     fn input_ms(&self) -> u64 {
         match &self.started {
-            Some(s) => s.format.ms_of(usize::try_from(self.in_bytes).unwrap_or(usize::MAX)),
+            Some(s) => s
+                .format
+                .ms_of(usize::try_from(self.in_bytes).unwrap_or(usize::MAX)),
             None => 0,
         }
     }
@@ -531,9 +533,9 @@ impl LiveSimSession {
             Some(v) => v,
         };
         check("session", session, SESSION)?;
-        let s = session.as_object().ok_or_else(|| {
-            ClientError::invalid_type("session", "an object", session)
-        })?;
+        let s = session
+            .as_object()
+            .ok_or_else(|| ClientError::invalid_type("session", "an object", session))?;
         let model = req_str(s, "model", "session.model")?;
         let format = match session.pointer("/audio/format") {
             None | Some(Value::Null) => AudioFormat::Pcm16,
@@ -589,9 +591,9 @@ impl LiveSimSession {
                     let path = format!("session.delegation.responses.tools[{i}]");
                     if t.get("type").and_then(Value::as_str) == Some("function") {
                         check(&path, t, FUNCTION_TOOL)?;
-                        let o = t.as_object().ok_or_else(|| {
-                            ClientError::invalid_type(&path, "an object", t)
-                        })?;
+                        let o = t
+                            .as_object()
+                            .ok_or_else(|| ClientError::invalid_type(&path, "an object", t))?;
                         tools.push(req_str(o, "name", &format!("{path}.name"))?.to_owned());
                     } else if !t.is_object() {
                         return Err(ClientError::invalid_type(&path, "an object", t));
@@ -610,7 +612,10 @@ impl LiveSimSession {
             if items.len() > MAX_INPUT_ITEMS {
                 return Err(ClientError::new(
                     Some("invalid_value"),
-                    format!("session.input has {} messages; at most {MAX_INPUT_ITEMS} are allowed.", items.len()),
+                    format!(
+                        "session.input has {} messages; at most {MAX_INPUT_ITEMS} are allowed.",
+                        items.len()
+                    ),
                     Some("session.input"),
                 ));
             }
@@ -762,8 +767,8 @@ impl LiveSimSession {
     /// Runs what is due at the current input position and emits the output the timeline owes.
     fn advance(&mut self) {
         let input_ms = self.input_ms();
-        let due = input_ms.saturating_mul(1_000_000u64.saturating_add_signed(self.skew_ppm))
-            / 1_000_000;
+        let due =
+            input_ms.saturating_mul(1_000_000u64.saturating_add_signed(self.skew_ppm)) / 1_000_000;
         loop {
             // Behaviour due by the start of the next chunk goes into that chunk.
             self.run_plans(self.out_ms.min(input_ms));
@@ -772,7 +777,10 @@ impl LiveSimSession {
             }
             self.output_chunk(input_ms);
         }
-        let acks: Vec<_> = self.acks.extract_if(.., |(at, _, _)| *at <= input_ms).collect();
+        let acks: Vec<_> = self
+            .acks
+            .extract_if(.., |(at, _, _)| *at <= input_ms)
+            .collect();
         for (at, kind, start) in acks {
             self.emit(&kind, json!({"start_ms": start, "end_ms": at}));
         }
@@ -790,7 +798,10 @@ impl LiveSimSession {
     fn output_chunk(&mut self, input_ms: u64) {
         if self.barge_at.is_some_and(|at| input_ms >= at) {
             self.barge_at = None;
-            tracing::debug!(dropped = self.speech.len(), "model stops talking (barge-in)");
+            tracing::debug!(
+                dropped = self.speech.len(),
+                "model stops talking (barge-in)"
+            );
             self.speech_sent += self.speech.len() as u64;
             self.speech.clear();
             self.marks.clear();
@@ -886,7 +897,13 @@ impl LiveSimSession {
                     Some(call) => {
                         tracing::warn!(tool = %call.name, turn = index + 1,
                             "scenario calls a function the session did not declare in delegation.responses.tools; speaking the answer without it");
-                        self.say(&turn.say, &TemplateCtx { output: None, ..ctx });
+                        self.say(
+                            &turn.say,
+                            &TemplateCtx {
+                                output: None,
+                                ..ctx
+                            },
+                        );
                     }
                     None => self.say(&turn.say, &ctx),
                 }
@@ -966,7 +983,13 @@ impl LiveSimSession {
                 ))
             }
             Some(Value::String(_)) => {}
-            Some(other) => return Err(ClientError::invalid_type("delegation_id", "a string", other)),
+            Some(other) => {
+                return Err(ClientError::invalid_type(
+                    "delegation_id",
+                    "a string",
+                    other,
+                ))
+            }
         }
         tracing::debug!(event = ty, chars = content.len(), "context appended");
         let start = self.input_ms();
@@ -985,7 +1008,11 @@ impl LiveSimSession {
             Some(Value::Object(m)) => m,
             Some(other) => return Err(ClientError::invalid_type("item", "an object", other)),
         };
-        only_keys(item, &["type", "call_id", "output", "id", "status"], "item.")?;
+        only_keys(
+            item,
+            &["type", "call_id", "output", "id", "status"],
+            "item.",
+        )?;
         let ty = req_str(item, "type", "item.type")?;
         if ty != "function_call_output" {
             return Err(ClientError::invalid_value(
@@ -999,7 +1026,9 @@ impl LiveSimSession {
         let no_call = || {
             ClientError::new(
                 Some("invalid_value"),
-                format!("No delegated function call with call_id '{call_id}' is waiting for an output."),
+                format!(
+                    "No delegated function call with call_id '{call_id}' is waiting for an output."
+                ),
                 Some("item.call_id"),
             )
         };
@@ -1021,7 +1050,11 @@ impl LiveSimSession {
             .turn(self.delegated.as_ref().map_or(0, |d| d.turn))
             .call
             .map(|c| c.name);
-        tracing::info!(call_id, name = name.as_deref().unwrap_or("?"), "tool output received");
+        tracing::info!(
+            call_id,
+            name = name.as_deref().unwrap_or("?"),
+            "tool output received"
+        );
         self.tool_outputs.push(ToolOutput {
             call_id: call_id.to_owned(),
             name,

@@ -59,7 +59,8 @@ impl Harness {
 
     fn drain(&mut self) {
         while let Some(e) = self.s.poll_event() {
-            self.log.push(serde_json::from_str(&e).expect("server events are JSON"));
+            self.log
+                .push(serde_json::from_str(&e).expect("server events are JSON"));
             self.raw.push(e);
         }
         if let Some(c) = self.s.poll_close() {
@@ -150,18 +151,17 @@ fn nothing_before_session_start_and_unknown_fields_are_refused() {
     assert!(h.of_type("session.output_audio.delta").is_empty());
 
     h.log.clear();
-    let mut start: Value =
-        serde_json::from_str(&wire::session_start(&wire::LiveSessionSettings {
-            model: "gpt-live-1".into(),
-            instructions: String::new(),
-            voice: "marin".into(),
-            law: Law::A,
-            tools: Vec::new(),
-            backend_model: "x".into(),
-            backend_instructions: None,
-            history: Vec::new(),
-        }))
-        .expect("json");
+    let mut start: Value = serde_json::from_str(&wire::session_start(&wire::LiveSessionSettings {
+        model: "gpt-live-1".into(),
+        instructions: String::new(),
+        voice: "marin".into(),
+        law: Law::A,
+        tools: Vec::new(),
+        backend_model: "x".into(),
+        backend_instructions: None,
+        history: Vec::new(),
+    }))
+    .expect("json");
     for (path, value) in [
         ("turn_detection", json!({"type": "server_vad"})),
         ("temperature", json!(0.8)),
@@ -179,7 +179,10 @@ fn nothing_before_session_start_and_unknown_fields_are_refused() {
     let mut nested = start.clone();
     nested["session"]["audio"]["input"] = json!({"format": {"type": "audio/pcmu"}});
     h.send(&nested.to_string());
-    assert_eq!(h.log.pop().expect("error")["error"]["param"], "session.audio.input");
+    assert_eq!(
+        h.log.pop().expect("error")["error"]["param"],
+        "session.audio.input"
+    );
     let mut rate = start.clone();
     rate["session"]["audio"]["format"]["rate"] = json!(16000);
     h.send(&rate.to_string());
@@ -198,7 +201,10 @@ fn nothing_before_session_start_and_unknown_fields_are_refused() {
     assert_eq!(session["id"], "live_tok");
     assert_eq!(session["expires_at"], 1_800_000_000 + 3600);
     assert_eq!(session["status"], "active");
-    assert_eq!(session["audio"]["format"], json!({"type": "audio/pcma", "rate": 8000}));
+    assert_eq!(
+        session["audio"]["format"],
+        json!({"type": "audio/pcma", "rate": 8000})
+    );
     assert_eq!(session["delegation"], json!({"type": "client"}));
 
     h.send(&start.to_string());
@@ -287,9 +293,15 @@ fn a_delegated_function_call_is_answered_then_spoken() {
         "missing_function_call_output"
     );
     h.send(&wire::function_call_output("call_nope", "{}"));
-    assert_eq!(h.log.pop().expect("error")["error"]["param"], "item.call_id");
+    assert_eq!(
+        h.log.pop().expect("error")["error"]["param"],
+        "item.call_id"
+    );
 
-    h.send(&wire::function_call_output(&call_id, r#"{"slots":["Tuesday at nine"]}"#));
+    h.send(&wire::function_call_output(
+        &call_id,
+        r#"{"slots":["Tuesday at nine"]}"#,
+    ));
     assert_eq!(h.s.tool_outputs().len(), 1);
     let before = h.of_type("session.output_transcript.delta").len();
     h.send(&wire::response_create());
@@ -317,7 +329,10 @@ fn client_delegation_refuses_response_events_and_undeclared_calls_are_not_made()
     h.start(&[]);
     h.send(&wire::function_call_output("call_1", "{}"));
     let e = h.log.pop().expect("error");
-    assert_eq!(e["error"]["message"], "response.item.create requires Responses delegation.");
+    assert_eq!(
+        e["error"]["message"],
+        "response.item.create requires Responses delegation."
+    );
     h.send(&wire::response_create());
     assert_eq!(
         h.log.pop().expect("error")["error"]["message"],
@@ -327,7 +342,10 @@ fn client_delegation_refuses_response_events_and_undeclared_calls_are_not_made()
     h.speak(800);
     h.silence(3000);
     assert!(h.of_type("session.delegation.created").is_empty());
-    assert!(h.audio().iter().filter(|c| speaking(c)).count() > 10, "the turn is answered");
+    assert!(
+        h.audio().iter().filter(|c| speaking(c)).count() > 10,
+        "the turn is answered"
+    );
     // Context appends are acknowledged once the timeline passes them.
     h.send(&wire::instructions_append("The caller pressed 5."));
     assert!(h.of_type("session.instructions.appended").is_empty());

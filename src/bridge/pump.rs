@@ -1,0 +1,244 @@
+//! The media phase of a call's task: a pump between the sockets and the call's core.
+//!
+//! One `select!` reads whichever is ready — the RTP and RTCP sockets, the model session, the
+//! dialog's SIP events, finished side effects, the core's one timer, shutdown — turns it into one
+//! [`Input`], and then performs the core's [`Output`]s until [`Output::Timeout`]. It makes no
+//! decision of its own. Side effects that take time (tool calls, REFER) run as tasks in the
+//! call's [`TaskTracker`], inside the call's span, and come back as inputs over a bounded
+//! channel, so no SIP transaction or tool is awaited here and media keeps flowing.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument as _};
+
+use super::core::{Bridge, CallSetup, Input, Output, ToolRequest};
+use super::end::EndReason;
+use crate::media::socket::MediaSocket;
+use crate::realtime::{ModelEvent, Session};
+use crate::sip::{CallEvents, CallHandle};
+use crate::tools::{self, ToolContext};
+
+/// Largest UDP datagram read on an RTP or RTCP socket, in bytes.
+const RTP_READ_BUFFER: usize = 2048;
+/// Capacity of a call's channel of finished side effects (tool outputs, REFER results). The
+/// model rarely has more than one or two calls outstanding; a task that finds it full waits
+/// (a result is never dropped while the call runs).
+const SIDE_EFFECTS_CAPACITY: usize = 8;
+/// How long the side-effect tasks of an ended call may still take before the call's teardown
+/// goes on without them.
+const SIDE_EFFECTS_DRAIN: Duration = Duration::from_secs(1);
+
+/// The call's media sockets.
+pub(super) struct Sockets<'a> {
+    /// RTP (and RTCP with rtcp-mux).
+    pub(super) rtp: &'a MediaSocket,
+    /// RTCP on the odd port, when it could be bound.
+    pub(super) rtcp: Option<&'a MediaSocket>,
+}
+
+/// A finished side effect.
+enum Done {
+    Tool { call_id: String, output: String },
+    Refer(Result<u16, String>),
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Runs the answered call until the core hangs up; returns why, and the core (for the record).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run(
+    setup: CallSetup,
+    sockets: Sockets<'_>,
+    mut session: Option<Session>,
+    tool_ctx: Option<ToolContext>,
+    handle: &CallHandle,
+    events: &mut CallEvents,
+    cancel: &CancellationToken,
+) -> (EndReason, Bridge) {
+    let mut bridge = Bridge::new(now(), setup);
+    let tasks = TaskTracker::new();
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(SIDE_EFFECTS_CAPACITY);
+    let mut buf = vec![0u8; RTP_READ_BUFFER];
+    let mut rtcp_buf = vec![0u8; RTP_READ_BUFFER];
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let end = 'call: loop {
+        // Perform everything the core wants, until it sleeps.
+        let mut fed = false;
+        loop {
+            match bridge.poll_output() {
+                Output::SendModel(command) => {
+                    if let Some(s) = session.as_mut() {
+                        if let Err(e) = s.feed(&command).await {
+                            warn!(error = %e, "Realtime session failed; hanging up");
+                            bridge.handle_input(Input::ModelFailed(now()));
+                            continue;
+                        }
+                        fed = true;
+                    }
+                }
+                Output::SendRtp { to, packet } => {
+                    if let Err(e) = sockets.rtp.send_to(&packet, to).await {
+                        debug!(error = %e, %to, "RTP send failed");
+                    }
+                }
+                Output::SendRtcp { to, mux, packet } => {
+                    let socket = if mux { Some(sockets.rtp) } else { sockets.rtcp };
+                    if let Some(socket) = socket {
+                        if let Err(e) = socket.send_to(&packet, to).await {
+                            debug!(error = %e, %to, "RTCP send failed");
+                        }
+                    }
+                }
+                Output::RunTool(req) => run_tool(&tasks, tool_ctx.as_ref(), &done_tx, req),
+                Output::Refer { target } => {
+                    let handle = handle.clone();
+                    let tx = done_tx.clone();
+                    tasks.spawn(
+                        async move {
+                            let r = handle.refer(&target).await.map_err(|e| e.to_string());
+                            let _ = tx.send(Done::Refer(r)).await;
+                        }
+                        .in_current_span(),
+                    );
+                }
+                Output::AnswerOffer(answer) => events.answer_offer(answer).await,
+                Output::SetSrtp(keys) => {
+                    if let Err(e) = crate::media::socket::set_srtp(sockets.rtp, sockets.rtcp, keys.as_ref()) {
+                        warn!(error = %e, "cannot re-key SRTP after the re-offer; the media keeps the old keys");
+                    }
+                }
+                Output::Hangup(end) => break 'call end,
+                Output::Timeout(at) => {
+                    timer.as_mut().reset(at.into());
+                    break;
+                }
+            }
+        }
+        // One write for all the commands of this turn.
+        if fed {
+            if let Some(s) = session.as_mut() {
+                match s.flush().await {
+                    Ok(()) => bridge.handle_input(Input::ModelFlushed(now())),
+                    Err(e) => {
+                        warn!(error = %e, "Realtime session failed; hanging up");
+                        bridge.handle_input(Input::ModelFailed(now()));
+                    }
+                }
+                continue;
+            }
+        }
+
+        tokio::select! {
+            _ = cancel.cancelled() => bridge.handle_input(Input::Shutdown(now())),
+            Some(done) = done_rx.recv() => bridge.handle_input(match done {
+                Done::Tool { call_id, output } => Input::ToolDone { now: now(), call_id, output },
+                Done::Refer(result) => Input::ReferDone { now: now(), result },
+            }),
+            ev = events.recv() => bridge.handle_input(match ev {
+                Some(ev) => Input::Sip(now(), ev),
+                None => Input::SipGone(now()),
+            }),
+            r = recv_opt(sockets.rtcp, &mut rtcp_buf) => {
+                if let Ok((n, _)) = r {
+                    bridge.handle_input(Input::Rtcp { now: now(), datagram: &rtcp_buf[..n] });
+                }
+            }
+            r = sockets.rtp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    bridge.handle_input(Input::Rtp { now: now(), from, datagram: &buf[..n] })
+                }
+                Err(e) => debug!(error = %e, "RTP receive error"),
+            },
+            ev = next_model_event(session.as_mut()) => match ev {
+                Ok(event) => {
+                    bridge.handle_input(Input::Model(now(), event));
+                    if let Some(latency) = bridge.take_first_audio_latency() {
+                        crate::observe::model_first_audio(latency);
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "Realtime connection failed; hanging up");
+                    bridge.handle_input(Input::ModelFailed(now()));
+                }
+            },
+            _ = &mut timer => {
+                // Caller packets that arrived while this task was not running go first, so a
+                // stall of this task is not taken for a silent caller.
+                while let Ok((n, from)) = sockets.rtp.try_recv_from(&mut buf) {
+                    bridge.handle_input(Input::Rtp { now: now(), from, datagram: &buf[..n] });
+                }
+                bridge.handle_input(Input::Timeout(now()));
+            }
+        }
+    };
+    info!(end_reason = %end, "media ended");
+    tasks.close();
+    if tokio::time::timeout(SIDE_EFFECTS_DRAIN, tasks.wait())
+        .await
+        .is_err()
+    {
+        debug!("side effects still running after the call; leaving them");
+    }
+    if let Some(mut s) = session {
+        let _ = tokio::time::timeout(SIDE_EFFECTS_DRAIN, s.close()).await;
+    }
+    (end, bridge)
+}
+
+/// Runs a tool in the call's tracker; its output comes back as [`Done::Tool`].
+fn run_tool(
+    tasks: &TaskTracker,
+    ctx: Option<&ToolContext>,
+    tx: &mpsc::Sender<Done>,
+    req: ToolRequest,
+) {
+    let Some(ctx) = ctx.cloned() else {
+        return;
+    };
+    let tx = tx.clone();
+    tasks.spawn(
+        async move {
+            let outcome = tools::call(&ctx, &req.name, &req.arguments).await;
+            if let Some(error) = &outcome.error {
+                info!(tool = %req.name, %error, ms = outcome.duration.as_millis(), "tool failed");
+            } else {
+                info!(tool = %req.name, ms = outcome.duration.as_millis(), "tool done");
+            }
+            let _ = tx
+                .send(Done::Tool {
+                    call_id: req.call_id,
+                    output: outcome.output,
+                })
+                .await;
+        }
+        .in_current_span(),
+    );
+}
+
+/// The next model event; pends forever without a session (recordings).
+async fn next_model_event(
+    session: Option<&mut Session>,
+) -> Result<ModelEvent, crate::realtime::session::Error> {
+    match session {
+        Some(s) => s.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Receives on an optional socket; pends forever without one (so `select!` ignores the branch).
+async fn recv_opt(
+    socket: Option<&MediaSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
