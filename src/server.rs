@@ -337,9 +337,12 @@ pub async fn run(
             call = incoming.recv() => {
                 let Some(call) = call else { break };
                 let span = tracing::info_span!("call", call_id = %call.call_id);
-                let ctx = ctx.clone();
-                let token = calls_token.child_token();
-                tracker.spawn(call::run(ctx, call, token).instrument(span));
+                let facts = CallFacts::of(&call);
+                let task = call::run(ctx.clone(), call, calls_token.child_token());
+                #[cfg(debug_assertions)]
+                let task = fault::panic_hook(task, facts.called.clone());
+                let handle = tokio::spawn(task.instrument(span.clone()));
+                tracker.spawn(supervise(handle, facts, store.clone()).instrument(span));
             }
         }
     }
@@ -370,6 +373,107 @@ pub async fn run(
     store.close().await;
     info!("frontdesk stopped");
     Ok(())
+}
+
+/// What the supervisor knows of a call before its task starts, to record it if the task dies.
+struct CallFacts {
+    call_id: String,
+    from_uri: String,
+    to_uri: String,
+    caller: Option<String>,
+    called: Option<String>,
+    transport: &'static str,
+    /// Read before the task starts, so at or before the `started_at` of the row it writes.
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl CallFacts {
+    fn of(call: &crate::sip::IncomingCall) -> CallFacts {
+        CallFacts {
+            call_id: call.call_id.clone(),
+            from_uri: call.from_uri.clone(),
+            to_uri: call.to_uri.clone(),
+            caller: call.caller_user.clone(),
+            called: call.called_user.clone(),
+            transport: call.transport.as_str(),
+            started_at: chrono::Utc::now(),
+        }
+    }
+}
+
+/// Waits for one call task. A task that panicked is logged with its Call-ID and its call is
+/// recorded with `end_reason = internal-error` (the row it started, else a new one). Its RTP
+/// port, admission slot and dialog were released while it unwound (RAII guards; the dropped
+/// dialog sends BYE, see `sip::CallEvents`); every other call and the endpoint go on.
+async fn supervise(call: tokio::task::JoinHandle<()>, facts: CallFacts, store: Store) {
+    let Err(e) = call.await else { return };
+    if !e.is_panic() {
+        warn!(call_id = %facts.call_id, "call task was cancelled");
+        return;
+    }
+    let panic = e.into_panic();
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    error!(call_id = %facts.call_id, panic = %what, "call task panicked; the call is ended and recorded as internal-error");
+    let call = crate::store::NewCall {
+        call_id: &facts.call_id,
+        from_uri: &facts.from_uri,
+        to_uri: &facts.to_uri,
+        caller: facts.caller.as_deref(),
+        called: facts.called.as_deref(),
+        transport: facts.transport,
+        started_at: facts.started_at,
+    };
+    let end = crate::store::CallEnd {
+        end_reason: "internal-error".to_owned(),
+        end_initiator: "local".to_owned(),
+        ..crate::store::CallEnd::default()
+    };
+    if let Err(e) = store
+        .record_unfinished_call(&call, &end, chrono::Utc::now())
+        .await
+    {
+        error!(call_id = %facts.call_id, error = %e, "CALL RECORD LOST: cannot record the panicked call");
+    }
+}
+
+/// Test-only fault injection, compiled into debug builds only.
+#[cfg(debug_assertions)]
+mod fault {
+    use std::future::Future;
+    use std::time::Duration;
+
+    /// Environment variable: the called user (Request-URI user part) whose call task panics.
+    pub const PANIC_CALL_ENV: &str = "FRONTDESK_FAULT_PANIC_CALL";
+    /// Environment variable: how long after the INVITE that task panics, in ms (default 3000,
+    /// well after the answer with the built-in simulator).
+    pub const PANIC_AFTER_MS_ENV: &str = "FRONTDESK_FAULT_PANIC_AFTER_MS";
+
+    /// `call`, or, for the call to the user named by [`PANIC_CALL_ENV`], `call` that panics
+    /// inside the call's own task after [`PANIC_AFTER_MS_ENV`] (dropping the call's state while
+    /// it unwinds, as a real panic would).
+    pub async fn panic_hook(call: impl Future<Output = ()>, called: Option<String>) {
+        let hit = std::env::var(PANIC_CALL_ENV)
+            .ok()
+            .is_some_and(|u| Some(u) == called);
+        if !hit {
+            return call.await;
+        }
+        let after = std::env::var(PANIC_AFTER_MS_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
+        tokio::pin!(call);
+        tokio::select! {
+            () = &mut call => {}
+            () = tokio::time::sleep(Duration::from_millis(after)) => {
+                panic!("fault injection: {PANIC_CALL_ENV} panics this call");
+            }
+        }
+    }
 }
 
 /// How often `serve` applies the `[privacy]` retention.

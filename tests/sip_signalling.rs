@@ -1,5 +1,6 @@
 //! SIP signalling of `frontdesk serve` against SIPp (RFC 3261): OPTIONS, unknown dialogs, codec
-//! refusal, CANCEL before answer, and 503 when no Realtime session can be opened.
+//! refusal, CANCEL before answer, 503 when no Realtime session can be opened, and a call task
+//! that panics (the supervisor records it, everything else keeps working).
 
 mod common;
 
@@ -161,4 +162,88 @@ fn a_call_without_rtp_is_ended_after_the_rtp_timeout() {
         Some("rtp-timeout"),
         "{rows:?}"
     );
+}
+
+/// Panic isolation (issue 9): a call task that panics after the answer (the debug-build fault
+/// hook `FRONTDESK_FAULT_PANIC_CALL`) is logged with its Call-ID, its caller gets a BYE, its row
+/// says `internal-error`, and frontdesk keeps answering OPTIONS and calls. With `max_calls = 1`
+/// the next call is only admitted if the panicked call's slot was freed.
+#[test]
+fn a_panicking_call_is_recorded_and_frontdesk_keeps_serving() {
+    let dir = TestDir::new("panic");
+    let sim = Sim::start(&dir, None);
+    let dialplans = Path::new(ROOT).join("dialplans");
+    let config = dir.join("frontdesk.toml");
+    std::fs::write(
+        &config,
+        "[admission]\nmax_calls = 1\n[[admission.trunks]]\nname = \"loopback\"\nallow = [\"127.0.0.0/8\"]\n",
+    )
+    .expect("config");
+    let config = config.to_string_lossy().into_owned();
+    let serve = Serve::start_env(
+        &dir,
+        &dialplans,
+        &["--realtime-url", &sim.url(), "--config", &config],
+        &[
+            ("FRONTDESK_FAULT_PANIC_CALL", "panic-me"),
+            ("FRONTDESK_FAULT_PANIC_AFTER_MS", "2500"),
+        ],
+    );
+    let out = sipp_command_to(
+        &dir,
+        "uac_wait_for_bye.xml",
+        serve.sip,
+        "panic-me",
+        free_port(),
+        0,
+        false,
+    )
+    .output()
+    .expect("sipp");
+    let run = sipp_result(&dir, "uac_wait_for_bye.xml", out);
+    let log = serve.proc.log_text();
+    assert!(
+        run.success,
+        "the caller of the panicked call got no BYE:\n{}\n---- frontdesk ----\n{log}",
+        run.output
+    );
+    let panic_line = log
+        .lines()
+        .find(|l| l.contains("call task panicked"))
+        .unwrap_or_else(|| panic!("no panic log line:\n{log}"));
+    assert!(
+        matches!(
+            (log.find("call answered"), log.find("call task panicked")),
+            (Some(answered), Some(panicked)) if answered < panicked
+        ),
+        "the hook fired before the answer:\n{log}"
+    );
+
+    // Still serving: OPTIONS, then a whole call (admitted only if the slot is free again).
+    expect_sipp_ok(&dir, &serve, "options.xml", false);
+    let run = run_sipp(&dir, "uac_hangup.xml", serve.sip, free_port(), 300, false);
+    assert!(
+        run.success,
+        "the call after the panic failed:\n{}\n---- frontdesk ----\n{}",
+        run.output,
+        serve.proc.log_text()
+    );
+
+    let rows = ended_calls(&serve.db, 2);
+    let panicked = rows
+        .iter()
+        .find(|r| r.called.as_deref() == Some("panic-me"))
+        .unwrap_or_else(|| panic!("no row for the panicked call: {rows:?}"));
+    assert_eq!(
+        panicked.end_reason.as_deref(),
+        Some("internal-error"),
+        "{rows:?}"
+    );
+    assert!(panic_line.contains(&panicked.call_id), "{panic_line}");
+    assert_eq!(rows.len(), 2, "one row per call: {rows:?}");
+    let other = rows
+        .iter()
+        .find(|r| r.called.as_deref() != Some("panic-me"))
+        .expect("the second call's row");
+    assert_eq!(other.end_reason.as_deref(), Some("remote-bye"), "{rows:?}");
 }

@@ -600,7 +600,37 @@ fn sipfrag_status(body: &[u8]) -> Option<u16> {
 }
 
 impl Drop for CallEvents {
+    /// Forgets the dialog. A dialog still up at this point was never hung up by its owner (the
+    /// call task panicked, or a code path forgot it): it is ended for the caller all the same,
+    /// with BYE (`Reason: SIP;cause=500;text="internal error"`) once answered, else with 500.
     fn drop(&mut self) {
+        const WHY: &str = "internal error";
+        match self.dialog.state() {
+            DialogState::Confirmed(..) | DialogState::WaitAck(..) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    warn!(call_id = %self.call_id, "call dropped without a hangup; sending BYE");
+                    let dialog = self.dialog.clone();
+                    let dialogs = self.dialogs.clone();
+                    rt.spawn(async move {
+                        if let Err(e) = dialog.hangup_with_reason(reason_header(500, WHY)).await {
+                            debug!(error = %e, "BYE of a dropped call failed");
+                        }
+                        dialogs.remove_dialog(&dialog.id());
+                    });
+                    return;
+                }
+            }
+            DialogState::Calling(..) | DialogState::Trying(..) | DialogState::Early(..) => {
+                warn!(call_id = %self.call_id, "call dropped before an answer; sending 500");
+                if let Err(e) = self
+                    .dialog
+                    .reject(Some(StatusCode::from(500)), Some(reason_header(500, WHY)))
+                {
+                    debug!(error = %e, "500 for a dropped call failed");
+                }
+            }
+            _ => {}
+        }
         self.dialogs.remove_dialog(&self.dialog.id());
     }
 }

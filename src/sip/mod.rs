@@ -108,6 +108,17 @@ pub enum Transport {
     Other,
 }
 
+impl Transport {
+    /// Lowercase name, as stored in `calls.transport`: `udp`, `tcp`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Other => "other",
+        }
+    }
+}
+
 /// `(name, value)` pairs as extension headers.
 fn other_headers(pairs: Vec<(&'static str, String)>) -> Vec<Header> {
     pairs

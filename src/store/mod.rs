@@ -479,6 +479,42 @@ impl Store {
         Ok(id)
     }
 
+    /// Records the end of a call whose task died without writing it (a panic, seen by the call
+    /// supervisor): the newest row with this Call-ID started at or after `call.started_at` (the
+    /// supervisor's clock reading taken before the task started) gets `end` unless it has ended
+    /// already; without such a row, the whole row is written from `call`. Returns the row id.
+    ///
+    /// # Errors
+    /// [`Error::Query`] on database failure.
+    pub async fn record_unfinished_call(
+        &self,
+        call: &NewCall<'_>,
+        end: &CallEnd,
+        at: DateTime<Utc>,
+    ) -> Result<i64, Error> {
+        let existing: Option<(i64, Option<String>)> = sqlx::query_as(sql!(
+            self.backend,
+            "SELECT id, ended_at FROM calls WHERE call_id = ? AND started_at >= ?
+             ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(call.call_id)
+        .bind(rfc3339(call.started_at))
+        .fetch_optional(&self.pool)
+        .await?;
+        match existing {
+            Some((id, Some(_))) => Ok(id),
+            Some((id, None)) => {
+                self.call_ended(id, end, at).await?;
+                Ok(id)
+            }
+            None => {
+                let id = self.call_started(call).await?;
+                self.call_ended(id, end, at).await?;
+                Ok(id)
+            }
+        }
+    }
+
     /// The calls with this Call-ID, oldest first.
     ///
     /// # Errors
@@ -537,6 +573,55 @@ pub(crate) mod tests {
             out.push((Store::open(&target).await.expect("open postgres"), target));
         }
         out
+    }
+
+    /// A call task that died mid-call: its open row is ended (not duplicated), an ended row is
+    /// left alone, and a call that never got its row gets one — on each backend.
+    #[tokio::test]
+    async fn an_unfinished_call_is_ended_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (store, target) in fresh_stores(dir.path()).await {
+            let before = Utc::now();
+            let call = |call_id, started_at| NewCall {
+                call_id,
+                from_uri: "sip:alice@host",
+                to_uri: "sip:panic@host",
+                caller: Some("alice"),
+                called: Some("panic"),
+                transport: "udp",
+                started_at,
+            };
+            let end = CallEnd {
+                end_reason: "internal-error".into(),
+                end_initiator: "local".into(),
+                ..CallEnd::default()
+            };
+            // The task inserted its row a moment after the supervisor's clock reading.
+            let started = before + chrono::Duration::milliseconds(5);
+            let id = store
+                .call_started(&call("open@h", started))
+                .await
+                .expect("start");
+            let got = store
+                .record_unfinished_call(&call("open@h", before), &end, Utc::now())
+                .await
+                .expect("end");
+            assert_eq!(got, id, "{target}");
+            // Repeating it changes nothing; a call without a row gets one.
+            store
+                .record_unfinished_call(&call("open@h", before), &end, Utc::now())
+                .await
+                .expect("again");
+            store
+                .record_unfinished_call(&call("norow@h", before), &end, Utc::now())
+                .await
+                .expect("insert");
+            for call_id in ["open@h", "norow@h"] {
+                let rows = store.calls_by_call_id(call_id).await.expect("rows");
+                assert_eq!(rows.len(), 1, "{target} {call_id}: {rows:?}");
+                assert_eq!(rows[0].end_reason.as_deref(), Some("internal-error"));
+            }
+        }
     }
 
     /// The database is down when a call starts: nothing can be written then; once it is back,

@@ -243,6 +243,16 @@ pub struct Serve {
 impl Serve {
     /// Starts `frontdesk serve` on a free loopback port with the given extra flags.
     pub fn start(dir: &TestDir, dialplans: &Path, extra: &[&str]) -> Serve {
+        Serve::start_env(dir, dialplans, extra, &[])
+    }
+
+    /// Like [`Serve::start`], with extra environment variables (e.g. a debug-build fault hook).
+    pub fn start_env(
+        dir: &TestDir,
+        dialplans: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serve {
         let port = free_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let rtp_low = free_port();
@@ -260,7 +270,8 @@ impl Serve {
             .args(extra)
             .env_remove("OPENAI_API_KEY")
             .env_remove("FRONTDESK_REALTIME_URL")
-            .env("RUST_LOG", "info,rsipstack=warn,frontdesk=debug");
+            .env("RUST_LOG", "info,rsipstack=warn,frontdesk=debug")
+            .envs(env.iter().copied());
         // A `--db` in `extra` (e.g. a PostgreSQL URL) replaces the test's SQLite file.
         if !extra.contains(&"--db") {
             cmd.arg("--db").arg(&db);
