@@ -99,6 +99,13 @@ pub struct ServeArgs {
     /// send_silence`].
     #[arg(long, value_name = "BOOL")]
     pub send_silence: Option<bool>,
+    /// SRTP (RFC 3711) with SDES keys (RFC 4568 `a=crypto`, AES_CM_128_HMAC_SHA1_80/_32) for calls
+    /// from sources outside every `[[admission.trunks]]` entry with its own `srtp`: `off` = plain
+    /// RTP only (RTP/SAVP-only offers get 488), `offer` = SRTP when the caller offers it, plain
+    /// RTP otherwise, `require` = plain-RTP offers get 488. SDES keys travel in the SDP: use SIP
+    /// over TLS where you can [default: offer, or `[media] srtp`].
+    #[arg(long, value_name = "off|offer|require")]
+    pub srtp: Option<crate::sdp::sdes::Policy>,
     /// Database, created and migrated at start: a SQLite file path or sqlite://PATH, or
     /// postgres://USER@HOST[:PORT]/DB for several instances sharing one PostgreSQL (see README
     /// "Running several instances") [default: ./frontdesk.db].
@@ -465,6 +472,10 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
             .send_silence
             .or(file.media.send_silence)
             .unwrap_or(true),
+        srtp: crate::sdp::sdes::PolicyTable::new(
+            args.srtp.or(file.media.srtp).unwrap_or_default(),
+            file.admission.as_ref(),
+        ),
         connect_timeout: file
             .realtime
             .connect_timeout_secs

@@ -106,6 +106,9 @@ pub struct MediaFile {
     /// Continuous RTP toward the caller: G.711 silence every 20 ms while the agent is silent
     /// (default true); `false` sends RTP only while the agent speaks.
     pub send_silence: Option<bool>,
+    /// SRTP with SDES keys for calls from sources outside every trunk with its own `srtp`:
+    /// `off`, `offer` (default) or `require` (see `sdp::sdes::Policy`).
+    pub srtp: Option<crate::sdp::sdes::Policy>,
 }
 
 /// The `[realtime]` section.
@@ -166,6 +169,8 @@ pub struct AdmissionTrunkFile {
     pub allow: Vec<String>,
     /// This trunk's own `rate_per_source` (0 = no limit).
     pub rate_per_source: Option<u32>,
+    /// This trunk's SRTP policy (`off`, `offer`, `require`; default: `[media] srtp`).
+    pub srtp: Option<crate::sdp::sdes::Policy>,
 }
 
 /// One `[[admission.users]]` entry. The password is read from `password_env` or `password_file`,

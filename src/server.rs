@@ -75,6 +75,8 @@ pub struct ServeSettings {
     pub rtp_timeout: Duration,
     /// Continuous RTP toward the caller (`--send-silence`, `[media] send_silence`).
     pub send_silence: bool,
+    /// SRTP policy per trunk and default (`--srtp`, `[media] srtp`, `[[admission.trunks]] srtp`).
+    pub srtp: crate::sdp::sdes::PolicyTable,
     /// Who may call (`[admission]`; open to anyone without it).
     pub admission: crate::sip::admission::Policy,
     /// Smallest RFC 4028 session interval accepted (`[sip] min_session_expires_secs`).
@@ -274,6 +276,7 @@ pub async fn run(
         calendar_tools: !businesses.is_empty(),
         rtp_timeout: settings.rtp_timeout,
         send_silence: settings.send_silence,
+        srtp: settings.srtp.clone(),
         prices: settings.prices.clone(),
         store_transcripts: settings.privacy.store_transcripts,
     });
