@@ -222,9 +222,11 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
             ptime_ms: 20,
             direction: crate::sdp::Direction::SendRecv,
             rtcp_mux: false,
+            srtp: None,
         },
         local_rtp: "127.0.0.1:30000".parse().expect("addr"),
         sdp_session_id: 1,
+        sdes: None,
         plan: CallPlan::Agent(ModelPlan {
             caps: Dialect::Live.capabilities(),
             settings: settings(false),
