@@ -218,7 +218,20 @@ fn sim_audio_items(server_events: &[Value]) -> Vec<Vec<u8>> {
 
 #[test]
 fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
-    let dir = TestDir::new("srtp-baresip");
+    // `mediaenc=srtp-mand`: RTP/SAVP with a=crypto, to a listener that requires SRTP.
+    srtp_call("srtp-baresip", &["--srtp", "require"], "srtp-mand", "RTP/SAVP");
+}
+
+#[test]
+fn best_effort_srtp_offer_is_encrypted_under_the_default_policy() {
+    // `mediaenc=srtp`: RTP/AVP with a=crypto ("best effort"); the default policy `offer` takes it.
+    srtp_call("srtp-best-effort", &[], "srtp", "RTP/AVP");
+}
+
+/// One baresip call with `mediaenc` to frontdesk started with `args`; both SDPs must use
+/// `proto`, and every check of the module docs must hold.
+fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str) {
+    let dir = TestDir::new(name);
     let (ul, _) = speech(&dir, "caller", CALLER_SENTENCE);
     // baresip reads 16-bit WAV; µ-law decodes and re-encodes to the same bytes.
     let wav = dir.join("caller.wav");
@@ -234,13 +247,11 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     assert!(ul.len() > 8000);
     let sim = Sim::start(&dir, Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")));
     let url = sim.url();
-    let mut serve = Serve::start(
-        &dir,
-        &dialplans(&dir),
-        &["--realtime-url", &url, "--srtp", "require"],
-    );
+    let mut serve_args = vec!["--realtime-url", url.as_str()];
+    serve_args.extend_from_slice(args);
+    let mut serve = Serve::start(&dir, &dialplans(&dir), &serve_args);
     let capture = Capture::start_filter(&dir, "srtp", "udp and host 127.0.0.1");
-    let caller = Baresip::new(&dir, "baresip", &wav, Some("srtp-mand"));
+    let caller = Baresip::new(&dir, "baresip", &wav, Some(mediaenc));
     let out = caller.call(&format!("sip:agent@{}", serve.sip), 10);
     let pcap = capture.finish();
     let status = serve.proc.terminate(Duration::from_secs(15));
@@ -252,12 +263,12 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     assert!(status.is_some_and(|s| s.success()), "{log}");
     assert!(log.contains("media is SRTP"), "{log}");
 
-    // Both SDPs from the capture: baresip's offer (RTP/SAVP) and our answer, same tag and suite.
+    // Both SDPs from the capture: baresip's offer and our answer, same profile, tag and suite.
     let packets = datagrams(&pcap);
     let sip_port = serve.sip.port();
     let (their_rtp, their_proto, their_cryptos) = media_of(&sdp_of(&packets, sip_port, "INVITE "));
     let (our_rtp, our_proto, our_cryptos) = media_of(&sdp_of(&packets, sip_port, "SIP/2.0 200 "));
-    assert_eq!((their_proto.as_str(), our_proto.as_str()), ("RTP/SAVP", "RTP/SAVP"));
+    assert_eq!((their_proto.as_str(), our_proto.as_str()), (proto, proto));
     assert_eq!(our_cryptos.len(), 1, "one a=crypto in the answer");
     let ours = &our_cryptos[0];
     let theirs = their_cryptos
