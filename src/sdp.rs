@@ -11,9 +11,10 @@
 //! [`Error::sip_status`] maps to the SIP status to reject the INVITE with.
 //!
 //! What negotiation can settle on, because that is all frontdesk's media path handles:
-//! - one audio stream over plain RTP (`RTP/AVP`, or `RTP/AVPF`, which is answered in kind).
-//!   Secure profiles (`RTP/SAVP`, DTLS-SRTP) and every other stream are rejected with port 0
-//!   (RFC 3264 §6);
+//! - one audio stream over RTP (`RTP/AVP`, or `RTP/AVPF`, which is answered in kind), or over SRTP
+//!   with SDES keys (`RTP/SAVP`/`RTP/SAVPF` with `a=crypto`, RFC 4568) when the call's
+//!   [`sdes::Policy`] allows it (the `*_sdes` functions; [`sdes`] has the rules). DTLS-SRTP and
+//!   every other stream are rejected with port 0 (RFC 3264 §6);
 //! - G.711 only (RFC 3551 §4.5.14): µ-law (PCMU, static payload type 0) is preferred over A-law
 //!   (PCMA, static payload type 8). A dynamic payload type also counts when its `a=rtpmap` reads
 //!   `PCMU/8000` or `PCMA/8000`;
@@ -33,6 +34,11 @@ use std::str::FromStr;
 use sdp_types as sdp;
 
 use crate::media::g711::{Law, CLOCK_RATE_HZ};
+use crate::media::srtp::SrtpKeys;
+
+pub mod sdes;
+
+use sdes::{CryptoError, Policy, Sdes};
 
 /// Packet duration in milliseconds that we send and ask for (`a=ptime`, RFC 8866 §6.4): 20 ms,
 /// i.e. 160 G.711 bytes per RTP packet.
@@ -159,6 +165,9 @@ pub struct Negotiated {
     /// `a=rtcp-mux` and so our answer has it too. It is always false after [`accept_answer`],
     /// because [`offer`] does not offer it.
     pub rtcp_mux: bool,
+    /// The SRTP keys when the stream is SRTP (RFC 3711 with SDES keys, RFC 4568): both sides'
+    /// master keys and the suite. `None` for plain RTP. Its `Debug` hides the keys.
+    pub srtp: Option<SrtpKeys>,
 }
 
 impl Negotiated {
@@ -206,6 +215,14 @@ pub enum Error {
     /// field is the address as written.
     #[error("unusable connection address {0:?}")]
     BadConnectionAddress(String),
+    /// The call's policy is `require` and the offer (or answer) has no `a=crypto`, or a re-offer
+    /// would turn an SRTP call into plain RTP.
+    #[error("SRTP is required: offer RTP/SAVP with a=crypto (AES_CM_128_HMAC_SHA1_80 or _32)")]
+    SrtpRequired,
+    /// An SRTP stream whose `a=crypto` lines are all unusable (RFC 4568 §7.1.2): the first one's
+    /// reason, never its key.
+    #[error("no usable a=crypto: {0}")]
+    NoUsableCrypto(CryptoError),
 }
 
 impl Error {
@@ -219,7 +236,9 @@ impl Error {
             | Error::UnsupportedTransport(_)
             | Error::NoCommonCodec
             | Error::NoConnectionAddress
-            | Error::BadConnectionAddress(_) => 488,
+            | Error::BadConnectionAddress(_)
+            | Error::SrtpRequired
+            | Error::NoUsableCrypto(_) => 488,
         }
     }
 }
@@ -267,6 +286,61 @@ pub fn answer_with_version(
         session_id,
         session_version,
         CodecChoice::PreferPcmu,
+        None,
+    )
+}
+
+/// Like [`answer_with_version`], with SRTP under `sdes`'s policy (see [`sdes::Policy`]): an
+/// accepted SRTP stream is answered in its own profile (`RTP/SAVP`, or `RTP/AVP` for a
+/// best-effort offer) with one `a=crypto` of the chosen tag and suite and `sdes.key`, and
+/// [`Negotiated::srtp`] holds both keys.
+///
+/// # Errors
+/// Any [`Error`], as for [`answer`], plus [`Error::SrtpRequired`] and [`Error::NoUsableCrypto`]
+/// (488).
+pub fn answer_sdes(
+    offer: &[u8],
+    local_rtp: SocketAddr,
+    session_id: u64,
+    session_version: u64,
+    sdes: &Sdes,
+) -> Result<(Negotiated, Vec<u8>), Error> {
+    answer_choosing(
+        offer,
+        local_rtp,
+        session_id,
+        session_version,
+        CodecChoice::PreferPcmu,
+        Some(sdes),
+    )
+}
+
+/// [`answer_reoffer`] with SRTP: a call that runs SRTP (`srtp_now`) stays SRTP, so a re-offer
+/// without a usable `a=crypto` is refused ([`Error::SrtpRequired`]) whatever the policy. Our key
+/// stays `sdes.key`; the peer's may change, in [`Negotiated::srtp`].
+///
+/// # Errors
+/// Any [`Error`]: reject the request with 488 and keep the call as it was.
+pub fn answer_reoffer_sdes(
+    offer: &[u8],
+    local_rtp: SocketAddr,
+    session_id: u64,
+    session_version: u64,
+    current: Law,
+    sdes: &Sdes,
+    srtp_now: bool,
+) -> Result<(Negotiated, Vec<u8>), Error> {
+    let keep = Sdes {
+        policy: if srtp_now { Policy::Require } else { sdes.policy },
+        key: sdes.key.clone(),
+    };
+    answer_choosing(
+        offer,
+        local_rtp,
+        session_id,
+        session_version,
+        CodecChoice::Keep(current),
+        Some(&keep),
     )
 }
 
@@ -289,6 +363,7 @@ pub fn answer_reoffer(
         session_id,
         session_version,
         CodecChoice::Keep(current),
+        None,
     )
 }
 
@@ -299,21 +374,30 @@ fn answer_choosing(
     session_id: u64,
     session_version: u64,
     choice: CodecChoice,
+    sdes: Option<&Sdes>,
 ) -> Result<(Negotiated, Vec<u8>), Error> {
     let session = parse(offer)?;
-    let chosen = select_audio(&session, choice)?;
-    let negotiated = negotiated(&session, &chosen, chosen.offers_rtcp_mux)?;
+    let chosen = select_audio(&session, choice, CryptoRule::answering(sdes))?;
+    let negotiated = negotiated(&session, &chosen, chosen.offers_rtcp_mux, sdes)?;
     let mut out = new_session(local_rtp.ip(), session_id, session_version);
     for (index, offered) in session.medias.iter().enumerate() {
         if index == chosen.index {
-            out.add_media(audio_media(
+            let mut media = audio_media(
                 local_rtp.port(),
                 sdp::TransportProto::from(chosen.media.proto.as_str()),
                 &[(negotiated.payload_type, negotiated.law)],
                 negotiated.telephone_event_pt,
                 negotiated.direction.mirrored(),
                 negotiated.rtcp_mux,
-            ));
+            );
+            // RFC 4568 §7.1.2: the chosen line's tag and suite, with our own key.
+            if let (Some(crypto), Some(sdes)) = (&chosen.crypto, sdes) {
+                media.add_attribute_with_value(
+                    sdes::ATTRIBUTE,
+                    sdes::attribute_value(crypto.tag, crypto.suite, &sdes.key),
+                );
+            }
+            out.add_media(media);
         } else {
             out.add_media(rejected_media(offered));
         }
@@ -329,10 +413,23 @@ fn answer_choosing(
 /// and `a=sendrecv`. `local_rtp` is where we receive RTP (a reachable address, not 0.0.0.0).
 /// `session_id` is both the `o=` session id and the session version (RFC 8866 §5.2).
 pub fn offer(local_rtp: SocketAddr, session_id: u64) -> Vec<u8> {
+    offer_sdes(local_rtp, session_id, None)
+}
+
+/// [`offer`] under an SRTP policy: `off` (or `None`) is [`offer`]; `offer` adds
+/// `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:<sdes.key>` to the `RTP/AVP` line (best effort:
+/// the answer decides); `require` makes it `RTP/SAVP`. Read the answer with
+/// [`accept_answer_sdes`].
+pub fn offer_sdes(local_rtp: SocketAddr, session_id: u64, sdes: Option<&Sdes>) -> Vec<u8> {
+    let policy = sdes.map_or(Policy::Off, |s| s.policy);
     let mut out = new_session(local_rtp.ip(), session_id, session_id);
-    out.add_media(audio_media(
+    let mut media = audio_media(
         local_rtp.port(),
-        sdp::TransportProto::RtpAvp,
+        if policy == Policy::Require {
+            sdp::TransportProto::RtpSavp
+        } else {
+            sdp::TransportProto::RtpAvp
+        },
         &[
             (Law::Mu.payload_type(), Law::Mu),
             (Law::A.payload_type(), Law::A),
@@ -340,7 +437,14 @@ pub fn offer(local_rtp: SocketAddr, session_id: u64) -> Vec<u8> {
         Some(TELEPHONE_EVENT_PT),
         Direction::SendRecv,
         false,
-    ));
+    );
+    if let Some(sdes) = sdes.filter(|s| s.policy != Policy::Off) {
+        media.add_attribute_with_value(
+            sdes::ATTRIBUTE,
+            sdes::attribute_value(sdes::OFFER_TAG, sdes::OFFER_SUITE, &sdes.key),
+        );
+    }
+    out.add_media(media);
     serialise(&out)
 }
 
@@ -356,10 +460,53 @@ pub fn offer(local_rtp: SocketAddr, session_id: u64) -> Vec<u8> {
 /// Any [`Error`]. An ACK cannot be rejected, so the caller ends the call, for example with a BYE.
 /// A rejected audio stream (port 0) gives [`Error::NoAudioStream`].
 pub fn accept_answer(answer: &[u8]) -> Result<Negotiated, Error> {
+    accept_answer_sdes(answer, None)
+}
+
+/// [`accept_answer`] for an offer made by [`offer_sdes`] with `sdes`: the answer's `a=crypto`
+/// must carry the tag and suite we offered ([`sdes::OFFER_TAG`], [`sdes::OFFER_SUITE`]); without
+/// one the stream is plain RTP, which policy `require` refuses.
+///
+/// # Errors
+/// Any [`Error`], as for [`accept_answer`], plus [`Error::SrtpRequired`] and
+/// [`Error::NoUsableCrypto`]. The ACK cannot be refused: end the call.
+pub fn accept_answer_sdes(answer: &[u8], sdes: Option<&Sdes>) -> Result<Negotiated, Error> {
     let session = parse(answer)?;
-    let chosen = select_audio(&session, CodecChoice::ListOrder)?;
+    let chosen = select_audio(&session, CodecChoice::ListOrder, CryptoRule::offered(sdes))?;
     // rtcp-mux counts only when both sides want it, and our offer does not ask for it (RFC 5761 §5.1.1).
-    negotiated(&session, &chosen, false)
+    negotiated(&session, &chosen, false, sdes)
+}
+
+/// How `a=crypto` is judged on a candidate `m=` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CryptoRule {
+    /// We answer an offer under this policy.
+    Answering(Policy),
+    /// We read the answer to our offer, made under this policy.
+    Offered(Policy),
+}
+
+impl CryptoRule {
+    fn answering(sdes: Option<&Sdes>) -> CryptoRule {
+        CryptoRule::Answering(sdes.map_or(Policy::Off, |s| s.policy))
+    }
+
+    fn offered(sdes: Option<&Sdes>) -> CryptoRule {
+        CryptoRule::Offered(sdes.map_or(Policy::Off, |s| s.policy))
+    }
+
+    fn policy(self) -> Policy {
+        match self {
+            CryptoRule::Answering(p) | CryptoRule::Offered(p) => p,
+        }
+    }
+}
+
+/// Why a candidate `m=` line was passed over for its SRTP, for the error when none is taken.
+#[derive(Debug, Default)]
+struct SrtpMisses {
+    crypto: Option<CryptoError>,
+    required: bool,
 }
 
 /// How to choose between PCMU and PCMA when a stream has both.
@@ -390,6 +537,8 @@ struct ChosenAudio<'a> {
     payload_type: u8,
     telephone_event_pt: Option<u8>,
     offers_rtcp_mux: bool,
+    /// The peer's chosen `a=crypto`, when the stream is SRTP.
+    crypto: Option<sdes::Crypto>,
 }
 
 /// Parses a body with `sdp-types`, after a size check and a sanity check of the `m=` lines
@@ -417,18 +566,29 @@ fn parse(body: &[u8]) -> Result<sdp::Session, Error> {
 }
 
 /// Finds the first usable audio stream (RFC 3264 §5.1, §6) and chooses its codec.
-fn select_audio(session: &sdp::Session, choice: CodecChoice) -> Result<ChosenAudio<'_>, Error> {
+fn select_audio(
+    session: &sdp::Session,
+    choice: CodecChoice,
+    rule: CryptoRule,
+) -> Result<ChosenAudio<'_>, Error> {
     let mut saw_rtp_audio = false;
     let mut other_transport: Option<&str> = None;
+    let mut misses = SrtpMisses::default();
+    let policy = rule.policy();
     for (index, media) in session.medias.iter().enumerate() {
         if !media.media.eq_ignore_ascii_case("audio") || media.port == 0 {
             continue;
         }
         let proto = sdp::TransportProto::from(media.proto.as_str());
-        if !matches!(
+        let secure = matches!(
+            proto,
+            sdp::TransportProto::RtpSavp | sdp::TransportProto::RtpSavpf
+        );
+        let plain = matches!(
             proto,
             sdp::TransportProto::RtpAvp | sdp::TransportProto::RtpAvpf
-        ) {
+        );
+        if !(plain || (secure && policy != Policy::Off)) {
             other_transport.get_or_insert(media.proto.as_str());
             continue;
         }
@@ -460,6 +620,9 @@ fn select_audio(session: &sdp::Session, choice: CodecChoice) -> Result<ChosenAud
         let Some((payload_type, law)) = codec else {
             continue;
         };
+        let Some(crypto) = choose_crypto(media, secure, rule, &mut misses) else {
+            continue;
+        };
         let telephone_event_pt = encodings
             .iter()
             .find(|(_, e)| *e == Encoding::TelephoneEvent)
@@ -471,15 +634,62 @@ fn select_audio(session: &sdp::Session, choice: CodecChoice) -> Result<ChosenAud
             payload_type,
             telephone_event_pt,
             offers_rtcp_mux: media.has_attribute(<sdp::RtcpMux as sdp::TypedAttribute>::NAME),
+            crypto,
         });
     }
-    Err(if saw_rtp_audio {
+    Err(if let Some(e) = misses.crypto {
+        Error::NoUsableCrypto(e)
+    } else if misses.required {
+        Error::SrtpRequired
+    } else if saw_rtp_audio {
         Error::NoCommonCodec
     } else if let Some(proto) = other_transport {
         Error::UnsupportedTransport(proto.to_owned())
     } else {
         Error::NoAudioStream
     })
+}
+
+/// Decides the SRTP of a candidate `m=` line (RFC 4568 §7.1.2, §7.1.3): `Some(Some(crypto))` for
+/// SRTP, `Some(None)` for plain RTP, `None` to pass the line over (the reason goes to `misses`).
+#[allow(clippy::option_option)]
+fn choose_crypto(
+    media: &sdp::Media,
+    secure: bool,
+    rule: CryptoRule,
+    misses: &mut SrtpMisses,
+) -> Option<Option<sdes::Crypto>> {
+    let policy = rule.policy();
+    if policy == Policy::Off {
+        // An RTP/AVP line's a=crypto is ignored: the answer (or our reading of it) is plain.
+        return Some(None);
+    }
+    let found = sdes::first_usable(media).and_then(|c| match (rule, c) {
+        // An answer must pick the tag and suite we offered (RFC 4568 §7.1.3).
+        (CryptoRule::Offered(_), Some(c))
+            if c.tag != sdes::OFFER_TAG || c.suite != sdes::OFFER_SUITE =>
+        {
+            Err(CryptoError::NotOffered)
+        }
+        (_, c) => Ok(c),
+    });
+    match found {
+        Ok(Some(crypto)) => Some(Some(crypto)),
+        // Best effort: a bad a=crypto on an RTP/AVP line under `offer` falls back to plain RTP.
+        Err(_) | Ok(None) if !secure && policy == Policy::Offer => Some(None),
+        Err(e) => {
+            misses.crypto.get_or_insert(e);
+            None
+        }
+        Ok(None) if secure => {
+            misses.crypto.get_or_insert(CryptoError::Missing);
+            None
+        }
+        Ok(None) => {
+            misses.required = true;
+            None
+        }
+    }
 }
 
 /// The RTP payload types of an `m=` line's format list (RFC 3551 §6: 0-127). Tokens that are not
@@ -532,6 +742,7 @@ fn negotiated(
     session: &sdp::Session,
     chosen: &ChosenAudio<'_>,
     rtcp_mux: bool,
+    sdes: Option<&Sdes>,
 ) -> Result<Negotiated, Error> {
     let remote_rtp = remote_rtp(session, chosen.media)?;
     let mut direction = direction_attribute(&chosen.media.attributes)
@@ -548,6 +759,11 @@ fn negotiated(
         ptime_ms: PTIME_MS,
         direction,
         rtcp_mux,
+        srtp: chosen
+            .crypto
+            .as_ref()
+            .zip(sdes)
+            .map(|(crypto, sdes)| sdes::keys(sdes, crypto)),
     })
 }
 
@@ -748,6 +964,7 @@ mod tests {
                 ptime_ms: 20,
                 direction: Direction::SendRecv,
                 rtcp_mux: false,
+                srtp: None,
             }
         );
         assert_eq!(
@@ -1367,6 +1584,7 @@ mod tests {
                 ptime_ms: 20,
                 direction: Direction::SendRecv,
                 rtcp_mux: false,
+                srtp: None,
             }
         );
     }
@@ -1623,5 +1841,295 @@ mod tests {
             assert_eq!(Direction::from_sdp(d.to_sdp()), d);
             assert_eq!(d.to_sdp().as_str(), d.as_str());
         }
+    }
+
+    // ---- SRTP with SDES keys (RFC 4568) ----
+
+    use crate::media::srtp::{KeyError, KeyParams, Suite};
+
+    const PEER_KEY_80: &str = "inline:4fl6DT4Bi+DWT6MsBt5BOQ7Gda1Jiv7rtpYLOqvm";
+    const PEER_KEY_32: &str = "inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0";
+
+    /// What baresip 1.0's `mediaenc srtp-mand` offers: RTP/SAVP, its suites in order.
+    fn savp_offer(cryptos: &[String]) -> Vec<u8> {
+        let mut l: Vec<String> = [
+            "v=0",
+            "o=- 1209767231 3781306183 IN IP4 198.51.100.20",
+            "s=-",
+            "c=IN IP4 198.51.100.20",
+            "t=0 0",
+            "m=audio 10004 RTP/SAVP 0 101",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15",
+            "a=ptime:20",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        l.extend(cryptos.iter().map(|c| format!("a=crypto:{c}")));
+        let refs: Vec<&str> = l.iter().map(String::as_str).collect();
+        crlf(&refs)
+    }
+
+    fn baresip_savp() -> Vec<u8> {
+        savp_offer(&[
+            format!("1 AES_256_CM_HMAC_SHA1_80 inline:{}", "A".repeat(62)),
+            format!("2 AES_CM_128_HMAC_SHA1_32 {PEER_KEY_32}"),
+            format!("3 AES_CM_128_HMAC_SHA1_80 {PEER_KEY_80}|2^31"),
+        ])
+    }
+
+    fn crypto_lines(body: &[u8]) -> Vec<String> {
+        lines(body)
+            .into_iter()
+            .filter(|l| l.starts_with("a=crypto:"))
+            .collect()
+    }
+
+    #[test]
+    fn savp_offer_is_answered_with_the_first_usable_suite_and_our_key() {
+        for policy in [Policy::Offer, Policy::Require] {
+            let ours = Sdes::new(policy);
+            let (n, body) = answer_sdes(&baresip_savp(), LOCAL, 9, 9, &ours).unwrap();
+            assert_eq!(media_section(&body, 0)[0], "m=audio 20000 RTP/SAVP 0 101");
+            let crypto = crypto_lines(&body);
+            assert_eq!(
+                crypto,
+                vec![format!(
+                    "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{}",
+                    ours.key.to_base64()
+                )],
+                "same tag and suite as the first usable line, our key"
+            );
+            let keys = n.srtp.expect("SRTP negotiated");
+            assert_eq!(keys.suite, Suite::AesCm128HmacSha1_32);
+            assert_eq!(keys.local, ours.key);
+            assert_eq!(
+                keys.remote,
+                PEER_KEY_32.parse::<KeyParams>().unwrap().key
+            );
+            // The answer reparses and its a=crypto is usable by the peer.
+            let reparsed = sdp::Session::parse(&body).unwrap();
+            let c = sdes::first_usable(&reparsed.medias[0]).unwrap().unwrap();
+            assert_eq!(c.key.key, ours.key);
+        }
+    }
+
+    #[test]
+    fn policy_off_rejects_savp_and_ignores_crypto_on_avp() {
+        let off = Sdes::new(Policy::Off);
+        let err = answer_sdes(&baresip_savp(), LOCAL, 1, 1, &off).unwrap_err();
+        assert_eq!(err, Error::UnsupportedTransport("RTP/SAVP".into()));
+        assert_eq!(err.sip_status(), 488);
+        // The plain functions are policy off too.
+        assert_eq!(
+            answer(&baresip_savp(), LOCAL, 1).unwrap_err(),
+            Error::UnsupportedTransport("RTP/SAVP".into())
+        );
+        let best_effort = text(&baresip_savp()).replace("RTP/SAVP", "RTP/AVP");
+        let (n, body) = answer_sdes(best_effort.as_bytes(), LOCAL, 1, 1, &off).unwrap();
+        assert!(n.srtp.is_none());
+        assert!(crypto_lines(&body).is_empty());
+        assert_eq!(media_section(&body, 0)[0], "m=audio 20000 RTP/AVP 0 101");
+    }
+
+    #[test]
+    fn policy_offer_takes_best_effort_srtp_and_plain_rtp() {
+        let sdes = Sdes::new(Policy::Offer);
+        // RTP/AVP with a=crypto (baresip `mediaenc srtp`): answered with SRTP in RTP/AVP.
+        let best_effort = text(&baresip_savp()).replace("RTP/SAVP", "RTP/AVP");
+        let (n, body) = answer_sdes(best_effort.as_bytes(), LOCAL, 1, 1, &sdes).unwrap();
+        assert_eq!(n.srtp.unwrap().suite, Suite::AesCm128HmacSha1_32);
+        assert_eq!(media_section(&body, 0)[0], "m=audio 20000 RTP/AVP 0 101");
+        assert_eq!(crypto_lines(&body).len(), 1);
+        // Plain RTP stays plain.
+        let (n, body) = answer_sdes(&sipp_offer(), LOCAL, 1, 1, &sdes).unwrap();
+        assert!(n.srtp.is_none());
+        assert!(crypto_lines(&body).is_empty());
+        // A broken a=crypto on RTP/AVP falls back to plain RTP rather than failing the call.
+        let broken = savp_offer(&["1 AES_CM_128_HMAC_SHA1_80 inline:bad".into()]);
+        let broken = text(&broken).replace("RTP/SAVP", "RTP/AVP");
+        let (n, _) = answer_sdes(broken.as_bytes(), LOCAL, 1, 1, &sdes).unwrap();
+        assert!(n.srtp.is_none());
+    }
+
+    #[test]
+    fn policy_require_refuses_plain_rtp_with_488() {
+        let sdes = Sdes::new(Policy::Require);
+        for plain in [sipp_offer(), baresip_offer()] {
+            let err = answer_sdes(&plain, LOCAL, 1, 1, &sdes).unwrap_err();
+            assert_eq!(err, Error::SrtpRequired);
+            assert_eq!(err.sip_status(), 488);
+            assert!(err.to_string().contains("SRTP is required"), "{err}");
+        }
+        // A plain line first and an SRTP one second: the SRTP line is taken, the plain one rejected.
+        let two = text(&sipp_offer())
+            + &text(&baresip_savp())
+                .split("\r\n")
+                .skip_while(|l| !l.starts_with("m="))
+                .collect::<Vec<_>>()
+                .join("\r\n");
+        let (n, body) = answer_sdes(two.as_bytes(), LOCAL, 1, 1, &sdes).unwrap();
+        assert!(n.srtp.is_some());
+        assert_eq!(media_section(&body, 0)[0], "m=audio 0 RTP/AVP 0");
+        assert!(media_section(&body, 1)[0].starts_with("m=audio 20000 RTP/SAVP"));
+    }
+
+    #[test]
+    fn unusable_crypto_is_488_with_a_reason_and_no_key() {
+        let sdes = Sdes::new(Policy::Offer);
+        let cases: Vec<(Vec<String>, CryptoError)> = vec![
+            (vec![], CryptoError::Missing),
+            (
+                vec!["1 AES_CM_128_HMAC_SHA1_80 inline:QUJD".into()],
+                CryptoError::Key(KeyError::WrongLength(3)),
+            ),
+            (
+                vec![format!("1 AES_CM_128_HMAC_SHA1_80 {PEER_KEY_80}|2^20|1:4")],
+                CryptoError::Key(KeyError::Mki),
+            ),
+            (
+                vec![
+                    format!("1 F8_128_HMAC_SHA1_80 {PEER_KEY_80}"),
+                    format!("2 AES_CM_128_HMAC_SHA1_80 {PEER_KEY_80} UNENCRYPTED_SRTP"),
+                ],
+                CryptoError::Suite("F8_128_HMAC_SHA1_80".into()),
+            ),
+            (
+                vec![format!("1 AES_CM_128_HMAC_SHA1_80 uri:sip:{}", &PEER_KEY_80[7..])],
+                CryptoError::Key(KeyError::NotInline),
+            ),
+        ];
+        for (cryptos, why) in cases {
+            let err = answer_sdes(&savp_offer(&cryptos), LOCAL, 1, 1, &sdes).unwrap_err();
+            assert_eq!(err, Error::NoUsableCrypto(why.clone()), "{cryptos:?}");
+            assert_eq!(err.sip_status(), 488);
+            let reason = err.to_string();
+            assert!(reason.starts_with("no usable a=crypto"), "{reason}");
+            assert!(!reason.contains(&PEER_KEY_80[7..]), "{reason}");
+        }
+    }
+
+    #[test]
+    fn late_offer_with_sdes_round_trip() {
+        let peer = sock("198.51.100.40:40000");
+        for policy in [Policy::Offer, Policy::Require] {
+            let ours = Sdes::new(policy);
+            let offer_body = offer_sdes(LOCAL, 5, Some(&ours));
+            let m = &media_section(&offer_body, 0)[0];
+            let expected_proto = if policy == Policy::Require { "RTP/SAVP" } else { "RTP/AVP" };
+            assert_eq!(m, &format!("m=audio 20000 {expected_proto} 0 8 101"));
+            assert_eq!(
+                crypto_lines(&offer_body),
+                vec![format!(
+                    "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}",
+                    ours.key.to_base64()
+                )]
+            );
+            // The peer (here: our own answerer with its own key) answers; we read its answer.
+            let theirs = Sdes::new(Policy::Offer);
+            let (as_answerer, their_answer) =
+                answer_sdes(&offer_body, peer, 6, 6, &theirs).unwrap();
+            let as_offerer = accept_answer_sdes(&their_answer, Some(&ours)).unwrap();
+            let (a, o) = (as_answerer.srtp.unwrap(), as_offerer.srtp.unwrap());
+            assert_eq!((a.local.clone(), a.remote.clone()), (o.remote.clone(), o.local.clone()));
+            assert_eq!(o.suite, Suite::AesCm128HmacSha1_80);
+        }
+        // Policy off offers exactly the plain offer.
+        assert_eq!(offer_sdes(LOCAL, 5, Some(&Sdes::new(Policy::Off))), offer(LOCAL, 5));
+    }
+
+    #[test]
+    fn answers_to_our_sdes_offer_are_checked() {
+        let answer_with = |proto: &str, crypto: Option<&str>| {
+            let mut l = vec![
+                "v=0".to_string(),
+                "o=- 1 1 IN IP4 198.51.100.20".into(),
+                "s=-".into(),
+                "c=IN IP4 198.51.100.20".into(),
+                "t=0 0".into(),
+                format!("m=audio 10006 {proto} 0 101"),
+            ];
+            l.extend(crypto.map(|c| format!("a=crypto:{c}")));
+            let refs: Vec<&str> = l.iter().map(String::as_str).collect();
+            crlf(&refs)
+        };
+        let require = Sdes::new(Policy::Require);
+        let offer_ = Sdes::new(Policy::Offer);
+        let good = format!("1 AES_CM_128_HMAC_SHA1_80 {PEER_KEY_80}");
+        let n = accept_answer_sdes(&answer_with("RTP/SAVP", Some(&good)), Some(&require)).unwrap();
+        assert!(n.srtp.is_some());
+        assert_eq!(
+            accept_answer_sdes(&answer_with("RTP/AVP", None), Some(&require)).unwrap_err(),
+            Error::SrtpRequired
+        );
+        assert!(accept_answer_sdes(&answer_with("RTP/AVP", None), Some(&offer_))
+            .unwrap()
+            .srtp
+            .is_none());
+        let wrong_tag = format!("7 AES_CM_128_HMAC_SHA1_80 {PEER_KEY_80}");
+        assert_eq!(
+            accept_answer_sdes(&answer_with("RTP/SAVP", Some(&wrong_tag)), Some(&require))
+                .unwrap_err(),
+            Error::NoUsableCrypto(CryptoError::NotOffered)
+        );
+        let wrong_suite = format!("1 AES_CM_128_HMAC_SHA1_32 {PEER_KEY_80}");
+        assert_eq!(
+            accept_answer_sdes(&answer_with("RTP/SAVP", Some(&wrong_suite)), Some(&offer_))
+                .unwrap_err(),
+            Error::NoUsableCrypto(CryptoError::NotOffered)
+        );
+    }
+
+    #[test]
+    fn reoffers_keep_an_srtp_call_secure() {
+        let sdes = Sdes::new(Policy::Offer);
+        let (first, _) = answer_sdes(&baresip_savp(), LOCAL, 3, 3, &sdes).unwrap();
+        assert!(first.srtp.is_some());
+        // A plain re-offer would downgrade the call: refused even though the policy is `offer`.
+        assert_eq!(
+            answer_reoffer_sdes(&sipp_offer(), LOCAL, 3, 4, Law::Mu, &sdes, true).unwrap_err(),
+            Error::SrtpRequired
+        );
+        // The same SRTP offer again keeps both keys; our answer reuses our key.
+        let (again, body) =
+            answer_reoffer_sdes(&baresip_savp(), LOCAL, 3, 4, Law::Mu, &sdes, true).unwrap();
+        assert_eq!(again.srtp, first.srtp);
+        assert_eq!(lines(&body)[1], "o=frontdesk 3 4 IN IP4 203.0.113.5");
+        // A plain call may take a plain re-offer.
+        assert!(answer_reoffer_sdes(&sipp_offer(), LOCAL, 3, 4, Law::Mu, &sdes, false).is_ok());
+    }
+
+    #[test]
+    fn mutated_srtp_offers_never_panic() {
+        let sdes = Sdes::new(Policy::Require);
+        let seed = baresip_savp();
+        for end in 0..=seed.len() {
+            let _ = answer_sdes(&seed[..end], LOCAL, 1, 1, &sdes);
+            let _ = accept_answer_sdes(&seed[..end], Some(&sdes));
+        }
+        let alphabet = b"=0123456789 :|^;/+ACDEFGHIMSTU_inline";
+        let mut rng = Lcg(0xc0ffee);
+        let mut srtp = 0;
+        for _ in 0..4_000 {
+            let mut body = seed.clone();
+            for _ in 0..=(rng.next() % 3) {
+                let at = (rng.next() as usize) % body.len();
+                match rng.next() % 3 {
+                    0 => body[at] = alphabet[(rng.next() as usize) % alphabet.len()],
+                    1 => {
+                        body.remove(at);
+                    }
+                    _ => body.insert(at, alphabet[(rng.next() as usize) % alphabet.len()]),
+                }
+            }
+            if let Ok((n, _)) = answer_sdes(&body, LOCAL, 1, 1, &sdes) {
+                assert!(n.srtp.is_some(), "require never answers plain RTP");
+                srtp += 1;
+            }
+            let _ = accept_answer_sdes(&body, Some(&sdes));
+        }
+        assert!(srtp > 500, "only {srtp} mutated offers were accepted");
     }
 }

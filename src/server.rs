@@ -79,6 +79,8 @@ pub struct ServeSettings {
     pub rtp_timeout: Duration,
     /// Continuous RTP toward the caller (`--send-silence`, `[media] send_silence`).
     pub send_silence: bool,
+    /// SRTP policy per trunk and default (`--srtp`, `[media] srtp`, `[[admission.trunks]] srtp`).
+    pub srtp: crate::sdp::sdes::PolicyTable,
     /// Who may call (`[admission]`; open to anyone without it).
     pub admission: crate::sip::admission::Policy,
     /// Smallest RFC 4028 session interval accepted (`[sip] min_session_expires_secs`).
@@ -223,13 +225,13 @@ pub async fn run(
                     error!(error = %e, "built-in Realtime simulator stopped");
                 }
             });
-            let url = format!("ws://{addr}/v1/realtime");
+            let path = match dialect {
+                Dialect::Live => crate::realtime::live::LIVE_PATH,
+                Dialect::Ga | Dialect::Beta => "/v1/realtime",
+            };
+            let url = format!("ws://{addr}{path}");
             warn!(%url, "OPENAI_API_KEY is not set: calls talk to the built-in Realtime SIMULATOR, not to OpenAI (set OPENAI_API_KEY to use OpenAI)");
-            RealtimeTarget {
-                url,
-                dialect: *dialect,
-                api_key: None,
-            }
+            RealtimeTarget::new(url, *dialect, None)
         }
     };
 
@@ -280,6 +282,7 @@ pub async fn run(
         calendar_tools: !businesses.is_empty(),
         rtp_timeout: settings.rtp_timeout,
         send_silence: settings.send_silence,
+        srtp: settings.srtp.clone(),
         prices: settings.prices.clone(),
         store_transcripts: settings.privacy.store_transcripts,
     });

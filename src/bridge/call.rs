@@ -28,7 +28,8 @@ use crate::media::ports::PortPool;
 use crate::realtime::client::RealtimeTarget;
 use crate::realtime::protocol::{SessionSettings, TurnDetection};
 use crate::realtime::Session;
-use crate::sdp::{self, Negotiated};
+use crate::media::socket::MediaSocket;
+use crate::sdp::{self, sdes::Sdes, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite};
 use crate::store::{CallEnd, MediaRecord, NewCall, Store};
 use crate::telemetry::Pii;
@@ -74,6 +75,8 @@ pub struct CallContext {
     pub rtp_timeout: Duration,
     /// Continuous RTP: G.711 silence toward the caller while the agent is silent.
     pub send_silence: bool,
+    /// SRTP policy of each call, by source (per trunk, else the default).
+    pub srtp: crate::sdp::sdes::PolicyTable,
     /// Prices of the Realtime models, for each call's cost estimate (`[pricing]`).
     pub prices: crate::pricing::PriceTable,
     /// Whether transcripts are written to `call_turns` (`[privacy] store_transcripts`).
@@ -177,6 +180,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         row,
         called_user.as_deref(),
         caller_user.as_deref(),
+        source,
         offer,
         invite,
         &cancel,
@@ -251,10 +255,12 @@ impl Drop for PortLease<'_> {
 
 /// The sockets of one call's media: RTP on an even port, RTCP on the odd port above it (RFC 3550
 /// §11). RTCP is optional: without it (port taken) frontdesk still works, and rtcp-mux uses the
-/// RTP socket.
+/// RTP socket. Both apply SRTP at the boundary (`media::socket`) once keyed.
 struct MediaSockets {
-    rtp: UdpSocket,
-    rtcp: Option<UdpSocket>,
+    rtp: MediaSocket,
+    rtcp: Option<MediaSocket>,
+    /// The call's SRTP policy and our key (RFC 4568), for every offer/answer of the call.
+    sdes: Sdes,
 }
 
 impl CallContext {
@@ -273,7 +279,11 @@ impl CallContext {
     }
 }
 
-async fn bind_media(ctx: &CallContext, media_ip: IpAddr) -> Option<(MediaSockets, PortLease<'_>)> {
+async fn bind_media(
+    ctx: &CallContext,
+    media_ip: IpAddr,
+    sdes: Sdes,
+) -> Option<(MediaSockets, PortLease<'_>)> {
     for _ in 0..PORT_BIND_ATTEMPTS {
         let port = ctx.ports.lock().ok()?.allocate()?;
         let lease = PortLease {
@@ -294,7 +304,8 @@ async fn bind_media(ctx: &CallContext, media_ip: IpAddr) -> Option<(MediaSockets
                 None
             }
         };
-        return Some((MediaSockets { rtp: socket, rtcp }, lease));
+        let (rtp, rtcp) = (MediaSocket::new(socket), rtcp.map(MediaSocket::new));
+        return Some((MediaSockets { rtp, rtcp, sdes }, lease));
     }
     None
 }
@@ -333,6 +344,7 @@ async fn drive(
     row: Option<i64>,
     called: Option<&str>,
     caller: Option<&str>,
+    source: Option<SocketAddr>,
     offer: Option<Vec<u8>>,
     invite: PendingInvite,
     cancel: &CancellationToken,
@@ -398,7 +410,9 @@ async fn drive(
 
     // 2. RTP port.
     let media_ip = ctx.media_ip_for(offer.as_deref());
-    let Some((socket, _lease)) = bind_media(ctx, media_ip).await else {
+    let (srtp_policy, trunk) = ctx.srtp.for_source(source.map(|s| s.ip()));
+    debug!(srtp = %srtp_policy, trunk = trunk.unwrap_or("-"), "SRTP policy");
+    let Some((socket, _lease)) = bind_media(ctx, media_ip, Sdes::new(srtp_policy)).await else {
         warn!("no free RTP port; refusing the call");
         invite.reject(503, "no free RTP port").await;
         return Outcome::rejected(503, Cause::NoRtpPort);
@@ -415,7 +429,7 @@ async fn drive(
     // 3. SDP offer/answer.
     let session_id = u64::from(rand::random::<u32>());
     let (negotiated, local_sdp) = match &offer {
-        Some(offer) => match sdp::answer(offer, local_rtp, session_id) {
+        Some(offer) => match sdp::answer_sdes(offer, local_rtp, session_id, session_id, &socket.sdes) {
             Ok((n, answer)) => (Some(n), answer),
             Err(e) => {
                 info!(error = %e, "unacceptable SDP offer");
@@ -423,7 +437,7 @@ async fn drive(
                 return Outcome::rejected(e.sip_status(), Cause::Sdp(e.sip_status()));
             }
         },
-        None => (None, sdp::offer(local_rtp, session_id)),
+        None => (None, sdp::offer_sdes(local_rtp, session_id, Some(&socket.sdes))),
     };
 
     // 4. The dialog exists from here on.
@@ -554,11 +568,15 @@ async fn dialog_phase(
     crate::observe::call_answered(invite_at.elapsed());
     let negotiated = match negotiated {
         Some(n) => n,
-        None => match wait_for_ack_answer(events, cancel).await {
+        None => match wait_for_ack_answer(events, cancel, &socket.sdes).await {
             Ok(n) => n,
             Err(outcome) => return outcome,
         },
     };
+    if let Err(e) = crate::media::socket::set_srtp(&socket.rtp, socket.rtcp.as_ref(), negotiated.srtp.as_ref()) {
+        warn!(error = %e, "cannot start SRTP; ending the call");
+        return Outcome::ended(EndReason::local(Cause::InternalError));
+    }
     let codec = match negotiated.law {
         Law::Mu => "PCMU",
         Law::A => "PCMA",
@@ -599,6 +617,7 @@ async fn dialog_phase(
         negotiated,
         local_rtp,
         sdp_session_id: session_id,
+        sdes: Some(socket.sdes.clone()),
         plan: core_plan,
     };
     let tools = profile.as_ref().map(|p| {
@@ -789,6 +808,7 @@ async fn wait_for_end(events: &mut CallEvents) -> Outcome {
 async fn wait_for_ack_answer(
     events: &mut CallEvents,
     cancel: &CancellationToken,
+    sdes: &Sdes,
 ) -> Result<Negotiated, Outcome> {
     let wait = async {
         loop {
@@ -796,7 +816,7 @@ async fn wait_for_ack_answer(
                 Some(CallEvent::Ack {
                     answer: Some(answer),
                 }) => {
-                    return sdp::accept_answer(&answer).map_err(|e| {
+                    return sdp::accept_answer_sdes(&answer, Some(sdes)).map_err(|e| {
                         warn!(error = %e, "unacceptable SDP answer in the ACK");
                         Outcome::ended(EndReason::local(Cause::BadSdpAnswer))
                     })

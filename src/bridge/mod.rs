@@ -8,3 +8,6 @@ pub mod core;
 pub mod end;
 mod pump;
 pub mod transcript;
+
+#[cfg(test)]
+mod pair_tests;

@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,6 +17,7 @@ use tracing::{debug, info, warn, Instrument as _};
 
 use super::core::{Bridge, CallSetup, Input, Output, ToolRequest};
 use super::end::EndReason;
+use crate::media::socket::MediaSocket;
 use crate::realtime::{ModelEvent, Session};
 use crate::sip::{CallEvents, CallHandle};
 use crate::tools::{self, ToolContext};
@@ -35,9 +35,9 @@ const SIDE_EFFECTS_DRAIN: Duration = Duration::from_secs(1);
 /// The call's media sockets.
 pub(super) struct Sockets<'a> {
     /// RTP (and RTCP with rtcp-mux).
-    pub(super) rtp: &'a UdpSocket,
+    pub(super) rtp: &'a MediaSocket,
     /// RTCP on the odd port, when it could be bound.
-    pub(super) rtcp: Option<&'a UdpSocket>,
+    pub(super) rtcp: Option<&'a MediaSocket>,
 }
 
 /// A finished side effect.
@@ -109,6 +109,11 @@ pub(super) async fn run(
                     );
                 }
                 Output::AnswerOffer(answer) => events.answer_offer(answer).await,
+                Output::SetSrtp(keys) => {
+                    if let Err(e) = crate::media::socket::set_srtp(sockets.rtp, sockets.rtcp, keys.as_ref()) {
+                        warn!(error = %e, "cannot re-key SRTP after the re-offer; the media keeps the old keys");
+                    }
+                }
                 Output::Hangup(end) => break 'call end,
                 Output::Timeout(at) => {
                     timer.as_mut().reset(at.into());
@@ -229,7 +234,7 @@ async fn next_model_event(
 
 /// Receives on an optional socket; pends forever without one (so `select!` ignores the branch).
 async fn recv_opt(
-    socket: Option<&UdpSocket>,
+    socket: Option<&MediaSocket>,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, SocketAddr)> {
     match socket {

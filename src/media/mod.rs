@@ -28,3 +28,5 @@ pub mod pacer;
 pub mod ports;
 pub mod rtcp;
 pub mod rtp;
+pub mod socket;
+pub mod srtp;

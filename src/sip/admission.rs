@@ -1184,6 +1184,7 @@ mod tests {
             name: name.into(),
             allow: allow.iter().map(|s| s.to_string()).collect(),
             rate_per_source: None,
+            srtp: None,
         }
     }
 

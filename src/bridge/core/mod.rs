@@ -33,6 +33,8 @@
 
 mod control;
 mod conversation;
+#[cfg(test)]
+mod srtp_tests;
 mod stats;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -44,13 +46,14 @@ use tracing::{debug, info};
 use crate::dialplan::{AfterMessage, DtmfAction};
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::jitter::{Disposition, JitterBuffer};
-use crate::media::pacer::{PlayoutPacer, Transmit, PACKET_BYTES};
+use crate::media::pacer::{DepthBounds, PlayoutPacer, Transmit, PACKET_BYTES};
 use crate::media::rtcp::RtcpSession;
 use crate::media::rtp;
 use crate::pricing::CallUsage;
 use crate::realtime::model::{Capabilities, ModelCommand, ModelEvent};
 use crate::realtime::protocol::SessionSettings;
-use crate::sdp::{self, Negotiated};
+use crate::media::srtp::SrtpKeys;
+use crate::sdp::{self, sdes::Sdes, Negotiated};
 use crate::sip::CallEvent;
 use crate::telemetry::Pii;
 
@@ -98,6 +101,8 @@ pub struct CallSetup {
     pub local_rtp: SocketAddr,
     /// Our SDP's `o=` session id; re-offers are answered with later versions.
     pub sdp_session_id: u64,
+    /// The call's SRTP policy and our key (RFC 4568), for re-offers; `None`: plain RTP only.
+    pub sdes: Option<Sdes>,
     /// What the call does.
     pub plan: CallPlan,
 }
@@ -218,6 +223,9 @@ pub enum Output {
     },
     /// Answer the pending re-INVITE/UPDATE offer: our SDP answer, or a rejection status.
     AnswerOffer(Result<Vec<u8>, u16>),
+    /// A re-negotiation changed the SRTP keys: key the sockets with these (`None`: plain RTP;
+    /// `media::socket::set_srtp`).
+    SetSrtp(Option<SrtpKeys>),
     /// The call is over.
     Hangup(EndReason),
     /// Nothing more to do until this time (or the next input).
@@ -263,6 +271,8 @@ pub struct Bridge {
     local_rtp: SocketAddr,
     sdp_session_id: u64,
     sdp_version: u64,
+    /// SRTP policy and our key for re-offers (`None`: plain RTP only).
+    sdes: Option<Sdes>,
     /// Where our RTP goes: the SDP address until a valid packet latches its source.
     remote: SocketAddr,
     latched: bool,
@@ -328,6 +338,7 @@ impl Bridge {
             negotiated,
             local_rtp,
             sdp_session_id,
+            sdes,
             plan,
         } = setup;
         let (model, after, recording) = match plan {
@@ -362,6 +373,10 @@ impl Bridge {
             now,
         );
         pacer.set_send_silence(media.send_silence && recording.is_none());
+        if caps.continuous_output {
+            // A continuous model stream drifts against our clock (GPT-Live).
+            pacer.set_depth_bounds(Some(DepthBounds::CONTINUOUS));
+        }
         let control = control::Control::new(now, model.as_ref(), after, recording.is_some());
         let mut bridge = Bridge {
             now,
@@ -374,6 +389,7 @@ impl Bridge {
             local_rtp,
             sdp_session_id,
             sdp_version: sdp_session_id,
+            sdes,
             digits: VecDeque::new(),
             rtcp: RtcpSession::new(media.ssrc, "frontdesk", now),
             rtp_timeout,
@@ -681,13 +697,25 @@ impl Bridge {
                 }
             }
             CallEvent::Offer { sdp: offer } => {
-                match sdp::answer_reoffer(
-                    &offer,
-                    self.local_rtp,
-                    self.sdp_session_id,
-                    self.sdp_version + 1,
-                    self.negotiated.law,
-                ) {
+                let answered = match &self.sdes {
+                    Some(sdes) => sdp::answer_reoffer_sdes(
+                        &offer,
+                        self.local_rtp,
+                        self.sdp_session_id,
+                        self.sdp_version + 1,
+                        self.negotiated.law,
+                        sdes,
+                        self.negotiated.srtp.is_some(),
+                    ),
+                    None => sdp::answer_reoffer(
+                        &offer,
+                        self.local_rtp,
+                        self.sdp_session_id,
+                        self.sdp_version + 1,
+                        self.negotiated.law,
+                    ),
+                };
+                match answered {
                     Ok((new, answer)) => {
                         self.sdp_version += 1;
                         self.effects.push_back(Output::AnswerOffer(Ok(answer)));
@@ -699,12 +727,14 @@ impl Bridge {
                     }
                 }
             }
-            CallEvent::Answer { sdp: answer } => match sdp::accept_answer(&answer) {
-                Ok(new) => self.apply_media_change(now, new),
-                Err(e) => {
-                    tracing::warn!(error = %e, "unacceptable SDP answer in the re-INVITE's ACK; media unchanged")
+            CallEvent::Answer { sdp: answer } => {
+                match sdp::accept_answer_sdes(&answer, self.sdes.as_ref()) {
+                    Ok(new) => self.apply_media_change(now, new),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unacceptable SDP answer in the re-INVITE's ACK; media unchanged")
+                    }
                 }
-            },
+            }
             CallEvent::ReferNotify { status, terminated } => {
                 self.refer_notify(now, status, terminated)
             }
@@ -731,6 +761,9 @@ impl Bridge {
         if new.law != current.law || new.payload_type != current.payload_type {
             info!(from = ?current.law, to = ?new.law, payload_type = new.payload_type, "codec changed by re-offer");
             self.change_codec(now, &new);
+        }
+        if new.srtp != self.negotiated.srtp {
+            self.effects.push_back(Output::SetSrtp(new.srtp.clone()));
         }
         // A held call may be silent for as long as the hold lasts.
         self.rtp_timeout = if held {
@@ -823,6 +856,7 @@ mod tests {
             ptime_ms: 20,
             direction: crate::sdp::Direction::SendRecv,
             rtcp_mux: false,
+            srtp: None,
         }
     }
 
@@ -850,6 +884,7 @@ mod tests {
             negotiated: negotiated(),
             local_rtp: "127.0.0.1:30000".parse().expect("addr"),
             sdp_session_id: 1,
+            sdes: None,
             plan,
         }
     }

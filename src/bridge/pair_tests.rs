@@ -1,0 +1,746 @@
+//! Deterministic pair tests: the call's core ([`Bridge`]) wired to the simulator's sans-IO
+//! [`SimSession`] through the GA [`Codec`], on a virtual clock, with a small network emulator
+//! (loss, jitter, reordering, duplication) between a simulated caller and the core. No sockets,
+//! no sleeping: the harness steps virtual time to the earliest deadline of the caller, the
+//! network, the model link, the simulator, the core and the side effects.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::core::{
+    Bridge, CallPlan, CallSetup, Input, MediaParams, ModelPlan, Output, ToolRequest,
+};
+use super::end::{Cause, EndReason};
+use crate::dialplan::AfterMessage;
+use crate::media::g711::{self, Law};
+use crate::media::pacer::PACKET_BYTES;
+use crate::media::rtp;
+use crate::realtime::codec::Codec;
+use crate::realtime::model::{ModelCommand, ModelEvent};
+use crate::realtime::protocol::{Dialect, SessionSettings, TurnDetection};
+use crate::realtime::sim::{Scenario, SessionParams, SimSession};
+use crate::sdp::{Direction, Negotiated};
+use crate::sip::CallEvent;
+
+const FRAME: Duration = Duration::from_millis(20);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A deterministic xorshift generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Impairments of the caller → core RTP path.
+#[derive(Debug, Clone, Copy, Default)]
+struct Netem {
+    /// Probability that a packet is lost.
+    loss: f64,
+    /// Each packet is delayed by a uniform 0..=jitter (so packets reorder).
+    jitter: Duration,
+    /// Probability that a packet arrives twice.
+    duplicate: f64,
+}
+
+/// What the harness answers to the core's side effects.
+#[derive(Debug, Clone)]
+struct Effects {
+    /// How long a tool takes, and its output.
+    tool: (Duration, String),
+    /// How long the REFER's final response takes, and its result.
+    refer: (Duration, Result<u16, String>),
+    /// After an accepted REFER: when the NOTIFY comes and its sipfrag status.
+    notify: Option<(Duration, u16)>,
+}
+
+impl Default for Effects {
+    fn default() -> Effects {
+        Effects {
+            tool: (
+                ms(300),
+                r#"{"ok":true,"slots":[{"start":"2026-03-02T09:00"}]}"#.into(),
+            ),
+            refer: (ms(200), Ok(202)),
+            notify: Some((ms(1_000), 200)),
+        }
+    }
+}
+
+enum Pending {
+    Tool { call_id: String, output: String },
+    Refer(Result<u16, String>),
+    Sip(CallEvent),
+}
+
+/// The core and the simulator, stepped together on virtual time.
+struct Pair {
+    t0: Instant,
+    now: Instant,
+    bridge: Bridge,
+    codec: Codec,
+    sim: SimSession,
+    bridge_timer: Instant,
+    rng: Rng,
+    net: Netem,
+    effects: Effects,
+    caller_addr: SocketAddr,
+    /// When the caller speaks (offsets from t0); silence otherwise.
+    speech: Vec<(Duration, Duration)>,
+    caller_next: Instant,
+    caller_seq: u16,
+    caller_ts: u32,
+    phase: f64,
+    /// Caller RTP in flight: (arrival, packet).
+    uplink: Vec<(Instant, Vec<u8>)>,
+    /// Client events in flight to the simulator.
+    to_sim: VecDeque<(Instant, String)>,
+    /// Server events in flight to the core (`None`: the server closed the socket).
+    to_core: VecDeque<(Instant, Option<String>)>,
+    model_delay: Duration,
+    pending: Vec<(Instant, Pending)>,
+    // What happened.
+    rtp_sent: Vec<Instant>,
+    appends: Vec<Instant>,
+    commands: Vec<(Instant, ModelCommand)>,
+    tools: Vec<(Instant, ToolRequest)>,
+    refers: Vec<(Instant, String)>,
+    ended: Option<(Instant, EndReason)>,
+}
+
+fn scenario(text: &str) -> Arc<Scenario> {
+    Arc::new(Scenario::parse(text, Path::new("pair.toml")).expect("scenario"))
+}
+
+fn settings() -> SessionSettings {
+    let mut tools = crate::tools::definitions(&["check_availability".to_owned()]);
+    tools.extend(crate::tools::call_control::definitions(
+        &["transfer_call".to_owned(), "end_call".to_owned()],
+        &["reception".to_owned()],
+    ));
+    SessionSettings {
+        model: "gpt-realtime".into(),
+        instructions: "You are a receptionist.".into(),
+        voice: "marin".into(),
+        law: Law::Mu,
+        turn_detection: TurnDetection::default(),
+        transcription_model: None,
+        tools,
+    }
+}
+
+fn agent(greeting: &str) -> CallPlan {
+    CallPlan::Agent(model_plan(greeting))
+}
+
+fn model_plan(greeting: &str) -> ModelPlan {
+    ModelPlan {
+        caps: Dialect::Ga.capabilities(),
+        settings: settings(),
+        greeting: greeting.into(),
+        dtmf: BTreeMap::new(),
+        transfers: BTreeMap::from([("reception".to_owned(), "sip:reception@pbx.test".to_owned())]),
+        max_duration: Duration::from_secs(3_600),
+    }
+}
+
+impl Pair {
+    fn new(plan: CallPlan, scenario_text: &str, net: Netem) -> Pair {
+        let t0 = Instant::now();
+        let caller_addr: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let setup = CallSetup {
+            media: MediaParams {
+                ssrc: 0x1234,
+                first_seq: 1,
+                first_ts: 0,
+                rtp_timeout: Some(Duration::from_secs(30)),
+                send_silence: false,
+            },
+            negotiated: Negotiated {
+                law: Law::Mu,
+                payload_type: 0,
+                telephone_event_pt: Some(101),
+                remote_rtp: caller_addr,
+                ptime_ms: 20,
+                direction: Direction::SendRecv,
+                rtcp_mux: false,
+                srtp: None,
+            },
+            local_rtp: "127.0.0.1:30000".parse().expect("addr"),
+            sdp_session_id: 1,
+            sdes: None,
+            plan,
+        };
+        let sim = SimSession::new(
+            SessionParams {
+                dialect: Dialect::Ga,
+                model: Some("gpt-realtime".into()),
+                unix_time_s: 1_800_000_000,
+                id_token: "pair".into(),
+                scenario: scenario(scenario_text),
+                echo: false,
+            },
+            t0,
+        );
+        let mut pair = Pair {
+            t0,
+            now: t0,
+            bridge: Bridge::new(t0, setup),
+            codec: Codec::new(Dialect::Ga),
+            sim,
+            bridge_timer: t0,
+            rng: Rng(0x9E37_79B9_7F4A_7C15),
+            net,
+            effects: Effects::default(),
+            caller_addr,
+            speech: Vec::new(),
+            caller_next: t0 + ms(7),
+            caller_seq: 1000,
+            caller_ts: 0,
+            phase: 0.0,
+            uplink: Vec::new(),
+            to_sim: VecDeque::new(),
+            to_core: VecDeque::new(),
+            model_delay: ms(40),
+            pending: Vec::new(),
+            rtp_sent: Vec::new(),
+            appends: Vec::new(),
+            commands: Vec::new(),
+            tools: Vec::new(),
+            refers: Vec::new(),
+            ended: None,
+        };
+        pair.drain();
+        pair
+    }
+
+    fn at(&self, offset: Duration) -> Instant {
+        self.t0 + offset
+    }
+
+    /// Feeds one input and drains the core (the drain rule).
+    fn input(&mut self, input: Input<'_>) {
+        self.bridge.handle_input(input);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        let mut fed = false;
+        loop {
+            match self.bridge.poll_output() {
+                Output::SendModel(cmd) => {
+                    fed = true;
+                    if let Some(text) = self.codec.encode_to_string(&cmd) {
+                        self.to_sim.push_back((self.now + self.model_delay, text));
+                    }
+                    if cmd.is_audio() {
+                        self.appends.push(self.now);
+                    } else {
+                        self.commands.push((self.now, cmd));
+                    }
+                }
+                Output::SendRtp { packet, .. } => {
+                    assert_eq!(packet.len(), PACKET_BYTES);
+                    self.rtp_sent.push(self.now);
+                }
+                Output::SendRtcp { .. } | Output::AnswerOffer(_) | Output::SetSrtp(_) => {}
+                Output::RunTool(req) => {
+                    let (delay, output) = self.effects.tool.clone();
+                    self.pending.push((
+                        self.now + delay,
+                        Pending::Tool {
+                            call_id: req.call_id.clone(),
+                            output,
+                        },
+                    ));
+                    self.tools.push((self.now, req));
+                }
+                Output::Refer { target } => {
+                    let (delay, result) = self.effects.refer.clone();
+                    let accepted = matches!(result, Ok(c) if (200..300).contains(&c));
+                    self.pending
+                        .push((self.now + delay, Pending::Refer(result)));
+                    if let (true, Some((after, status))) = (accepted, self.effects.notify) {
+                        self.pending.push((
+                            self.now + delay + after,
+                            Pending::Sip(CallEvent::ReferNotify {
+                                status,
+                                terminated: true,
+                            }),
+                        ));
+                    }
+                    self.refers.push((self.now, target));
+                }
+                Output::Hangup(reason) => {
+                    if self.ended.is_none() {
+                        self.ended = Some((self.now, reason));
+                    }
+                }
+                Output::Timeout(at) => {
+                    self.bridge_timer = at;
+                    break;
+                }
+            }
+        }
+        if fed {
+            self.bridge.handle_input(Input::ModelFlushed(self.now));
+        }
+    }
+
+    fn caller_packet(&mut self) -> Vec<u8> {
+        let offset = self.now.saturating_duration_since(self.t0);
+        let speaking = self
+            .speech
+            .iter()
+            .any(|&(from, to)| offset >= from && offset < to);
+        let mut payload = [0xFFu8; 160];
+        if speaking {
+            for b in payload.iter_mut() {
+                self.phase += 2.0 * std::f64::consts::PI * 440.0 / 8_000.0;
+                *b = g711::linear_to_ulaw((self.phase.sin() * 9_000.0) as i16);
+            }
+        }
+        let mut pkt = Vec::new();
+        rtp::write_packet(
+            &mut pkt,
+            0,
+            false,
+            self.caller_seq,
+            self.caller_ts,
+            0xCA11,
+            &payload,
+        );
+        self.caller_seq = self.caller_seq.wrapping_add(1);
+        self.caller_ts = self.caller_ts.wrapping_add(160);
+        pkt
+    }
+
+    /// Runs until `offset` after the start, or until the call ended.
+    fn run_until(&mut self, offset: Duration) {
+        let end = self.t0 + offset;
+        while self.ended.is_none() {
+            while let Some(text) = self.sim.poll_event() {
+                self.to_core
+                    .push_back((self.now + self.model_delay, Some(text)));
+            }
+            if self.sim.poll_close().is_some() {
+                self.to_core.push_back((self.now + self.model_delay, None));
+            }
+            let next = [
+                Some(self.bridge_timer),
+                self.sim.poll_timeout(),
+                self.uplink.iter().map(|(t, _)| *t).min(),
+                self.to_sim.front().map(|(t, _)| *t),
+                self.to_core.front().map(|(t, _)| *t),
+                Some(self.caller_next),
+                self.pending.iter().map(|(t, _)| *t).min(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(end);
+            if next > end {
+                self.now = end;
+                break;
+            }
+            self.now = self.now.max(next);
+            let now = self.now;
+            if self.caller_next <= now {
+                let pkt = self.caller_packet();
+                self.caller_next += FRAME;
+                if self.rng.unit() >= self.net.loss {
+                    let copies = if self.rng.unit() < self.net.duplicate {
+                        2
+                    } else {
+                        1
+                    };
+                    for _ in 0..copies {
+                        let jitter_ns = self.net.jitter.as_nanos() as f64 * self.rng.unit();
+                        let delay = Duration::from_nanos(jitter_ns as u64);
+                        self.uplink.push((now + delay, pkt.clone()));
+                    }
+                }
+            }
+            while let Some(i) = self.uplink.iter().position(|(t, _)| *t <= now) {
+                let (_, pkt) = self.uplink.swap_remove(i);
+                let from = self.caller_addr;
+                self.input(Input::Rtp {
+                    now,
+                    from,
+                    datagram: &pkt,
+                });
+            }
+            while self.to_sim.front().is_some_and(|(t, _)| *t <= now) {
+                if let Some((_, text)) = self.to_sim.pop_front() {
+                    self.sim.handle_client_text(now, &text);
+                }
+            }
+            while self.to_core.front().is_some_and(|(t, _)| *t <= now) {
+                match self.to_core.pop_front() {
+                    Some((_, Some(text))) => {
+                        let mut events = VecDeque::new();
+                        self.codec
+                            .decode(&text, &mut events)
+                            .expect("the simulator sends readable events");
+                        for event in events {
+                            self.input(Input::Model(now, event));
+                        }
+                    }
+                    Some((_, None)) => self.input(Input::Model(
+                        now,
+                        ModelEvent::SessionClosed {
+                            reason: "1001 session cap".into(),
+                        },
+                    )),
+                    None => {}
+                }
+            }
+            while let Some(i) = self.pending.iter().position(|(t, _)| *t <= now) {
+                let (_, p) = self.pending.swap_remove(i);
+                let input = match p {
+                    Pending::Tool { call_id, output } => Input::ToolDone {
+                        now,
+                        call_id,
+                        output,
+                    },
+                    Pending::Refer(result) => Input::ReferDone { now, result },
+                    Pending::Sip(event) => Input::Sip(now, event),
+                };
+                self.input(input);
+            }
+            if self.sim.poll_timeout().is_some_and(|t| t <= now) {
+                self.sim.handle_timeout(now);
+            }
+            if self.bridge_timer <= now {
+                self.input(Input::Timeout(now));
+            }
+        }
+    }
+
+    /// RTP packets the core sent in `[from, to)` (offsets from t0).
+    fn rtp_between(&self, from: Duration, to: Duration) -> usize {
+        let (a, b) = (self.at(from), self.at(to));
+        self.rtp_sent.iter().filter(|&&t| t >= a && t < b).count()
+    }
+
+    fn truncates(&self) -> Vec<(Instant, String, u64)> {
+        self.commands
+            .iter()
+            .filter_map(|(t, c)| match c {
+                ModelCommand::Truncate {
+                    item_id,
+                    audio_end_ms,
+                    ..
+                } => Some((*t, item_id.clone(), *audio_end_ms)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The longest gap between consecutive RTP packets the core sent in `[from, to)`.
+    fn max_rtp_gap(&self, from: Duration, to: Duration) -> Duration {
+        let (a, b) = (self.at(from), self.at(to));
+        let sent: Vec<Instant> = self
+            .rtp_sent
+            .iter()
+            .copied()
+            .filter(|&t| t >= a && t < b)
+            .collect();
+        sent.windows(2)
+            .map(|w| w[1].saturating_duration_since(w[0]))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+const GREETING_ONLY: &str = r#"
+greeting = "Thank you for calling Bright Smile Dental."
+realtime_factor = 5.0
+[[turn]]
+say = "We are open Monday to Friday from eight to five."
+"#;
+
+#[test]
+fn greeting_is_played_as_paced_rtp() {
+    let mut p = Pair::new(
+        agent("Thank you for calling."),
+        GREETING_ONLY,
+        Netem::default(),
+    );
+    p.run_until(Duration::from_secs(8));
+    assert!(p.ended.is_none(), "{:?}", p.ended);
+    let sent = p.rtp_between(Duration::ZERO, Duration::from_secs(8));
+    // "Thank you for calling Bright Smile Dental." at 65 ms per char is ~2.5 s: >100 packets.
+    assert!(sent > 100, "greeting packets: {sent}");
+    // Faster-than-real-time deltas are paced: one packet per 20 ms, never a burst (a packet may
+    // leave up to RTP_AHEAD early when a caller packet woke the shell).
+    let first = p.rtp_sent[0].saturating_duration_since(p.t0);
+    let window = (first, first + Duration::from_secs(2));
+    let n = p.rtp_between(window.0, window.1);
+    assert!((100..=101).contains(&n), "packets in 2 s: {n}");
+    assert!(p.max_rtp_gap(window.0, window.1) <= FRAME + super::core::RTP_AHEAD);
+    // The greeting came from a response.create with the greeting instructions.
+    assert!(p.commands.iter().any(|(_, c)| matches!(
+        c,
+        ModelCommand::CreateResponse { instructions: Some(i) } if i.contains("Thank you for calling.")
+    )));
+}
+
+#[test]
+fn a_caller_turn_gets_a_spoken_answer() {
+    let mut p = Pair::new(agent(""), GREETING_ONLY, Netem::default());
+    p.speech = vec![(Duration::from_secs(1), Duration::from_millis(2_500))];
+    p.run_until(Duration::from_secs(10));
+    assert!(p.ended.is_none());
+    // Every 20 ms of caller audio reached the session as one append.
+    let appends = p.appends.len();
+    assert!((495..=501).contains(&appends), "appends: {appends}");
+    assert_eq!(p.rtp_between(Duration::ZERO, Duration::from_secs(2)), 0);
+    // The answer (~3 s of speech) plays after the caller stopped (2.5 s + 500 ms of silence).
+    let answer = p.rtp_between(Duration::from_secs(3), Duration::from_secs(10));
+    assert!(answer > 120, "answer packets: {answer}");
+}
+
+const LONG_REPLY: &str = r#"
+greeting = "Hello."
+realtime_factor = 20.0
+[[turn]]
+say = "Let me tell you everything about our opening hours, our dentists, the parking, the insurance plans we accept, and the many services we offer to patients of every age."
+[fallback]
+say = "Sorry, go on."
+"#;
+
+#[test]
+fn barge_in_truncates_at_the_audio_actually_sent_within_one_frame() {
+    let mut p = Pair::new(agent(""), LONG_REPLY, Netem::default());
+    // Turn 1 at 1.0–2.0 s; the long answer starts ~2.7 s; the caller barges in at 5.0 s.
+    p.speech = vec![
+        (Duration::from_secs(1), Duration::from_secs(2)),
+        (Duration::from_secs(5), Duration::from_secs(6)),
+    ];
+    p.run_until(Duration::from_secs(6));
+    let truncates = p.truncates();
+    assert_eq!(truncates.len(), 1, "{truncates:?}");
+    let (at, _item, audio_end_ms) = truncates[0].clone();
+    // What the caller heard of that item: every packet the core sent before the truncate (the
+    // greeting is empty, so all RTP belongs to the answer).
+    let sent_ms = p.rtp_sent.iter().filter(|&&t| t <= at).count() as u64 * 20;
+    assert!(
+        audio_end_ms <= sent_ms && sent_ms - audio_end_ms <= 20,
+        "truncated at {audio_end_ms} ms, sent {sent_ms} ms"
+    );
+    // Playout stops at once: at most the frame already handed out follows.
+    let after = p.rtp_sent.iter().filter(|&&t| t > at).count();
+    let next_answer_starts = at + Duration::from_millis(1_000);
+    let right_after = p
+        .rtp_sent
+        .iter()
+        .filter(|&&t| t > at && t < next_answer_starts)
+        .count();
+    assert!(
+        right_after <= 1,
+        "{right_after} packets after the barge-in ({after} in all)"
+    );
+    assert_eq!(p.bridge.stats().barge_ins, 1);
+}
+
+const TOOL: &str = r#"
+greeting = "Hello."
+[[turn]]
+call = { name = "check_availability", arguments = { service = "cleaning" } }
+say = "I have {output.slots[0].start}."
+"#;
+
+#[test]
+fn a_tool_round_trip_reaches_the_model_and_its_answer_is_spoken() {
+    let mut p = Pair::new(agent(""), TOOL, Netem::default());
+    p.speech = vec![(Duration::from_secs(1), Duration::from_secs(2))];
+    p.run_until(Duration::from_secs(12));
+    assert!(p.ended.is_none());
+    assert_eq!(p.tools.len(), 1);
+    let (called_at, req) = &p.tools[0];
+    assert_eq!(req.name, "check_availability");
+    assert_eq!(req.arguments, r#"{"service":"cleaning"}"#);
+    let outputs = p.sim.tool_outputs();
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].call_id, req.call_id);
+    assert!(outputs[0].output.contains("2026-03-02T09:00"));
+    // The answer that reads the output is played after the tool returned (300 ms).
+    let after = called_at.saturating_duration_since(p.t0) + ms(300);
+    assert!(p.rtp_between(after, Duration::from_secs(12)) > 50);
+}
+
+const GOODBYE: &str = r#"
+greeting = "Hello."
+[[turn]]
+call = { name = "end_call", arguments = { reason = "caller said goodbye" } }
+say = "Thank you for calling, goodbye."
+"#;
+
+#[test]
+fn end_call_hangs_up_after_the_goodbye_was_played() {
+    let mut p = Pair::new(agent(""), GOODBYE, Netem::default());
+    p.speech = vec![(Duration::from_secs(1), Duration::from_secs(2))];
+    p.run_until(Duration::from_secs(20));
+    let (ended_at, reason) = p.ended.clone().expect("the call ends");
+    assert_eq!(
+        reason,
+        EndReason::local(Cause::EndCall("caller said goodbye".into()))
+    );
+    // The goodbye (~2 s of speech) was sent completely before the hang-up, and nothing after.
+    let last = *p.rtp_sent.last().expect("goodbye audio");
+    assert!(ended_at >= last);
+    assert!(ended_at.saturating_duration_since(last) <= ms(40));
+    assert!(
+        p.rtp_sent.len() > 80,
+        "goodbye packets: {}",
+        p.rtp_sent.len()
+    );
+    assert!(
+        p.tools.is_empty(),
+        "end_call is call control, not a tool task"
+    );
+}
+
+const TRANSFER: &str = r#"
+greeting = "Hello."
+[[turn]]
+preamble = "I am transferring you now."
+call = { name = "transfer_call", arguments = { target = "reception" } }
+say = "I could not transfer you, sorry."
+"#;
+
+#[test]
+fn a_transfer_that_succeeds_ends_the_call_after_the_notify() {
+    let mut p = Pair::new(agent(""), TRANSFER, Netem::default());
+    p.speech = vec![(Duration::from_secs(1), Duration::from_secs(2))];
+    // The REFER's 202 comes 3 s late; caller audio keeps flowing meanwhile.
+    p.effects.refer = (Duration::from_secs(3), Ok(202));
+    p.effects.notify = Some((ms(500), 200));
+    p.run_until(Duration::from_secs(15));
+    assert_eq!(p.refers.len(), 1);
+    let (refer_at, target) = p.refers[0].clone();
+    assert_eq!(target, "sip:reception@pbx.test");
+    let (ended_at, reason) = p.ended.clone().expect("transferred");
+    assert_eq!(reason, EndReason::local(Cause::Transferred));
+    // 3 s for the 202, 0.5 s for the NOTIFY, 100 ms for its 200 to leave.
+    let took = ended_at.saturating_duration_since(refer_at);
+    assert!(took >= ms(3_600) && took <= ms(3_700), "{took:?}");
+    // While the REFER was outstanding, every caller frame still reached the session.
+    let during = p
+        .appends
+        .iter()
+        .filter(|&&t| t > refer_at && t <= refer_at + Duration::from_secs(3))
+        .count();
+    assert!(
+        (148..=151).contains(&during),
+        "appends during the REFER: {during}"
+    );
+    assert!(
+        p.sim.tool_outputs().is_empty(),
+        "a successful transfer is not answered"
+    );
+}
+
+#[test]
+fn a_transfer_that_fails_is_reported_to_the_model_and_the_call_goes_on() {
+    let mut p = Pair::new(agent(""), TRANSFER, Netem::default());
+    p.speech = vec![(Duration::from_secs(1), Duration::from_secs(2))];
+    p.effects.refer = (ms(500), Ok(603));
+    p.run_until(Duration::from_secs(15));
+    assert!(p.ended.is_none(), "{:?}", p.ended);
+    let outputs = p.sim.tool_outputs();
+    assert_eq!(outputs.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&outputs[0].output).expect("json");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["code"], "transfer_failed");
+    // The model's apology is played after the failure.
+    let failed_at = p.refers[0].0.saturating_duration_since(p.t0) + ms(500);
+    assert!(p.rtp_between(failed_at, Duration::from_secs(15)) > 40);
+}
+
+#[test]
+fn a_session_closed_by_the_server_ends_the_call() {
+    let text = "greeting = \"Hello.\"\nmax_session_s = 5\n";
+    let mut p = Pair::new(agent("Hello."), text, Netem::default());
+    p.run_until(Duration::from_secs(30));
+    let (ended_at, reason) = p.ended.clone().expect("ended");
+    assert_eq!(reason, EndReason::local(Cause::RealtimeClosed));
+    let at = ended_at.saturating_duration_since(p.t0);
+    assert!(at >= Duration::from_secs(5) && at <= ms(5_200), "{at:?}");
+}
+
+#[test]
+fn a_ten_minute_call_with_5_percent_loss_and_60_ms_jitter() {
+    let started = std::time::Instant::now();
+    let net = Netem {
+        loss: 0.05,
+        jitter: ms(60),
+        duplicate: 0.01,
+    };
+    let mut p = Pair::new(agent("Hello."), GREETING_ONLY, net);
+    // The caller speaks for 1.5 s every 20 s.
+    p.speech = (0..30)
+        .map(|i| {
+            let at = Duration::from_secs(10 + 20 * i);
+            (at, at + ms(1_500))
+        })
+        .collect();
+    p.run_until(Duration::from_secs(600));
+    let wall = started.elapsed();
+    assert!(p.ended.is_none(), "{:?}", p.ended);
+    let stats = p.bridge.stats();
+    // Every 20 ms of the call became one append (lost packets are concealed), give or take the
+    // reorder window at the end.
+    let appends = p.appends.len();
+    assert!((29_950..=30_001).contains(&appends), "appends: {appends}");
+    let lost_share = stats.inbound.concealed_frames as f64 / appends as f64;
+    assert!((0.03..0.08).contains(&lost_share), "concealed {lost_share}");
+    assert!(stats.inbound.duplicates > 100, "{:?}", stats.inbound);
+    // The model heard the turns and answered them.
+    assert!(
+        p.rtp_sent.len() > 30 * 100,
+        "agent packets: {}",
+        p.rtp_sent.len()
+    );
+    eprintln!("10-minute call simulated in {wall:?}");
+    assert!(wall < Duration::from_secs(20), "{wall:?}");
+}
+
+#[test]
+fn a_recording_then_transfer_uses_the_same_transfer_machine() {
+    let audio = vec![0x55u8; 8_000]; // 1 s
+    let plan = CallPlan::Recording {
+        audio,
+        then: AfterMessage::Transfer {
+            target: "sip:oncall@pbx.test".into(),
+        },
+    };
+    let mut p = Pair::new(plan, GREETING_ONLY, Netem::default());
+    p.effects.refer = (ms(300), Ok(202));
+    p.effects.notify = None;
+    p.run_until(Duration::from_secs(20));
+    assert_eq!(p.rtp_sent.len(), 50);
+    assert_eq!(p.refers.len(), 1);
+    let (ended_at, reason) = p.ended.clone().expect("ended");
+    assert_eq!(reason, EndReason::local(Cause::Transferred));
+    // Without the transferee's BYE the call is hung up 5 s after the REFER was accepted.
+    let waited = ended_at.saturating_duration_since(p.refers[0].0);
+    assert_eq!(waited, ms(5_300));
+    assert!(p.appends.is_empty(), "a recording has no model session");
+}
