@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv kamailio kamailio-sqlite-modules sqlite3 sipvicious postgresql iproute2 util-linux chromium baresip-core)
-TOOLS=(sipp espeak-ng sox tshark dumpcap kamailio kamcmd sqlite3 svwar svmap ip unshare chromium baresip)
+DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv kamailio kamailio-sqlite-modules sqlite3 sipvicious postgresql iproute2 util-linux chromium baresip-core openssl)
+TOOLS=(sipp espeak-ng sox tshark dumpcap kamailio kamcmd sqlite3 svwar svmap ip unshare chromium baresip openssl)
 # PostgreSQL server binaries (not on PATH on Debian); the store tests start a throwaway server.
 PG_INITDB=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n1 || true)
 

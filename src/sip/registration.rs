@@ -957,7 +957,7 @@ mod tests {
         let mut bad_uri = file("a");
         bad_uri.registrar = "sip:alice@pbx.example.com".into();
         let mut bad_tls = file("b");
-        bad_tls.registrar = "sip:pbx.example.com;transport=tls".into();
+        bad_tls.registrar = "sip:pbx.example.com;transport=ws".into();
         let mut no_pw = file("c");
         no_pw.password_env = None;
         let mut both = file("d");
@@ -984,7 +984,7 @@ mod tests {
         assert_eq!(errs.0.len(), 8, "{text}");
         assert!(matches!(errs.0[0], AccountError::Registrar { .. }));
         assert!(text.contains("put the user into `user`"), "{text}");
-        assert!(text.contains("transport TLS is not supported"), "{text}");
+        assert!(text.contains("is not supported (use udp, tcp or tls)"), "{text}");
         assert!(matches!(errs.0[2], AccountError::PasswordSource { .. }));
         assert!(matches!(errs.0[3], AccountError::PasswordSource { .. }));
         assert!(matches!(
