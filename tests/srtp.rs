@@ -78,7 +78,9 @@ impl Baresip {
             ),
         )
         .expect("write baresip config");
-        let enc = mediaenc.map(|m| format!(";mediaenc={m}")).unwrap_or_default();
+        let enc = mediaenc
+            .map(|m| format!(";mediaenc={m}"))
+            .unwrap_or_default();
         std::fs::write(
             conf.join("accounts"),
             format!("<sip:tester@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMU{enc}\n"),
@@ -120,7 +122,14 @@ fn datagrams(pcap: &Path) -> Vec<Datagram> {
         .arg("-r")
         .arg(pcap)
         .args(["-Y", "udp", "-T", "fields", "-E", "separator=;"])
-        .args(["-e", "udp.srcport", "-e", "udp.dstport", "-e", "udp.payload"])
+        .args([
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "udp.payload",
+        ])
         .output()
         .expect("run tshark");
     assert!(out.status.success(), "tshark failed");
@@ -232,7 +241,10 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
         .expect("sox");
     assert!(st.success());
     assert!(ul.len() > 8000);
-    let sim = Sim::start(&dir, Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")));
+    let sim = Sim::start(
+        &dir,
+        Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")),
+    );
     let url = sim.url();
     let mut serve = Serve::start(
         &dir,
@@ -257,7 +269,10 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     let sip_port = serve.sip.port();
     let (their_rtp, their_proto, their_cryptos) = media_of(&sdp_of(&packets, sip_port, "INVITE "));
     let (our_rtp, our_proto, our_cryptos) = media_of(&sdp_of(&packets, sip_port, "SIP/2.0 200 "));
-    assert_eq!((their_proto.as_str(), our_proto.as_str()), ("RTP/SAVP", "RTP/SAVP"));
+    assert_eq!(
+        (their_proto.as_str(), our_proto.as_str()),
+        ("RTP/SAVP", "RTP/SAVP")
+    );
     assert_eq!(our_cryptos.len(), 1, "one a=crypto in the answer");
     let ours = &our_cryptos[0];
     let theirs = their_cryptos
@@ -265,7 +280,10 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
         .find(|c| c.tag == ours.tag)
         .expect("the answer's tag is one of the offer's");
     assert_eq!(theirs.suite, ours.suite);
-    assert_ne!(theirs.key.key, ours.key.key, "each side sends with its own key");
+    assert_ne!(
+        theirs.key.key, ours.key.key,
+        "each side sends with its own key"
+    );
     // Keys are never logged.
     for c in [ours, theirs] {
         let b64 = c.key.key.to_base64();
@@ -273,7 +291,12 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     }
 
     // The agent is heard: our SRTP decrypts with our key and carries the simulator's audio.
-    let (heard, sent) = decrypt_rtp(&packets, our_rtp, their_rtp, receiver(ours.suite, &ours.key.key));
+    let (heard, sent) = decrypt_rtp(
+        &packets,
+        our_rtp,
+        their_rtp,
+        receiver(ours.suite, &ours.key.key),
+    );
     assert!(sent > 200, "only {sent} SRTP packets reached baresip");
     let items = sim_audio_items(&read_jsonl(&sim.record_server));
     assert!(!items.is_empty(), "the simulator sent no audio");
@@ -300,9 +323,15 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     }
     // The sentence itself is in it (baresip encoded our µ-law WAV back to the same bytes, except
     // that µ-law's two zeros 0x7f and 0xff both come back as 0xff).
-    let canonical: Vec<u8> = ul.iter().map(|&b| if b == 0x7f { 0xff } else { b }).collect();
+    let canonical: Vec<u8> = ul
+        .iter()
+        .map(|&b| if b == 0x7f { 0xff } else { b })
+        .collect();
     let middle = &canonical[canonical.len() / 4..canonical.len() / 4 + 1600];
-    assert!(find(&spoken, middle).is_some(), "the caller's sentence is not in its SRTP");
+    assert!(
+        find(&spoken, middle).is_some(),
+        "the caller's sentence is not in its SRTP"
+    );
 
     // SRTCP: our reports decrypt with our key (RTCP on the odd port above RTP).
     let mut rtcp_rx = receiver(ours.suite, &ours.key.key);
@@ -312,14 +341,21 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
         .map(|d| rtcp_rx.unprotect(&d.payload).expect("our SRTCP decrypts"))
         .collect();
     assert!(!reports.is_empty(), "no SRTCP report from frontdesk");
-    assert!(reports.iter().all(|r| matches!(r[1], 200 | 201)), "SR/RR first");
+    assert!(
+        reports.iter().all(|r| matches!(r[1], 200 | 201)),
+        "SR/RR first"
+    );
     // Nothing baresip sent failed authentication or was taken for a replay, on either socket.
     let plain_log = strip_ansi(&log);
     let summaries: Vec<&str> = plain_log
         .lines()
         .filter(|l| l.contains("SRTP summary"))
         .collect();
-    assert_eq!(summaries.len(), 2, "one SRTP summary per socket (RTP, RTCP):\n{plain_log}");
+    assert_eq!(
+        summaries.len(),
+        2,
+        "one SRTP summary per socket (RTP, RTCP):\n{plain_log}"
+    );
     for s in summaries {
         assert!(
             s.contains("auth_failures=0") && s.contains("replays=0"),
@@ -369,11 +405,27 @@ srtp = "require"
     let serve = Serve::start(
         &dir,
         &dialplans(&dir),
-        &["--config", &config_arg, "--realtime-url", "ws://127.0.0.1:9/v1/realtime"],
+        &[
+            "--config",
+            &config_arg,
+            "--realtime-url",
+            "ws://127.0.0.1:9/v1/realtime",
+        ],
     );
-    let run = run_sipp(&dir, "invite_plain_expect_488.xml", serve.sip, free_port(), 0, false);
+    let run = run_sipp(
+        &dir,
+        "invite_plain_expect_488.xml",
+        serve.sip,
+        free_port(),
+        0,
+        false,
+    );
     let log = serve.proc.log_text();
-    assert!(run.success, "SIPp did not get 488:\n{}\n---- frontdesk ----\n{log}", run.output);
+    assert!(
+        run.success,
+        "SIPp did not get 488:\n{}\n---- frontdesk ----\n{log}",
+        run.output
+    );
     assert!(
         run.output.contains("SRTP is required"),
         "the 488 does not say why:\n{}",
@@ -385,7 +437,17 @@ srtp = "require"
     // baresip with plain RTP gets the same answer.
     let wav = dir.join("silence.wav");
     let st = Command::new("sox")
-        .args(["-n", "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+        .args([
+            "-n",
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+        ])
         .arg(&wav)
         .args(["trim", "0", "3"])
         .status()
@@ -393,5 +455,8 @@ srtp = "require"
     assert!(st.success());
     let plain = Baresip::new(&dir, "plain", &wav, None);
     let out = plain.call(&format!("sip:agent@{}", serve.sip), 3);
-    assert!(out.contains("488"), "baresip with plain RTP was not refused with 488:\n{out}");
+    assert!(
+        out.contains("488"),
+        "baresip with plain RTP was not refused with 488:\n{out}"
+    );
 }

@@ -179,9 +179,11 @@ impl Pair {
                 ptime_ms: 20,
                 direction: Direction::SendRecv,
                 rtcp_mux: false,
+                srtp: None,
             },
             local_rtp: "127.0.0.1:30000".parse().expect("addr"),
             sdp_session_id: 1,
+            sdes: None,
             plan,
         };
         let sim = SimSession::new(
@@ -256,7 +258,7 @@ impl Pair {
                     assert_eq!(packet.len(), PACKET_BYTES);
                     self.rtp_sent.push(self.now);
                 }
-                Output::SendRtcp { .. } | Output::AnswerOffer(_) => {}
+                Output::SendRtcp { .. } | Output::AnswerOffer(_) | Output::SetSrtp(_) => {}
                 Output::RunTool(req) => {
                     let (delay, output) = self.effects.tool.clone();
                     self.pending.push((
