@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use anyhow::Context as _;
 
 use crate::config::{self, ConfigFile, PortRange};
-use crate::realtime::client::{ApiKey, RealtimeTarget, OPENAI_REALTIME_URL};
+use crate::realtime::client::{ApiKey, RealtimeTarget};
 use crate::realtime::protocol::Dialect;
 use crate::server::{
     Privacy, RealtimeBackend, ServeSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RTP_TIMEOUT_SECS,
@@ -117,13 +117,17 @@ pub struct ServeArgs {
     /// Directory of dialplan *.toml files [default: ./dialplans].
     #[arg(long, value_name = "DIR")]
     pub dialplans: Option<PathBuf>,
-    /// Realtime WebSocket URL [default: wss://api.openai.com/v1/realtime, or the built-in
-    /// simulator when OPENAI_API_KEY is not set].
+    /// Model WebSocket URL [default: wss://api.openai.com/v1/realtime, or
+    /// wss://api.openai.com/v1/live/sessions with `--realtime-protocol live`; the built-in
+    /// simulator when no key is configured]. Azure OpenAI:
+    /// wss://RESOURCE.openai.azure.com/openai/v1/realtime?model=DEPLOYMENT or
+    /// …/openai/v1/live/sessions (with `[realtime] auth = "api-key"`).
     #[arg(long, value_name = "URL", env = "FRONTDESK_REALTIME_URL")]
     pub realtime_url: Option<String>,
-    /// Realtime protocol dialect: `ga` (default) or `beta` (`OpenAI-Beta: realtime=v1`, for
-    /// gateways that still speak it).
-    #[arg(long, value_name = "ga|beta")]
+    /// Model protocol: `ga` (Realtime GA, default), `beta` (`OpenAI-Beta: realtime=v1`, for
+    /// gateways that still speak it) or `live` (GPT-Live, `gpt-live-*` models: continuous
+    /// audio, model-controlled barge-in, tools delegated to a Responses model).
+    #[arg(long, value_name = "ga|beta|live")]
     pub realtime_protocol: Option<String>,
     /// Scenario file for the built-in simulator (only used when no API key and no URL are given).
     #[arg(long, value_name = "FILE")]
@@ -420,23 +424,26 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         Some(p) => config::parse_dialect(p)?,
         None => Dialect::Ga,
     };
-    let api_key = std::env::var("OPENAI_API_KEY").ok().and_then(ApiKey::new);
+    let key_env = file.realtime.key_env.as_deref().unwrap_or("OPENAI_API_KEY");
+    let api_key = std::env::var(key_env).ok().and_then(ApiKey::new);
+    let key_file = file.realtime.key_file.clone();
+    let has_key = api_key.is_some() || key_file.is_some();
     let url = args.realtime_url.or(file.realtime.url);
-    let realtime = match (url, api_key) {
-        (Some(url), api_key) => RealtimeBackend::Remote(RealtimeTarget {
-            url,
-            dialect,
-            api_key,
-        }),
-        (None, Some(api_key)) => RealtimeBackend::Remote(RealtimeTarget {
-            url: OPENAI_REALTIME_URL.to_owned(),
-            dialect,
-            api_key: Some(api_key),
-        }),
-        (None, None) => RealtimeBackend::BuiltInSimulator {
+    let realtime = match url {
+        None if !has_key => RealtimeBackend::BuiltInSimulator {
             scenario: args.sim_scenario,
             dialect,
         },
+        url => RealtimeBackend::Remote(RealtimeTarget {
+            auth: config::parse_auth(file.realtime.auth.as_deref())?,
+            key_file,
+            backend_model: file.realtime.backend_model.clone(),
+            ..RealtimeTarget::new(
+                url.unwrap_or_else(|| dialect.default_url().to_owned()),
+                dialect,
+                api_key,
+            )
+        }),
     };
     Ok(ServeSettings {
         sip_listen,

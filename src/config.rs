@@ -117,8 +117,19 @@ pub struct MediaFile {
 pub struct RealtimeFile {
     /// WebSocket URL.
     pub url: Option<String>,
-    /// `ga` or `beta`.
+    /// `ga`, `beta` or `live`.
     pub protocol: Option<String>,
+    /// How the key is sent: `bearer` (default), `api-key` (Azure keys) or `subprotocol`
+    /// (gateways taking `openai-insecure-api-key.KEY`).
+    pub auth: Option<String>,
+    /// Environment variable holding the key or token [default: OPENAI_API_KEY].
+    pub key_env: Option<String>,
+    /// File whose first line is the key or token, re-read for every session (rotated Entra ID
+    /// tokens); takes precedence over `key_env`.
+    pub key_file: Option<PathBuf>,
+    /// GPT-Live: the Responses model (on Azure: deployment) that runs the tools
+    /// [default: `realtime::models::DEFAULT_LIVE_BACKEND_MODEL`].
+    pub backend_model: Option<String>,
     /// Seconds to wait for a session to open before refusing the call.
     pub connect_timeout_secs: Option<u64>,
 }
@@ -323,14 +334,27 @@ impl ConfigFile {
     }
 }
 
-/// Parses a dialect name (`ga` or `beta`).
+/// Parses a dialect name (`ga`, `beta` or `live`).
 ///
 /// # Errors
 /// [`Error::Invalid`] for anything else.
 pub fn parse_dialect(s: &str) -> Result<Dialect, Error> {
     s.parse().map_err(|_| Error::Invalid {
         setting: "realtime protocol",
-        message: format!("'{s}' is not a protocol; use 'ga' (default) or 'beta'"),
+        message: format!("'{s}' is not a protocol; use 'ga' (default), 'beta' or 'live'"),
+    })
+}
+
+/// Parses `[realtime] auth` (`bearer`, `api-key`, `subprotocol`); `None` is `bearer`.
+///
+/// # Errors
+/// [`Error::Invalid`] for anything else.
+pub fn parse_auth(s: Option<&str>) -> Result<crate::realtime::client::Auth, Error> {
+    s.map_or(Ok(crate::realtime::client::Auth::Bearer), |s| {
+        s.parse().map_err(|message| Error::Invalid {
+            setting: "realtime auth",
+            message,
+        })
     })
 }
 

@@ -592,7 +592,7 @@ fn select_audio(
             proto,
             sdp::TransportProto::RtpAvp | sdp::TransportProto::RtpAvpf
         );
-        if !plain && !(secure && policy != Policy::Off) {
+        if !(plain || (secure && policy != Policy::Off)) {
             other_transport.get_or_insert(media.proto.as_str());
             continue;
         }

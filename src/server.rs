@@ -221,13 +221,13 @@ pub async fn run(
                     error!(error = %e, "built-in Realtime simulator stopped");
                 }
             });
-            let url = format!("ws://{addr}/v1/realtime");
+            let path = match dialect {
+                Dialect::Live => crate::realtime::live::LIVE_PATH,
+                Dialect::Ga | Dialect::Beta => "/v1/realtime",
+            };
+            let url = format!("ws://{addr}{path}");
             warn!(%url, "OPENAI_API_KEY is not set: calls talk to the built-in Realtime SIMULATOR, not to OpenAI (set OPENAI_API_KEY to use OpenAI)");
-            RealtimeTarget {
-                url,
-                dialect: *dialect,
-                api_key: None,
-            }
+            RealtimeTarget::new(url, *dialect, None)
         }
     };
 

@@ -78,9 +78,7 @@ impl Baresip {
             ),
         )
         .expect("write baresip config");
-        let enc = mediaenc
-            .map(|m| format!(";mediaenc={m}"))
-            .unwrap_or_default();
+        let enc = mediaenc.map(|m| format!(";mediaenc={m}")).unwrap_or_default();
         std::fs::write(
             conf.join("accounts"),
             format!("<sip:tester@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMU{enc}\n"),
@@ -122,14 +120,7 @@ fn datagrams(pcap: &Path) -> Vec<Datagram> {
         .arg("-r")
         .arg(pcap)
         .args(["-Y", "udp", "-T", "fields", "-E", "separator=;"])
-        .args([
-            "-e",
-            "udp.srcport",
-            "-e",
-            "udp.dstport",
-            "-e",
-            "udp.payload",
-        ])
+        .args(["-e", "udp.srcport", "-e", "udp.dstport", "-e", "udp.payload"])
         .output()
         .expect("run tshark");
     assert!(out.status.success(), "tshark failed");
@@ -227,7 +218,20 @@ fn sim_audio_items(server_events: &[Value]) -> Vec<Vec<u8>> {
 
 #[test]
 fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
-    let dir = TestDir::new("srtp-baresip");
+    // `mediaenc=srtp-mand`: RTP/SAVP with a=crypto, to a listener that requires SRTP.
+    srtp_call("srtp-baresip", &["--srtp", "require"], "srtp-mand", "RTP/SAVP");
+}
+
+#[test]
+fn best_effort_srtp_offer_is_encrypted_under_the_default_policy() {
+    // `mediaenc=srtp`: RTP/AVP with a=crypto ("best effort"); the default policy `offer` takes it.
+    srtp_call("srtp-best-effort", &[], "srtp", "RTP/AVP");
+}
+
+/// One baresip call with `mediaenc` to frontdesk started with `args`; both SDPs must use
+/// `proto`, and every check of the module docs must hold.
+fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str) {
+    let dir = TestDir::new(name);
     let (ul, _) = speech(&dir, "caller", CALLER_SENTENCE);
     // baresip reads 16-bit WAV; µ-law decodes and re-encodes to the same bytes.
     let wav = dir.join("caller.wav");
@@ -241,18 +245,13 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
         .expect("sox");
     assert!(st.success());
     assert!(ul.len() > 8000);
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")),
-    );
+    let sim = Sim::start(&dir, Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")));
     let url = sim.url();
-    let mut serve = Serve::start(
-        &dir,
-        &dialplans(&dir),
-        &["--realtime-url", &url, "--srtp", "require"],
-    );
+    let mut serve_args = vec!["--realtime-url", url.as_str()];
+    serve_args.extend_from_slice(args);
+    let mut serve = Serve::start(&dir, &dialplans(&dir), &serve_args);
     let capture = Capture::start_filter(&dir, "srtp", "udp and host 127.0.0.1");
-    let caller = Baresip::new(&dir, "baresip", &wav, Some("srtp-mand"));
+    let caller = Baresip::new(&dir, "baresip", &wav, Some(mediaenc));
     let out = caller.call(&format!("sip:agent@{}", serve.sip), 10);
     let pcap = capture.finish();
     let status = serve.proc.terminate(Duration::from_secs(15));
@@ -264,15 +263,12 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     assert!(status.is_some_and(|s| s.success()), "{log}");
     assert!(log.contains("media is SRTP"), "{log}");
 
-    // Both SDPs from the capture: baresip's offer (RTP/SAVP) and our answer, same tag and suite.
+    // Both SDPs from the capture: baresip's offer and our answer, same profile, tag and suite.
     let packets = datagrams(&pcap);
     let sip_port = serve.sip.port();
     let (their_rtp, their_proto, their_cryptos) = media_of(&sdp_of(&packets, sip_port, "INVITE "));
     let (our_rtp, our_proto, our_cryptos) = media_of(&sdp_of(&packets, sip_port, "SIP/2.0 200 "));
-    assert_eq!(
-        (their_proto.as_str(), our_proto.as_str()),
-        ("RTP/SAVP", "RTP/SAVP")
-    );
+    assert_eq!((their_proto.as_str(), our_proto.as_str()), (proto, proto));
     assert_eq!(our_cryptos.len(), 1, "one a=crypto in the answer");
     let ours = &our_cryptos[0];
     let theirs = their_cryptos
@@ -280,10 +276,7 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
         .find(|c| c.tag == ours.tag)
         .expect("the answer's tag is one of the offer's");
     assert_eq!(theirs.suite, ours.suite);
-    assert_ne!(
-        theirs.key.key, ours.key.key,
-        "each side sends with its own key"
-    );
+    assert_ne!(theirs.key.key, ours.key.key, "each side sends with its own key");
     // Keys are never logged.
     for c in [ours, theirs] {
         let b64 = c.key.key.to_base64();
@@ -291,12 +284,7 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     }
 
     // The agent is heard: our SRTP decrypts with our key and carries the simulator's audio.
-    let (heard, sent) = decrypt_rtp(
-        &packets,
-        our_rtp,
-        their_rtp,
-        receiver(ours.suite, &ours.key.key),
-    );
+    let (heard, sent) = decrypt_rtp(&packets, our_rtp, their_rtp, receiver(ours.suite, &ours.key.key));
     assert!(sent > 200, "only {sent} SRTP packets reached baresip");
     let items = sim_audio_items(&read_jsonl(&sim.record_server));
     assert!(!items.is_empty(), "the simulator sent no audio");
@@ -323,15 +311,9 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     }
     // The sentence itself is in it (baresip encoded our µ-law WAV back to the same bytes, except
     // that µ-law's two zeros 0x7f and 0xff both come back as 0xff).
-    let canonical: Vec<u8> = ul
-        .iter()
-        .map(|&b| if b == 0x7f { 0xff } else { b })
-        .collect();
+    let canonical: Vec<u8> = ul.iter().map(|&b| if b == 0x7f { 0xff } else { b }).collect();
     let middle = &canonical[canonical.len() / 4..canonical.len() / 4 + 1600];
-    assert!(
-        find(&spoken, middle).is_some(),
-        "the caller's sentence is not in its SRTP"
-    );
+    assert!(find(&spoken, middle).is_some(), "the caller's sentence is not in its SRTP");
 
     // SRTCP: our reports decrypt with our key (RTCP on the odd port above RTP).
     let mut rtcp_rx = receiver(ours.suite, &ours.key.key);
@@ -341,21 +323,14 @@ fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
         .map(|d| rtcp_rx.unprotect(&d.payload).expect("our SRTCP decrypts"))
         .collect();
     assert!(!reports.is_empty(), "no SRTCP report from frontdesk");
-    assert!(
-        reports.iter().all(|r| matches!(r[1], 200 | 201)),
-        "SR/RR first"
-    );
+    assert!(reports.iter().all(|r| matches!(r[1], 200 | 201)), "SR/RR first");
     // Nothing baresip sent failed authentication or was taken for a replay, on either socket.
     let plain_log = strip_ansi(&log);
     let summaries: Vec<&str> = plain_log
         .lines()
         .filter(|l| l.contains("SRTP summary"))
         .collect();
-    assert_eq!(
-        summaries.len(),
-        2,
-        "one SRTP summary per socket (RTP, RTCP):\n{plain_log}"
-    );
+    assert_eq!(summaries.len(), 2, "one SRTP summary per socket (RTP, RTCP):\n{plain_log}");
     for s in summaries {
         assert!(
             s.contains("auth_failures=0") && s.contains("replays=0"),
@@ -405,27 +380,11 @@ srtp = "require"
     let serve = Serve::start(
         &dir,
         &dialplans(&dir),
-        &[
-            "--config",
-            &config_arg,
-            "--realtime-url",
-            "ws://127.0.0.1:9/v1/realtime",
-        ],
+        &["--config", &config_arg, "--realtime-url", "ws://127.0.0.1:9/v1/realtime"],
     );
-    let run = run_sipp(
-        &dir,
-        "invite_plain_expect_488.xml",
-        serve.sip,
-        free_port(),
-        0,
-        false,
-    );
+    let run = run_sipp(&dir, "invite_plain_expect_488.xml", serve.sip, free_port(), 0, false);
     let log = serve.proc.log_text();
-    assert!(
-        run.success,
-        "SIPp did not get 488:\n{}\n---- frontdesk ----\n{log}",
-        run.output
-    );
+    assert!(run.success, "SIPp did not get 488:\n{}\n---- frontdesk ----\n{log}", run.output);
     assert!(
         run.output.contains("SRTP is required"),
         "the 488 does not say why:\n{}",
@@ -437,17 +396,7 @@ srtp = "require"
     // baresip with plain RTP gets the same answer.
     let wav = dir.join("silence.wav");
     let st = Command::new("sox")
-        .args([
-            "-n",
-            "-r",
-            "8000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-            "-e",
-            "signed-integer",
-        ])
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
         .arg(&wav)
         .args(["trim", "0", "3"])
         .status()
@@ -455,8 +404,5 @@ srtp = "require"
     assert!(st.success());
     let plain = Baresip::new(&dir, "plain", &wav, None);
     let out = plain.call(&format!("sip:agent@{}", serve.sip), 3);
-    assert!(
-        out.contains("488"),
-        "baresip with plain RTP was not refused with 488:\n{out}"
-    );
+    assert!(out.contains("488"), "baresip with plain RTP was not refused with 488:\n{out}");
 }

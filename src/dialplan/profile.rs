@@ -11,8 +11,9 @@ use serde::Deserialize;
 use super::hint;
 use super::ValueError;
 
-/// Default Realtime model for profiles that do not name one.
-pub const DEFAULT_MODEL: &str = "gpt-realtime";
+/// Default Realtime model for profiles that do not name one (all model defaults:
+/// [`crate::realtime::models`]).
+pub const DEFAULT_MODEL: &str = crate::realtime::models::DEFAULT_REALTIME_MODEL;
 /// Default voice.
 pub const DEFAULT_VOICE: &str = "marin";
 /// Default maximum call duration of an agent call (`max_duration`).

@@ -27,6 +27,14 @@
 //!   the law's silence byte. The queue holds at most [`MAX_QUEUED_BYTES`]; audio beyond it is dropped
 //!   (newest first) and counted.
 //!
+//! - Depth bounds ([`PlayoutPacer::set_depth_bounds`], off by default), for a model that streams
+//!   its audio continuously at real time (GPT-Live) on a clock that drifts against ours: the
+//!   queue's lowest depth over each window of [`DepthBounds::window_frames`] packets is kept
+//!   between [`DepthBounds::low_ms`] and [`DepthBounds::high_ms`]. Too shallow (an underrun is
+//!   near): one packet of silence is sent in place of the next *quiet* frame, which stays queued.
+//!   Too deep (delay is building): the next quiet frame is skipped. A frame is quiet when
+//!   [`is_quiet`]; speech frames are never skipped, delayed apart or cut.
+//!
 //! No I/O: the shell sends the packets and reads the clock.
 
 use std::collections::VecDeque;
@@ -61,6 +69,45 @@ const FRAME: Duration = Duration::from_millis(FRAME_MS);
 const REANCHOR_AFTER: Duration = Duration::from_millis(REANCHOR_AFTER_MS);
 /// 8 kHz samples per 20 ms frame, as an RTP timestamp increment.
 const FRAME_SAMPLES: u64 = FRAME_BYTES as u64;
+
+/// RMS (fraction of full scale) below which a frame counts as quiet: -46 dBFS.
+pub const QUIET_RMS: f64 = 0.005;
+
+/// Whether a G.711 frame is quiet enough to be skipped or delayed by the depth bounds: its RMS
+/// is below [`QUIET_RMS`] (digital silence, or the gap between words).
+pub fn is_quiet(law: Law, frame: &[u8]) -> bool {
+    super::g711::rms(law, frame) < QUIET_RMS
+}
+
+/// Bounds of the playout queue for a continuous stream (module docs). Depths are the queue's
+/// lowest over a window, measured before each packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepthBounds {
+    /// Lowest depth below which a silence packet is inserted at the next quiet frame, in ms.
+    pub low_ms: u64,
+    /// Lowest depth above which the next quiet frame is skipped, in ms.
+    pub high_ms: u64,
+    /// Packets (20 ms each) per measurement window.
+    pub window_frames: u32,
+}
+
+impl DepthBounds {
+    /// For GPT-Live's 100 ms chunks at real time: keep at least 40 ms in hand before each chunk
+    /// arrives, at most 120 ms; measured over 1 s. The queue then stays below 240 ms (120 ms +
+    /// one chunk + one frame) while the server's clock drifts by 0.1 %.
+    pub const CONTINUOUS: DepthBounds = DepthBounds {
+        low_ms: 40,
+        high_ms: 120,
+        window_frames: 50,
+    };
+}
+
+/// The correction the depth bounds asked for, applied at the next quiet frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Correction {
+    Insert,
+    Skip,
+}
 
 /// One RTP packet that is due now, handed to the shell to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +162,12 @@ pub struct PacerStats {
     pub silence_packets: u64,
     /// Schedules re-anchored because the shell was more than [`REANCHOR_AFTER_MS`] late.
     pub reanchors: u64,
+    /// Depth bounds: silence packets inserted before a quiet frame (queue too shallow).
+    pub drift_inserted_frames: u64,
+    /// Depth bounds: quiet frames skipped (queue too deep).
+    pub drift_skipped_frames: u64,
+    /// Depth bounds: the largest queue depth seen before a packet, in bytes.
+    pub max_depth_bytes: u64,
 }
 
 /// Byte accounting of one assistant item (8 bytes per ms of audio).
@@ -174,6 +227,11 @@ pub struct PlayoutPacer {
     send_silence: bool,
     /// Whether the silence schedule took its phase from the caller's packets.
     phase_locked: bool,
+    /// Depth bounds for a continuous stream, and the window being measured.
+    bounds: Option<DepthBounds>,
+    window_min: usize,
+    window_packets: u32,
+    correction: Option<Correction>,
     stats: PacerStats,
 }
 
@@ -207,7 +265,61 @@ impl PlayoutPacer {
             items: VecDeque::with_capacity(TRACKED_ITEMS + 1),
             send_silence: false,
             phase_locked: false,
+            bounds: None,
+            window_min: usize::MAX,
+            window_packets: 0,
+            correction: None,
             stats: PacerStats::default(),
+        }
+    }
+
+    /// Keeps the queue within `bounds` for a continuous model stream (module docs); `None` (the
+    /// default) turns the correction off.
+    pub fn set_depth_bounds(&mut self, bounds: Option<DepthBounds>) {
+        self.bounds = bounds;
+        self.window_min = usize::MAX;
+        self.window_packets = 0;
+        self.correction = None;
+    }
+
+    /// Depth bounds: notes the queue depth before a packet and, at the end of a window, decides
+    /// the correction.
+    fn measure_depth(&mut self) {
+        let Some(b) = self.bounds else {
+            return;
+        };
+        let depth = self.audio.len();
+        self.stats.max_depth_bytes = self.stats.max_depth_bytes.max(depth as u64);
+        self.window_min = self.window_min.min(depth);
+        self.window_packets += 1;
+        if self.window_packets >= b.window_frames.max(1) {
+            let min_ms = self.window_min as u64 / BYTES_PER_MS;
+            self.correction = if min_ms < b.low_ms {
+                Some(Correction::Insert)
+            } else if min_ms > b.high_ms {
+                Some(Correction::Skip)
+            } else {
+                None
+            };
+            self.window_min = usize::MAX;
+            self.window_packets = 0;
+        }
+    }
+
+    /// Whether the front frame of the queue is whole (within one item) and quiet.
+    fn front_frame_quiet(&self) -> bool {
+        let whole = self
+            .segments
+            .front()
+            .is_some_and(|seg| seg.len >= FRAME_BYTES);
+        whole && {
+            let (a, b) = self.audio.as_slices();
+            if a.len() >= FRAME_BYTES {
+                is_quiet(self.law, &a[..FRAME_BYTES])
+            } else {
+                let frame: Vec<u8> = a.iter().chain(b).take(FRAME_BYTES).copied().collect();
+                is_quiet(self.law, &frame)
+            }
         }
     }
 
@@ -296,6 +408,44 @@ impl PlayoutPacer {
         let frame_index = spurt.first_frame + spurt.sent;
         spurt.sent += 1;
         let next_due = spurt.start + frames(spurt.sent);
+
+        self.measure_depth();
+        match self.correction {
+            Some(Correction::Insert) if self.front_frame_quiet() => {
+                // Too shallow: a packet of silence now, the quiet frame stays queued.
+                self.correction = None;
+                self.stats.drift_inserted_frames += 1;
+                let packet = self.silent_packet(marker, frame_index);
+                self.next_seq = self.next_seq.wrapping_add(1);
+                self.last_frame = Some(frame_index);
+                self.stats.packets_sent += 1;
+                self.stats.bytes_sent += FRAME_BYTES as u64;
+                let item = self.segments.front().map_or(SILENCE_ITEM, |s| s.item);
+                return Some(Transmit {
+                    packet,
+                    item,
+                    audio_bytes: 0,
+                    due,
+                });
+            }
+            Some(Correction::Skip)
+                if self.audio.len() >= 2 * FRAME_BYTES && self.front_frame_quiet() =>
+            {
+                // Too deep: skip the quiet frame; the next one goes in this packet.
+                self.correction = None;
+                self.stats.drift_skipped_frames += 1;
+                self.audio.drain(..FRAME_BYTES);
+                if let Some(seg) = self.segments.front_mut() {
+                    seg.len -= FRAME_BYTES;
+                    let item = seg.item;
+                    if seg.len == 0 {
+                        self.segments.pop_front();
+                    }
+                    self.account(item).played += FRAME_BYTES as u64;
+                }
+            }
+            _ => {}
+        }
 
         // Cut at most one frame from the front item; pad the rest with silence.
         let (item, audio_bytes) = match self.segments.front_mut() {
@@ -393,6 +543,7 @@ impl PlayoutPacer {
         if now < due {
             return None;
         }
+        self.measure_depth();
         // The stream's first packet is marked (it starts the stream, RFC 3551 §4.1), and so is one
         // whose timestamp jumps after a stall; the others continue without a marker.
         let mut marker = self.last_frame.is_none();

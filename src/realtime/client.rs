@@ -1,11 +1,22 @@
-//! Realtime WebSocket client connection (tokio-tungstenite with rustls).
+//! Realtime / GPT-Live WebSocket client connection (tokio-tungstenite with rustls).
 //!
-//! Opens one WebSocket per call to the Realtime endpoint (OpenAI's, or the simulator's), with the
-//! headers of the chosen [`Dialect`](super::protocol::Dialect): `Authorization: Bearer <key>` and, for
-//! the beta dialect, `OpenAI-Beta: realtime=v1` (realtime-protocol.md §1.1). The API key is held in
-//! [`ApiKey`], whose `Debug`/`Display` never reveal it.
+//! Opens one WebSocket per call to the model endpoint (OpenAI's, Azure OpenAI's, a gateway's, or
+//! the simulator's), authenticated as the endpoint's [`Auth`] says:
+//!
+//! | [`Auth`] | what is sent | for |
+//! |---|---|---|
+//! | `bearer` (default) | `Authorization: Bearer <key>` | OpenAI; Azure with an Entra ID token |
+//! | `api-key` | `api-key: <key>` | Azure OpenAI keys (live-protocol.md §1.2) |
+//! | `subprotocol` | `Sec-WebSocket-Protocol: realtime, openai-insecure-api-key.<key>` (+ `openai-beta.realtime-v1` for beta) | gateways that take the key the way browsers send it |
+//!
+//! plus, for the beta dialect with header auth, `OpenAI-Beta: realtime=v1` (realtime-protocol.md
+//! §1.1). The key is an [`ApiKey`], whose `Debug`/`Display` never reveal it; it comes from an
+//! environment variable or, re-read at every connect so rotated Entra tokens are picked up, a
+//! file ([`RealtimeTarget::key_file`]). No error or log line carries it.
 
 use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
 
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -26,12 +37,18 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// Largest WebSocket message accepted from the server, in bytes (a delta is a few KiB; 16 MiB is ample).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
-/// An API key. Never printed: `Debug` and `Display` show `sk-…redacted`.
+/// Subprotocol prefix carrying the key (the browser form of Realtime authentication).
+pub const KEY_SUBPROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
+/// Subprotocol selecting the beta shape when the key travels as a subprotocol.
+pub const BETA_SUBPROTOCOL: &str = "openai-beta.realtime-v1";
+
+/// An API key or bearer token. Never printed: `Debug` and `Display` show `redacted`.
 #[derive(Clone)]
 pub struct ApiKey(String);
 
 impl ApiKey {
-    /// Wraps a key read from the environment. Returns `None` for an empty or blank value.
+    /// Wraps a key read from the environment or a file. Returns `None` for an empty or blank
+    /// value.
     pub fn new(key: String) -> Option<ApiKey> {
         let key = key.trim().to_owned();
         (!key.is_empty()).then_some(ApiKey(key))
@@ -50,15 +67,65 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// Where and how to open Realtime sessions.
+/// How the key is presented on the WebSocket handshake (see the module docs). Parses from
+/// `"bearer"`, `"api-key"` or `"subprotocol"` (ASCII case-insensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI; Azure Entra ID tokens).
+    #[default]
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI resource keys).
+    ApiKey,
+    /// `Sec-WebSocket-Protocol: realtime, openai-insecure-api-key.<key>` (gateways).
+    Subprotocol,
+}
+
+impl Auth {
+    /// The config spelling: `bearer`, `api-key`, `subprotocol`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Auth::Bearer => "bearer",
+            Auth::ApiKey => "api-key",
+            Auth::Subprotocol => "subprotocol",
+        }
+    }
+}
+
+impl FromStr for Auth {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "bearer" => Ok(Auth::Bearer),
+            "api-key" | "api_key" => Ok(Auth::ApiKey),
+            "subprotocol" => Ok(Auth::Subprotocol),
+            _ => Err(format!(
+                "'{s}' is not an authentication scheme; use 'bearer' (default), 'api-key' or 'subprotocol'"
+            )),
+        }
+    }
+}
+
+/// Where and how to open model sessions: one endpoint.
 #[derive(Debug, Clone)]
 pub struct RealtimeTarget {
-    /// Base URL, e.g. `wss://api.openai.com/v1/realtime` or `ws://127.0.0.1:8089/v1/realtime`.
+    /// Base URL, e.g. `wss://api.openai.com/v1/realtime`,
+    /// `wss://RESOURCE.openai.azure.com/openai/v1/live/sessions` or
+    /// `ws://127.0.0.1:8089/v1/realtime`.
     pub url: String,
     /// Protocol dialect.
     pub dialect: Dialect,
-    /// Bearer key; `None` sends no `Authorization` header (the simulator accepts that).
+    /// The key; `None` (and no [`RealtimeTarget::key_file`]) sends no credential (the simulator
+    /// accepts that).
     pub api_key: Option<ApiKey>,
+    /// How the key is sent.
+    pub auth: Auth,
+    /// A file whose first line is the key or token, read at every connect (takes precedence
+    /// over `api_key`; for Entra ID tokens that a sidecar refreshes).
+    pub key_file: Option<PathBuf>,
+    /// GPT-Live: the Responses model tool calls are delegated to (`None`:
+    /// [`super::models::DEFAULT_LIVE_BACKEND_MODEL`]).
+    pub backend_model: Option<String>,
 }
 
 /// Errors opening a session.
@@ -72,6 +139,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The key file could not be read or is empty.
+    #[error("cannot read the key file {}: {reason}", path.display())]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why (never the key).
+        reason: String,
+    },
     /// The TCP/TLS/WebSocket handshake failed (includes HTTP 401/403/404 answers).
     #[error("Realtime handshake with {url} failed: {source}")]
     Handshake {
@@ -83,21 +158,50 @@ pub enum Error {
 }
 
 impl RealtimeTarget {
+    /// An endpoint with bearer auth, no key file and the default GPT-Live backend model.
+    pub fn new(url: impl Into<String>, dialect: Dialect, api_key: Option<ApiKey>) -> Self {
+        RealtimeTarget {
+            url: url.into(),
+            dialect,
+            api_key,
+            auth: Auth::Bearer,
+            key_file: None,
+            backend_model: None,
+        }
+    }
+
     /// The URL to connect to for `model`: the base URL with `?model=` appended unless it already
-    /// has a query.
+    /// has a query or the dialect takes the model in its session configuration (GPT-Live).
     pub fn url_for(&self, model: &str) -> String {
-        if self.url.contains('?') {
+        if self.url.contains('?') || !self.dialect.model_in_url() {
             self.url.clone()
         } else {
             format!("{}?model={}", self.url, model)
         }
     }
 
+    /// The key for this connect: the key file's first line, else [`RealtimeTarget::api_key`].
+    fn key(&self) -> Result<Option<ApiKey>, Error> {
+        let Some(path) = &self.key_file else {
+            return Ok(self.api_key.clone());
+        };
+        let err = |reason: String| Error::KeyFile {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.kind().to_string()))?;
+        let first = text.lines().next().unwrap_or_default().to_owned();
+        ApiKey::new(first)
+            .map(Some)
+            .ok_or_else(|| err("the first line is empty".into()))
+    }
+
     /// Opens a WebSocket session for `model`. No timeout is applied here: callers bound it.
     ///
     /// # Errors
-    /// [`Error::Url`] for a malformed URL, [`Error::Handshake`] when the server cannot be reached or
-    /// refuses the upgrade.
+    /// [`Error::Url`] for a malformed URL or a key that cannot go in a header,
+    /// [`Error::KeyFile`] for an unreadable key file, [`Error::Handshake`] when the server cannot
+    /// be reached or refuses the upgrade.
     pub async fn connect(&self, model: &str) -> Result<RealtimeSocket, Error> {
         let url = self.url_for(model);
         let url_err = |reason: String| Error::Url {
@@ -108,14 +212,33 @@ impl RealtimeTarget {
             .as_str()
             .into_client_request()
             .map_err(|e| url_err(e.to_string()))?;
+        let key = self.key()?;
         let headers = request.headers_mut();
-        if let Some(key) = &self.api_key {
-            let value = HeaderValue::from_str(&format!("Bearer {}", key.0)).map_err(|_| {
-                url_err("the API key contains characters not allowed in a header".into())
-            })?;
-            headers.insert("Authorization", value);
+        let bad_key = || url_err("the API key contains characters not allowed in a header".into());
+        match (&key, self.auth) {
+            (None, _) => {}
+            (Some(key), Auth::Bearer) => {
+                let value =
+                    HeaderValue::from_str(&format!("Bearer {}", key.0)).map_err(|_| bad_key())?;
+                headers.insert("Authorization", value);
+            }
+            (Some(key), Auth::ApiKey) => {
+                headers.insert("api-key", HeaderValue::from_str(&key.0).map_err(|_| bad_key())?);
+            }
+            (Some(key), Auth::Subprotocol) => {
+                let mut protocols = format!("realtime, {KEY_SUBPROTOCOL_PREFIX}{}", key.0);
+                if self.dialect == Dialect::Beta {
+                    protocols.push_str(", ");
+                    protocols.push_str(BETA_SUBPROTOCOL);
+                }
+                headers.insert(
+                    "Sec-WebSocket-Protocol",
+                    HeaderValue::from_str(&protocols).map_err(|_| bad_key())?,
+                );
+            }
         }
-        if let Some((name, value)) = self.dialect.beta_header() {
+        let subprotocol_beta = key.is_some() && self.auth == Auth::Subprotocol;
+        if let Some((name, value)) = self.dialect.beta_header().filter(|_| !subprotocol_beta) {
             headers.insert(name, HeaderValue::from_static(value));
         }
         // An 8 KiB read buffer instead of tungstenite's 128 KiB, which it zero-fills on every poll:
@@ -143,22 +266,14 @@ mod tests {
     fn api_key_is_never_printed() {
         let key = ApiKey::new("sk-secret-123".into()).expect("key");
         assert!(!format!("{key:?} {key}").contains("secret"));
-        let target = RealtimeTarget {
-            url: OPENAI_REALTIME_URL.into(),
-            dialect: Dialect::Ga,
-            api_key: Some(key),
-        };
+        let target = RealtimeTarget::new(OPENAI_REALTIME_URL, Dialect::Ga, Some(key));
         assert!(!format!("{target:?}").contains("secret"));
         assert!(ApiKey::new("  ".into()).is_none());
     }
 
     #[test]
     fn model_goes_into_the_query() {
-        let t = RealtimeTarget {
-            url: "ws://127.0.0.1:1/v1/realtime".into(),
-            dialect: Dialect::Ga,
-            api_key: None,
-        };
+        let t = RealtimeTarget::new("ws://127.0.0.1:1/v1/realtime", Dialect::Ga, None);
         assert_eq!(
             t.url_for("gpt-realtime"),
             "ws://127.0.0.1:1/v1/realtime?model=gpt-realtime"
@@ -186,11 +301,11 @@ mod tests {
                 let _ = s.write_all(b"HTTP/1.1 400 Not TLS\r\n\r\n").await;
             }
         });
-        let target = RealtimeTarget {
-            url: format!("wss://localhost:{}/v1/realtime", addr.port()),
-            dialect: Dialect::Ga,
-            api_key: ApiKey::new("sk-test".into()),
-        };
+        let target = RealtimeTarget::new(
+            format!("wss://localhost:{}/v1/realtime", addr.port()),
+            Dialect::Ga,
+            ApiKey::new("sk-test".into()),
+        );
         let err = target
             .connect("gpt-realtime")
             .await

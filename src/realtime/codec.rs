@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 
+use super::live::codec::LiveCodec;
 use super::model::{Capabilities, ModelCommand, ModelError, ModelEvent};
 use super::protocol::{self, Dialect, ServerEvent};
 
@@ -28,16 +29,31 @@ pub struct Codec {
     function_names: VecDeque<(String, String)>,
     /// Call ids already emitted as [`ModelEvent::ToolCall`].
     tool_calls_seen: VecDeque<String>,
+    /// The GPT-Live mapping, for [`Dialect::Live`] ([`super::live::codec`]).
+    live: Option<LiveCodec>,
 }
 
 impl Codec {
-    /// A codec for a fresh session speaking `dialect`.
+    /// A codec for a fresh session speaking `dialect` (GPT-Live tool calls go to
+    /// [`super::models::DEFAULT_LIVE_BACKEND_MODEL`]; see [`Codec::with_backend_model`]).
     pub fn new(dialect: Dialect) -> Codec {
+        Codec::with_backend_model(dialect, super::models::DEFAULT_LIVE_BACKEND_MODEL)
+    }
+
+    /// A codec for `dialect` whose GPT-Live sessions delegate tool calls to the Responses model
+    /// `backend_model` (ignored by the Realtime dialects).
+    pub fn with_backend_model(dialect: Dialect, backend_model: &str) -> Codec {
         Codec {
             dialect,
             function_names: VecDeque::new(),
             tool_calls_seen: VecDeque::new(),
+            live: (dialect == Dialect::Live).then(|| LiveCodec::new(backend_model)),
         }
+    }
+
+    /// The GPT-Live state (`expires_at`, usage seconds, held events), for [`Dialect::Live`].
+    pub fn live(&mut self) -> Option<&mut LiveCodec> {
+        self.live.as_mut()
     }
 
     /// The dialect spoken.
@@ -54,6 +70,9 @@ impl Codec {
     /// empty, when the dialect has no such message (nothing is to be sent).
     pub fn encode(&mut self, cmd: &ModelCommand, out: &mut String) -> bool {
         out.clear();
+        if let Some(live) = &mut self.live {
+            return live.encode(cmd, out);
+        }
         match cmd {
             ModelCommand::AppendAudio(audio) => protocol::input_audio_buffer_append(out, audio),
             ModelCommand::Configure(settings) => {
@@ -99,6 +118,9 @@ impl Codec {
         text: &str,
         out: &mut VecDeque<ModelEvent>,
     ) -> Result<(), protocol::Error> {
+        if let Some(live) = &mut self.live {
+            return live.decode(text, out);
+        }
         let event = protocol::parse_server_event(text)?;
         self.decode_event(event, out);
         Ok(())

@@ -31,6 +31,8 @@ use serde_json::Value;
 use super::protocol::{write_audio_event, Error, FunctionCall, ToolDefinition, Usage, AUDIO_B64};
 use crate::media::g711::{Law, CLOCK_RATE_HZ};
 
+pub mod codec;
+
 /// OpenAI's GPT-Live WebSocket endpoint (§1.1). No query parameters: the model goes in
 /// `session.start`.
 pub const OPENAI_LIVE_URL: &str = "wss://api.openai.com/v1/live/sessions";

@@ -8,6 +8,7 @@ pub mod client;
 pub mod codec;
 pub mod live;
 pub mod model;
+pub mod models;
 pub mod protocol;
 pub mod session;
 pub mod sim;

@@ -49,6 +49,9 @@ pub enum Dialect {
     Ga,
     /// Legacy beta protocol (`OpenAI-Beta: realtime=v1`, flat `input_audio_format` etc.).
     Beta,
+    /// GPT-Live (`/v1/live/sessions`, `gpt-live-*`): `session.start`, one continuous output
+    /// stream, model-controlled barge-in, delegated tools. Wire protocol in [`super::live`].
+    Live,
 }
 
 impl Dialect {
@@ -60,7 +63,7 @@ impl Dialect {
     /// with close code 4000 `beta_api_shape_disabled`; §1.1, §9.1).
     pub fn beta_header(self) -> Option<(&'static str, &'static str)> {
         match self {
-            Dialect::Ga => None,
+            Dialect::Ga | Dialect::Live => None,
             Dialect::Beta => Some(Self::BETA_HEADER),
         }
     }
@@ -70,10 +73,12 @@ impl Dialect {
     /// * GA: an object — `{"type":"audio/pcmu"}` (µ-law) or `{"type":"audio/pcma"}` (A-law)
     ///   (SDK `RealtimeAudioFormats` → `AudioPCMU` / `AudioPCMA`).
     /// * Beta: a string — `"g711_ulaw"` or `"g711_alaw"` (SDK beta `Session.input_audio_format`).
+    /// * Live: `{"type":"audio/pcmu"|"audio/pcma","rate":8000}` ([`super::live::audio_format`]).
     pub fn audio_format(self, law: Law) -> Value {
         match self {
             Dialect::Ga => to_value(&GaFormatWire::new(law)),
             Dialect::Beta => Value::from(beta_format(law)),
+            Dialect::Live => super::live::audio_format(law),
         }
     }
 
@@ -88,6 +93,14 @@ impl Dialect {
                 continuous_output: false,
                 continuous_input: false,
             },
+            // live-protocol.md §3.3, §3.4: the model stops itself; no truncate, no cancel; one
+            // continuous real-time stream each way.
+            Dialect::Live => super::model::Capabilities {
+                truncates_on_barge_in: false,
+                cancels_responses: false,
+                continuous_output: true,
+                continuous_input: true,
+            },
         }
     }
 
@@ -96,7 +109,23 @@ impl Dialect {
         match self {
             Dialect::Ga => "ga",
             Dialect::Beta => "beta",
+            Dialect::Live => "live",
         }
+    }
+
+    /// The endpoint used when no URL is configured: OpenAI's Realtime endpoint for GA and beta,
+    /// its GPT-Live sessions endpoint for live.
+    pub const fn default_url(self) -> &'static str {
+        match self {
+            Dialect::Ga | Dialect::Beta => super::client::OPENAI_REALTIME_URL,
+            Dialect::Live => super::live::OPENAI_LIVE_URL,
+        }
+    }
+
+    /// Whether the model goes into the URL as `?model=` (Realtime) or only into the session
+    /// configuration (GPT-Live: "do not pass it as a URL query parameter", live-protocol.md §1.1).
+    pub const fn model_in_url(self) -> bool {
+        !matches!(self, Dialect::Live)
     }
 }
 
@@ -109,22 +138,26 @@ impl fmt::Display for Dialect {
 impl FromStr for Dialect {
     type Err = DialectParseError;
 
-    /// Parses `"ga"` or `"beta"` (ASCII case-insensitive, surrounding whitespace ignored).
+    /// Parses `"ga"`, `"beta"` or `"live"` (ASCII case-insensitive, surrounding whitespace
+    /// ignored).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
         if t.eq_ignore_ascii_case("ga") {
             Ok(Dialect::Ga)
         } else if t.eq_ignore_ascii_case("beta") {
             Ok(Dialect::Beta)
+        } else if t.eq_ignore_ascii_case("live") {
+            Ok(Dialect::Live)
         } else {
             Err(DialectParseError(s.to_owned()))
         }
     }
 }
 
-/// Error of `"…".parse::<Dialect>()`: the input was neither `"ga"` nor `"beta"`. Holds the input.
+/// Error of `"…".parse::<Dialect>()`: the input was not `"ga"`, `"beta"` or `"live"`. Holds the
+/// input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown realtime dialect {0:?} (expected \"ga\" or \"beta\")")]
+#[error("unknown realtime dialect {0:?} (expected \"ga\", \"beta\" or \"live\")")]
 pub struct DialectParseError(pub String);
 
 // ---------------------------------------------------------------------------------------------
@@ -385,6 +418,9 @@ struct BetaSessionWire<'a> {
 /// `transcription` / `input_audio_transcription` is omitted when
 /// [`SessionSettings::transcription_model`] is `None`. Neither shape contains a field of the other
 /// dialect (in particular no `temperature`). Keys are emitted in the order shown.
+///
+/// Live has no `session.update` of these fields: its configuration is the immutable
+/// `session.start` ([`super::live::session_start`] of [`super::live::LiveSessionSettings::from_realtime`]).
 pub fn session_update(dialect: Dialect, s: &SessionSettings) -> String {
     let tools = || s.tools.iter().map(ToolWire::from).collect::<Vec<_>>();
     let transcription = || {
@@ -415,6 +451,10 @@ pub fn session_update(dialect: Dialect, s: &SessionSettings) -> String {
                 tool_choice: "auto",
             },
         }),
+        Dialect::Live => super::live::session_start(&super::live::LiveSessionSettings::from_realtime(
+            s,
+            super::models::DEFAULT_LIVE_BACKEND_MODEL,
+        )),
         Dialect::Beta => to_text(&SessionUpdateWire {
             kind: "session.update",
             session: BetaSessionWire {
@@ -567,9 +607,11 @@ struct FunctionOutputWire<'a> {
 ///   "content":[{"type":"input_text","text":"…"}]}}`.
 ///
 /// The shape is currently identical in both dialects (SDK GA `RealtimeConversationItemUserMessage`,
-/// beta flat `ConversationItem`); the dialect parameter keeps call sites dialect-aware.
+/// beta flat `ConversationItem`); the dialect parameter keeps call sites dialect-aware. Live has
+/// no conversation items: there the text goes in as `session.instructions.append`.
 pub fn user_text_message(dialect: Dialect, text: &str) -> String {
     match dialect {
+        Dialect::Live => super::live::instructions_append(text),
         Dialect::Ga | Dialect::Beta => to_text(&ItemCreateWire {
             kind: "conversation.item.create",
             item: UserMessageWire {

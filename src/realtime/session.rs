@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use super::client::{self, RealtimeSocket, RealtimeTarget};
+use super::protocol::Dialect;
 use super::codec::Codec;
 use super::model::{Capabilities, ModelCommand, ModelEvent};
 
@@ -61,15 +62,27 @@ impl Session {
     /// # Errors
     /// [`Error::Connect`] (URL, TCP, TLS, HTTP upgrade), [`Error::Refused`] (an `error` event
     /// first), [`Error::Closed`] (closed before creation), [`Error::Transport`].
+    /// GPT-Live ([`Dialect::Live`]) speaks only after the client's `session.start`, which is the
+    /// first [`ModelCommand::Configure`]: its session is returned once the WebSocket is open, and
+    /// [`ModelEvent::SessionCreated`] follows as an event (a refused start as
+    /// [`ModelEvent::SessionClosed`]).
     pub async fn connect(target: &RealtimeTarget, model: &str) -> Result<Session, Error> {
         let ws = target.connect(model).await?;
+        let backend = target
+            .backend_model
+            .as_deref()
+            .unwrap_or(super::models::DEFAULT_LIVE_BACKEND_MODEL);
         let mut session = Session {
             ws,
-            codec: Codec::new(target.dialect),
+            codec: Codec::with_backend_model(target.dialect, backend),
             events: VecDeque::new(),
             session_id: None,
             closed: false,
         };
+        if target.dialect == Dialect::Live {
+            info!("GPT-Live connection open; session.start follows");
+            return Ok(session);
+        }
         loop {
             match session.next_event().await? {
                 ModelEvent::SessionCreated { session_id } => {
@@ -141,6 +154,7 @@ impl Session {
                     if let Err(e) = self.codec.decode(&text, &mut self.events) {
                         warn!(error = %e, "unreadable Realtime event");
                     }
+                    self.release_held().await?;
                 }
                 Some(Ok(Message::Close(frame))) => {
                     self.closed = true;
@@ -161,8 +175,57 @@ impl Session {
         }
     }
 
-    /// Closes the WebSocket (a close frame, then waits for the server's). The caller bounds it.
+    /// GPT-Live: sends what the codec held until `session.started` (greeting, context, tool
+    /// outputs), once the session has started.
+    async fn release_held(&mut self) -> Result<(), Error> {
+        let Some(live) = self.codec.live() else {
+            return Ok(());
+        };
+        let held = live.take_held();
+        if held.is_empty() {
+            return Ok(());
+        }
+        if let Some(expires_at) = live.expires_at() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let left = expires_at.saturating_sub(i64::try_from(now).unwrap_or(i64::MAX));
+            info!(expires_at, expires_in_s = left, "GPT-Live session started");
+        }
+        for text in held {
+            self.ws
+                .feed(Message::Text(text.into()))
+                .await
+                .map_err(transport)?;
+        }
+        self.ws.flush().await.map_err(transport)
+    }
+
+    /// `session.expires_at` of a GPT-Live session (Unix seconds), once started: when a planned
+    /// rollover must have replaced it.
+    pub fn expires_at(&mut self) -> Option<i64> {
+        self.codec.live().and_then(|l| l.expires_at())
+    }
+
+    /// Closes the session. GPT-Live: `session.close`, then waits for `session.closed` (the
+    /// final usage) before closing the WebSocket. Then a close frame, and the server's. The caller
+    /// bounds it.
     pub async fn close(&mut self) {
+        let live_open = !self.closed && self.codec.live().is_some_and(|l| l.start_sent());
+        if live_open {
+            let _ = self
+                .ws
+                .send(Message::Text(super::live::session_close().into()))
+                .await;
+            while let Ok(event) = self.next_event().await {
+                if let ModelEvent::SessionClosed { .. } = event {
+                    break;
+                }
+            }
+            if let Some(live) = self.codec.live() {
+                info!(usage_seconds = live.usage_seconds(), "GPT-Live session closed");
+            }
+        }
         if let Err(e) = self.ws.close(None).await {
             debug!(error = %e, "closing the Realtime session failed");
         }

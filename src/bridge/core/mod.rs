@@ -46,7 +46,7 @@ use tracing::{debug, info};
 use crate::dialplan::{AfterMessage, DtmfAction};
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::jitter::{Disposition, JitterBuffer};
-use crate::media::pacer::{PlayoutPacer, Transmit, PACKET_BYTES};
+use crate::media::pacer::{DepthBounds, PlayoutPacer, Transmit, PACKET_BYTES};
 use crate::media::rtcp::RtcpSession;
 use crate::media::rtp;
 use crate::media::srtp::SrtpKeys;
@@ -373,6 +373,10 @@ impl Bridge {
             now,
         );
         pacer.set_send_silence(media.send_silence && recording.is_none());
+        if caps.continuous_output {
+            // A continuous model stream drifts against our clock (GPT-Live).
+            pacer.set_depth_bounds(Some(DepthBounds::CONTINUOUS));
+        }
         let control = control::Control::new(now, model.as_ref(), after, recording.is_some());
         let mut bridge = Bridge {
             now,

@@ -391,7 +391,7 @@ fn turn_detection_defaults(dialect: Dialect, kind: &str) -> Value {
             "type": "semantic_vad", "eagerness": "auto",
             "create_response": true, "interrupt_response": true,
         }),
-        (_, Dialect::Ga) => json!({
+        (_, Dialect::Ga | Dialect::Live) => json!({
             "type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
             "silence_duration_ms": 200, "idle_timeout_ms": null,
             "create_response": true, "interrupt_response": true,
@@ -414,7 +414,7 @@ fn normalize_turn_detection(
     };
     let kind = match obj.get("type").and_then(Value::as_str) {
         Some(k) => k.to_string(),
-        None if dialect == Dialect::Ga => return Err(ClientError::missing(&join(path, "type"))),
+        None if dialect != Dialect::Beta => return Err(ClientError::missing(&join(path, "type"))),
         None => "server_vad".to_string(),
     };
     let allowed: &[&str] = if kind == "semantic_vad" {
@@ -536,7 +536,7 @@ impl SessionConfig {
     /// The default session the real service reports in `session.created`.
     pub(crate) fn new(dialect: Dialect, id: &str, model: &str, expires_at: u64) -> SessionConfig {
         let value = match dialect {
-            Dialect::Ga => json!({
+            Dialect::Ga | Dialect::Live => json!({
                 "type": "realtime",
                 "object": "realtime.session",
                 "id": id,
@@ -597,7 +597,7 @@ impl SessionConfig {
     /// The configured voice.
     pub(crate) fn voice(&self) -> Value {
         let v = match self.dialect {
-            Dialect::Ga => get(&self.value, &["audio", "output", "voice"]),
+            Dialect::Ga | Dialect::Live => get(&self.value, &["audio", "output", "voice"]),
             Dialect::Beta => self.value.get("voice"),
         };
         v.cloned().unwrap_or(Value::Null)
@@ -612,7 +612,7 @@ impl SessionConfig {
         voice_locked: bool,
     ) -> Result<(), ClientError> {
         let schema = match self.dialect {
-            Dialect::Ga => GA_SESSION,
+            Dialect::Ga | Dialect::Live => GA_SESSION,
             Dialect::Beta => BETA_SESSION,
         };
         check("session", session, schema)?;
@@ -622,7 +622,7 @@ impl SessionConfig {
         let mut next = self.value.clone();
         merge(&mut next, session, schema);
         match self.dialect {
-            Dialect::Ga => {
+            Dialect::Ga | Dialect::Live => {
                 for dir in ["input", "output"] {
                     if let Some(f) = next.pointer_mut(&format!("/audio/{dir}/format")) {
                         normalize_ga_format(&format!("session.audio.{dir}.format"), f)?;
@@ -661,7 +661,7 @@ impl SessionConfig {
                 Some("cannot_update_voice"),
                 "Cannot update a conversation's voice if assistant audio is present.".into(),
                 Some(match self.dialect {
-                    Dialect::Ga => "session.audio.output.voice",
+                    Dialect::Ga | Dialect::Live => "session.audio.output.voice",
                     Dialect::Beta => "session.voice",
                 }),
             ));
@@ -674,7 +674,7 @@ impl SessionConfig {
     pub(crate) fn effective(&self) -> Effective {
         let v = &self.value;
         match self.dialect {
-            Dialect::Ga => {
+            Dialect::Ga | Dialect::Live => {
                 let fmt = |dir: &str| {
                     get(v, &["audio", dir, "format", "type"])
                         .and_then(Value::as_str)
@@ -756,7 +756,7 @@ impl ResponseSettings {
             return Ok(s);
         };
         match config.dialect {
-            Dialect::Ga => {
+            Dialect::Ga | Dialect::Live => {
                 check("response", r, GA_RESPONSE)?;
                 if let Some(m) = r.get("output_modalities") {
                     if m.as_array().is_some_and(|m| m.len() != 1) {

@@ -219,6 +219,9 @@ pub struct LiveSimSession {
     counter: u64,
     scenario: Arc<Scenario>,
     skew_ppm: i64,
+    /// Input and output positions (ms) where the current skew started.
+    skew_base_in: u64,
+    skew_base_out: u64,
     out: VecDeque<String>,
     close: Option<Close>,
     closed: bool,
@@ -290,6 +293,8 @@ impl LiveSimSession {
             counter: 0,
             scenario: params.scenario,
             skew_ppm: i64::from(params.clock_skew_ppm).clamp(-100_000, 100_000),
+            skew_base_in: 0,
+            skew_base_out: 0,
             out: VecDeque::new(),
             close: None,
             closed: false,
@@ -316,6 +321,23 @@ impl LiveSimSession {
             tool_outputs: Vec::new(),
             next_usage_ms: USAGE_PERIOD_MS,
         }
+    }
+
+    /// Changes how fast the simulated server's clock runs (see [`LiveParams::clock_skew_ppm`]),
+    /// from the current point of the timeline on.
+    pub fn set_clock_skew_ppm(&mut self, ppm: i32) {
+        // Keep the output owed so far; scale only what comes from now on.
+        let input_ms = self.input_ms();
+        self.skew_base_out = self.due_out_ms(input_ms);
+        self.skew_base_in = input_ms;
+        self.skew_ppm = i64::from(ppm).clamp(-100_000, 100_000);
+    }
+
+    /// Output milliseconds owed at input position `input_ms`.
+    fn due_out_ms(&self, input_ms: u64) -> u64 {
+        let since = input_ms.saturating_sub(self.skew_base_in);
+        self.skew_base_out
+            + since.saturating_mul(1_000_000u64.saturating_add_signed(self.skew_ppm)) / 1_000_000
     }
 
     /// The session id (`live_…`).
@@ -767,8 +789,7 @@ impl LiveSimSession {
     /// Runs what is due at the current input position and emits the output the timeline owes.
     fn advance(&mut self) {
         let input_ms = self.input_ms();
-        let due =
-            input_ms.saturating_mul(1_000_000u64.saturating_add_signed(self.skew_ppm)) / 1_000_000;
+        let due = self.due_out_ms(input_ms);
         loop {
             // Behaviour due by the start of the next chunk goes into that chunk.
             self.run_plans(self.out_ms.min(input_ms));

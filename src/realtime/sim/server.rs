@@ -349,7 +349,7 @@ async fn connection(
     };
     let dialect = match (handshake.live, handshake.dialect) {
         (true, _) => "live",
-        (false, Dialect::Ga) => "ga",
+        (false, Dialect::Ga | Dialect::Live) => "ga",
         (false, Dialect::Beta) => "beta",
     };
     let span = tracing::info_span!("sim_session", id = %session.id(), dialect, %peer);

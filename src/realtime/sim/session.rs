@@ -19,6 +19,9 @@
 //! the greeting, each committed caller turn gets the next scenario turn, and a
 //! `function_call_output` for the call the simulator made gets that turn's `say`.
 //!
+//! The Realtime core never sees [`Dialect::Live`] (the server routes `/v1/live/sessions` to
+//! [`super::LiveSimSession`]); where a match needs the arm, Live takes GA's.
+//!
 //! Invariants: no I/O and no clock reads (time comes in as `now`, wall time as
 //! [`SessionParams::unix_time_s`]); time going backwards is ignored; nothing a client sends
 //! can panic — bad events produce `error` events and the session stays open.
@@ -45,7 +48,7 @@ const IDLE_RETAIN_EXTRA_MS: u64 = 1000;
 const GA_MAX_SESSION: Duration = Duration::from_secs(60 * 60);
 const BETA_MAX_SESSION: Duration = Duration::from_secs(30 * 60);
 /// Default models reported when the client did not name one.
-const GA_DEFAULT_MODEL: &str = "gpt-realtime";
+const GA_DEFAULT_MODEL: &str = crate::realtime::models::DEFAULT_REALTIME_MODEL;
 const BETA_DEFAULT_MODEL: &str = "gpt-4o-realtime-preview-2024-12-17";
 /// WebSocket close code "going away", used at the session cap.
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -346,12 +349,12 @@ impl SimSession {
     /// Starts a session at `now`; `session.created` is queued immediately.
     pub fn new(params: SessionParams, now: Instant) -> SimSession {
         let max_session = params.scenario.max_session.unwrap_or(match params.dialect {
-            Dialect::Ga => GA_MAX_SESSION,
+            Dialect::Ga | Dialect::Live => GA_MAX_SESSION,
             Dialect::Beta => BETA_MAX_SESSION,
         });
         let model = params.model.clone().unwrap_or_else(|| {
             match params.dialect {
-                Dialect::Ga => GA_DEFAULT_MODEL,
+                Dialect::Ga | Dialect::Live => GA_DEFAULT_MODEL,
                 Dialect::Beta => BETA_DEFAULT_MODEL,
             }
             .to_string()
@@ -507,7 +510,7 @@ impl SimSession {
         obj: &Map<String, Value>,
     ) -> Result<(), ClientError> {
         let supported = match self.dialect {
-            Dialect::Ga => GA_CLIENT_EVENTS,
+            Dialect::Ga | Dialect::Live => GA_CLIENT_EVENTS,
             Dialect::Beta => BETA_CLIENT_EVENTS,
         };
         if !supported.contains(&ty) {
@@ -616,7 +619,7 @@ impl SimSession {
 
     fn name(&self, ga: &'static str, beta: &'static str) -> &'static str {
         match self.dialect {
-            Dialect::Ga => ga,
+            Dialect::Ga | Dialect::Live => ga,
             Dialect::Beta => beta,
         }
     }
@@ -627,7 +630,7 @@ impl SimSession {
         let previous = self.previous_id(index);
         let item = self.item_json(index);
         match self.dialect {
-            Dialect::Ga => {
+            Dialect::Ga | Dialect::Live => {
                 self.emit(
                     "conversation.item.added",
                     json!({"previous_item_id": previous, "item": item}),
@@ -1393,7 +1396,7 @@ impl SimSession {
         let max = s.max_output_tokens.map_or(json!("inf"), |n| json!(n));
         let conversation_id = format!("conv_{}", self.token);
         match self.dialect {
-            Dialect::Ga => json!({
+            Dialect::Ga | Dialect::Live => json!({
                 "id": a.id, "object": "realtime.response", "status": status,
                 "status_details": details, "output": a.finished, "conversation_id": conversation_id,
                 "output_modalities": [if s.text_only { "text" } else { "audio" }],

@@ -112,7 +112,7 @@ fn ulaw(samples: &[i16]) -> Vec<u8> {
 async fn whole_session(dialect: Dialect) {
     let sim = start().await;
     let headers: &[(&'static str, &str)] = match dialect {
-        Dialect::Ga => &[("authorization", "Bearer sk-test-not-a-key")],
+        Dialect::Ga | Dialect::Live => &[("authorization", "Bearer sk-test-not-a-key")],
         Dialect::Beta => &[
             ("authorization", "Bearer sk-test-not-a-key"),
             ("openai-beta", "realtime=v1"),
@@ -126,7 +126,7 @@ async fn whole_session(dialect: Dialect) {
     assert_eq!(created["session"]["model"], "gpt-realtime");
     let mut sent = Vec::new();
     let update = match dialect {
-        Dialect::Ga => {
+        Dialect::Ga | Dialect::Live => {
             assert_eq!(created["session"]["type"], "realtime");
             json!({"type": "session.update", "event_id": "evt_upd", "session": {"type": "realtime",
                 "audio": {"input": {"format": {"type": "audio/pcmu"},
@@ -155,7 +155,7 @@ async fn whole_session(dialect: Dialect) {
     let events = events_until(&mut ws, "response.done").await;
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     let (delta, transcript_done) = match dialect {
-        Dialect::Ga => (
+        Dialect::Ga | Dialect::Live => (
             "response.output_audio.delta",
             "response.output_audio_transcript.done",
         ),

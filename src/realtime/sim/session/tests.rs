@@ -105,7 +105,7 @@ impl H {
 
     fn configure_ulaw(&mut self, silence_ms: u64) {
         match self.s.dialect {
-            Dialect::Ga => self.send(json!({"type": "session.update", "session": {
+            Dialect::Ga | Dialect::Live => self.send(json!({"type": "session.update", "session": {
                 "type": "realtime", "output_modalities": ["audio"],
                 "audio": {"input": {"format": {"type": "audio/pcmu"},
                                     "turn_detection": {"type": "server_vad", "threshold": 0.5,
@@ -632,7 +632,7 @@ fn function_call_flow(dialect: Dialect) -> Vec<Value> {
     h.finish_response();
     let ev2 = h.take();
     let spoken = match dialect {
-        Dialect::Ga => "response.output_audio_transcript.done",
+        Dialect::Ga | Dialect::Live => "response.output_audio_transcript.done",
         Dialect::Beta => "response.audio_transcript.done",
     };
     assert_eq!(
@@ -1037,7 +1037,7 @@ say = "This is a long answer that the caller will interrupt halfway through, so 
 "#;
     let mut h = H::new(dialect, toml);
     match dialect {
-        Dialect::Ga => h.send(json!({"type": "session.update", "session": {
+        Dialect::Ga | Dialect::Live => h.send(json!({"type": "session.update", "session": {
             "type": "realtime", "model": "gpt-realtime", "output_modalities": ["audio"], "instructions": "Be brief.",
             "tools": [{"type": "function", "name": "check_availability", "description": "Free slots",
                        "parameters": {"type": "object", "properties": {"service": {"type": "string"}}}}],
@@ -1106,7 +1106,7 @@ say = "This is a long answer that the caller will interrupt halfway through, so 
     h.send(json!({"type": "input_audio_buffer.clear"}));
     // Text-only response.
     let text_only = match dialect {
-        Dialect::Ga => json!({"output_modalities": ["text"]}),
+        Dialect::Ga | Dialect::Live => json!({"output_modalities": ["text"]}),
         Dialect::Beta => json!({"modalities": ["text"]}),
     };
     h.send(json!({"type": "response.create", "response": text_only}));
@@ -1178,7 +1178,7 @@ fn validate_with_sdk(dialect: Dialect) {
     let file = dir.path().join("server.jsonl");
     std::fs::write(&file, events.join("\n") + "\n").expect("write jsonl");
     let name = match dialect {
-        Dialect::Ga => "ga",
+        Dialect::Ga | Dialect::Live => "ga",
         Dialect::Beta => "beta",
     };
     let out = std::process::Command::new(&python)
