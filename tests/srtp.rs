@@ -108,7 +108,7 @@ impl Baresip {
     }
 }
 
-/// One UDP datagram of a capture.
+/// One UDP datagram (or TCP segment, for SIP over TCP) of a capture.
 struct Datagram {
     src: u16,
     dst: u16,
@@ -119,15 +119,22 @@ fn datagrams(pcap: &Path) -> Vec<Datagram> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
-        .args(["-Y", "udp", "-T", "fields", "-E", "separator=;"])
+        .args(["-Y", "udp || (tcp && tcp.len > 0)", "-T", "fields", "-E", "separator=;"])
         .args(["-e", "udp.srcport", "-e", "udp.dstport", "-e", "udp.payload"])
+        .args(["-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.payload"])
         .output()
         .expect("run tshark");
     assert!(out.status.success(), "tshark failed");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
-            let f: Vec<&str> = l.split(';').collect();
+            let all: Vec<&str> = l.split(';').collect();
+            // UDP fields first, TCP fields after; one of the two triples is empty.
+            let f = if all.first().is_some_and(|p| !p.is_empty()) {
+                all.get(..3)?
+            } else {
+                all.get(3..6)?
+            };
             let hex = f.get(2)?.replace(':', "");
             Some(Datagram {
                 src: f.first()?.parse().ok()?,
@@ -219,18 +226,19 @@ fn sim_audio_items(server_events: &[Value]) -> Vec<Vec<u8>> {
 #[test]
 fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     // `mediaenc=srtp-mand`: RTP/SAVP with a=crypto, to a listener that requires SRTP.
-    srtp_call("srtp-baresip", &["--srtp", "require"], "srtp-mand", "RTP/SAVP");
+    srtp_call("srtp-baresip", &["--srtp", "require"], "srtp-mand", "RTP/SAVP", "udp");
 }
 
 #[test]
-fn best_effort_srtp_offer_is_encrypted_under_the_default_policy() {
-    // `mediaenc=srtp`: RTP/AVP with a=crypto ("best effort"); the default policy `offer` takes it.
-    srtp_call("srtp-best-effort", &[], "srtp", "RTP/AVP");
+fn best_effort_srtp_offer_over_tcp_is_encrypted_under_the_default_policy() {
+    // `mediaenc=srtp`: RTP/AVP with a=crypto ("best effort"); the default policy `offer` takes
+    // it. Signalling over TCP.
+    srtp_call("srtp-best-effort", &[], "srtp", "RTP/AVP", "tcp");
 }
 
 /// One baresip call with `mediaenc` to frontdesk started with `args`; both SDPs must use
-/// `proto`, and every check of the module docs must hold.
-fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str) {
+/// `proto`, and every check of the module docs must hold. SIP goes over `transport` (udp, tcp).
+fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: &str) {
     let dir = TestDir::new(name);
     let (ul, _) = speech(&dir, "caller", CALLER_SENTENCE);
     // baresip reads 16-bit WAV; µ-law decodes and re-encodes to the same bytes.
@@ -250,9 +258,9 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str) {
     let mut serve_args = vec!["--realtime-url", url.as_str()];
     serve_args.extend_from_slice(args);
     let mut serve = Serve::start(&dir, &dialplans(&dir), &serve_args);
-    let capture = Capture::start_filter(&dir, "srtp", "udp and host 127.0.0.1");
+    let capture = Capture::start_filter(&dir, "srtp", "(udp or tcp) and host 127.0.0.1");
     let caller = Baresip::new(&dir, "baresip", &wav, Some(mediaenc));
-    let out = caller.call(&format!("sip:agent@{}", serve.sip), 10);
+    let out = caller.call(&format!("sip:agent@{};transport={transport}", serve.sip), 10);
     let pcap = capture.finish();
     let status = serve.proc.terminate(Duration::from_secs(15));
     let log = serve.proc.log_text();
@@ -262,6 +270,8 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str) {
     );
     assert!(status.is_some_and(|s| s.success()), "{log}");
     assert!(log.contains("media is SRTP"), "{log}");
+    let want = if transport == "tcp" { "transport=Tcp" } else { "transport=Udp" };
+    assert!(strip_ansi(&log).contains(want), "the INVITE did not come over {transport}");
 
     // Both SDPs from the capture: baresip's offer and our answer, same profile, tag and suite.
     let packets = datagrams(&pcap);

@@ -313,4 +313,178 @@ mod tests {
         assert!(matches!(err, Error::Handshake { .. }), "{err}");
         assert!(!err.to_string().contains("sk-test"));
     }
+
+    /// What a test server saw of one WebSocket handshake.
+    #[derive(Debug, Default, Clone)]
+    struct Seen {
+        path: String,
+        authorization: Option<String>,
+        api_key: Option<String>,
+        protocols: Option<String>,
+        beta: Option<String>,
+    }
+
+    /// A one-connection WebSocket server recording the handshake headers; it answers with the
+    /// `realtime` subprotocol when offered, as gateways and the real service do.
+    async fn recording_server() -> (String, tokio::task::JoinHandle<Seen>) {
+        use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handle = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut seen = Seen::default();
+            let header = |req: &Request, name: &str| {
+                req.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let callback = |req: &Request, mut resp: Response| {
+                seen.path = req.uri().to_string();
+                seen.authorization = header(req, "authorization");
+                seen.api_key = header(req, "api-key");
+                seen.protocols = header(req, "sec-websocket-protocol");
+                seen.beta = header(req, "openai-beta");
+                if seen.protocols.is_some() {
+                    resp.headers_mut()
+                        .insert("sec-websocket-protocol", HeaderValue::from_static("realtime"));
+                }
+                Ok(resp)
+            };
+            let ws = tokio_tungstenite::accept_hdr_async(stream, callback)
+                .await
+                .expect("handshake");
+            drop(ws);
+            seen
+        });
+        (format!("ws://{addr}"), handle)
+    }
+
+    /// A log buffer capturing every tracing line (all levels) of the current thread.
+    #[derive(Clone, Default)]
+    struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl LogBuf {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(
+                &self
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+            .into_owned()
+        }
+    }
+
+    #[tokio::test]
+    async fn azure_api_key_bearer_file_and_gateway_subprotocols_are_sent_and_never_logged() {
+        let logs = LogBuf::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let key = "sk-azure-SECRET-1234";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token_file = dir.path().join("entra-token");
+
+        // Azure GPT-Live with a resource key: `api-key` header, no Authorization, no ?model=.
+        let (base, server) = recording_server().await;
+        let mut t = RealtimeTarget::new(
+            format!("{base}/openai/v1/live/sessions"),
+            Dialect::Live,
+            ApiKey::new(key.into()),
+        );
+        t.auth = Auth::ApiKey;
+        let mut session = crate::realtime::Session::connect(&t, "my-deployment")
+            .await
+            .expect("live session opens without waiting for the server");
+        session.close().await;
+        let seen = server.await.expect("server");
+        assert_eq!(seen.path, "/openai/v1/live/sessions");
+        assert_eq!(seen.api_key.as_deref(), Some(key));
+        assert_eq!(seen.authorization, None);
+        assert_eq!(seen.protocols, None);
+
+        // Azure Realtime GA with an Entra token from a file, re-read at every connect.
+        for token in ["entra-token-ONE", "entra-token-TWO"] {
+            std::fs::write(&token_file, format!("{token}\n")).expect("write token");
+            let (base, server) = recording_server().await;
+            let mut t = RealtimeTarget::new(
+                format!("{base}/openai/v1/realtime?model=dep"),
+                Dialect::Ga,
+                ApiKey::new("ignored-when-a-file-is-set".into()),
+            );
+            t.key_file = Some(token_file.clone());
+            drop(t.connect("gpt-realtime").await.expect("connect"));
+            let seen = server.await.expect("server");
+            assert_eq!(seen.authorization, Some(format!("Bearer {token}")));
+            assert_eq!(seen.path, "/openai/v1/realtime?model=dep");
+        }
+
+        // A gateway taking the key as a subprotocol, GA then beta.
+        for (dialect, want) in [
+            (Dialect::Ga, format!("realtime, openai-insecure-api-key.{key}")),
+            (
+                Dialect::Beta,
+                format!("realtime, openai-insecure-api-key.{key}, openai-beta.realtime-v1"),
+            ),
+        ] {
+            let (base, server) = recording_server().await;
+            let mut t = RealtimeTarget::new(format!("{base}/v1/realtime"), dialect, ApiKey::new(key.into()));
+            t.auth = Auth::Subprotocol;
+            drop(t.connect("gpt-realtime").await.expect("connect"));
+            let seen = server.await.expect("server");
+            assert_eq!(seen.protocols.as_deref(), Some(want.as_str()));
+            assert_eq!(seen.authorization, None);
+            assert_eq!(seen.beta, None, "the subprotocol selects beta");
+        }
+
+        // An unreadable key file is a clear error without the key.
+        let mut t = RealtimeTarget::new("ws://127.0.0.1:9/v1/realtime", Dialect::Ga, ApiKey::new(key.into()));
+        t.key_file = Some(dir.path().join("missing"));
+        let err = t.connect("m").await.expect_err("no file");
+        assert!(matches!(err, Error::KeyFile { .. }), "{err}");
+
+        let text = logs.text();
+        assert!(text.contains("GPT-Live connection open"), "logs captured: {text}");
+        for secret in [key, "entra-token-ONE", "entra-token-TWO"] {
+            assert!(!text.contains(secret), "the key leaked into the logs:\n{text}");
+            assert!(!err.to_string().contains(secret));
+            assert!(!format!("{t:?}").contains(secret));
+        }
+    }
+
+    #[test]
+    fn auth_schemes_parse() {
+        assert_eq!("bearer".parse(), Ok(Auth::Bearer));
+        assert_eq!("API-KEY".parse(), Ok(Auth::ApiKey));
+        assert_eq!("subprotocol".parse(), Ok(Auth::Subprotocol));
+        assert!("basic".parse::<Auth>().is_err());
+        assert_eq!(Auth::ApiKey.as_str(), "api-key");
+    }
+
+    #[test]
+    fn live_urls_carry_no_model() {
+        let t = RealtimeTarget::new(crate::realtime::live::OPENAI_LIVE_URL, Dialect::Live, None);
+        assert_eq!(t.url_for("gpt-live-1.1"), "wss://api.openai.com/v1/live/sessions");
+        assert_eq!(Dialect::Live.default_url(), crate::realtime::live::OPENAI_LIVE_URL);
+        assert_eq!("live".parse::<Dialect>(), Ok(Dialect::Live));
+    }
 }
