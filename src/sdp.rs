@@ -331,7 +331,11 @@ pub fn answer_reoffer_sdes(
     srtp_now: bool,
 ) -> Result<(Negotiated, Vec<u8>), Error> {
     let keep = Sdes {
-        policy: if srtp_now { Policy::Require } else { sdes.policy },
+        policy: if srtp_now {
+            Policy::Require
+        } else {
+            sdes.policy
+        },
         key: sdes.key.clone(),
     };
     answer_choosing(
@@ -1905,10 +1909,7 @@ mod tests {
             let keys = n.srtp.expect("SRTP negotiated");
             assert_eq!(keys.suite, Suite::AesCm128HmacSha1_32);
             assert_eq!(keys.local, ours.key);
-            assert_eq!(
-                keys.remote,
-                PEER_KEY_32.parse::<KeyParams>().unwrap().key
-            );
+            assert_eq!(keys.remote, PEER_KEY_32.parse::<KeyParams>().unwrap().key);
             // The answer reparses and its a=crypto is usable by the peer.
             let reparsed = sdp::Session::parse(&body).unwrap();
             let c = sdes::first_usable(&reparsed.medias[0]).unwrap().unwrap();
@@ -1997,7 +1998,10 @@ mod tests {
                 CryptoError::Suite("F8_128_HMAC_SHA1_80".into()),
             ),
             (
-                vec![format!("1 AES_CM_128_HMAC_SHA1_80 uri:sip:{}", &PEER_KEY_80[7..])],
+                vec![format!(
+                    "1 AES_CM_128_HMAC_SHA1_80 uri:sip:{}",
+                    &PEER_KEY_80[7..]
+                )],
                 CryptoError::Key(KeyError::NotInline),
             ),
         ];
@@ -2018,7 +2022,11 @@ mod tests {
             let ours = Sdes::new(policy);
             let offer_body = offer_sdes(LOCAL, 5, Some(&ours));
             let m = &media_section(&offer_body, 0)[0];
-            let expected_proto = if policy == Policy::Require { "RTP/SAVP" } else { "RTP/AVP" };
+            let expected_proto = if policy == Policy::Require {
+                "RTP/SAVP"
+            } else {
+                "RTP/AVP"
+            };
             assert_eq!(m, &format!("m=audio 20000 {expected_proto} 0 8 101"));
             assert_eq!(
                 crypto_lines(&offer_body),
@@ -2033,11 +2041,17 @@ mod tests {
                 answer_sdes(&offer_body, peer, 6, 6, &theirs).unwrap();
             let as_offerer = accept_answer_sdes(&their_answer, Some(&ours)).unwrap();
             let (a, o) = (as_answerer.srtp.unwrap(), as_offerer.srtp.unwrap());
-            assert_eq!((a.local.clone(), a.remote.clone()), (o.remote.clone(), o.local.clone()));
+            assert_eq!(
+                (a.local.clone(), a.remote.clone()),
+                (o.remote.clone(), o.local.clone())
+            );
             assert_eq!(o.suite, Suite::AesCm128HmacSha1_80);
         }
         // Policy off offers exactly the plain offer.
-        assert_eq!(offer_sdes(LOCAL, 5, Some(&Sdes::new(Policy::Off))), offer(LOCAL, 5));
+        assert_eq!(
+            offer_sdes(LOCAL, 5, Some(&Sdes::new(Policy::Off))),
+            offer(LOCAL, 5)
+        );
     }
 
     #[test]
@@ -2064,10 +2078,12 @@ mod tests {
             accept_answer_sdes(&answer_with("RTP/AVP", None), Some(&require)).unwrap_err(),
             Error::SrtpRequired
         );
-        assert!(accept_answer_sdes(&answer_with("RTP/AVP", None), Some(&offer_))
-            .unwrap()
-            .srtp
-            .is_none());
+        assert!(
+            accept_answer_sdes(&answer_with("RTP/AVP", None), Some(&offer_))
+                .unwrap()
+                .srtp
+                .is_none()
+        );
         let wrong_tag = format!("7 AES_CM_128_HMAC_SHA1_80 {PEER_KEY_80}");
         assert_eq!(
             accept_answer_sdes(&answer_with("RTP/SAVP", Some(&wrong_tag)), Some(&require))

@@ -98,6 +98,14 @@ fn live_call(
     }
 }
 
+/// A call to the clinic receptionist of [`booking_dialplan`] with the example calendar.
+fn booking_call(dir: TestDir, sipp: &str) -> LiveRun {
+    let plans = booking_dialplan(&dir, false);
+    let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
+    let calendar = calendar.to_string_lossy().into_owned();
+    live_call(dir, "live_booking.toml", &plans, &["--calendar", &calendar], sipp)
+}
+
 /// The checks both calls share.
 fn assert_live_media(run: &LiveRun, law: Law, payload_type: u8, caller_audio: &[u8]) {
     let start = run.client.first().expect("client events");
@@ -148,16 +156,7 @@ fn live_pcmu_call_with_a_delegated_check_availability() {
     let dir = TestDir::new("live-pcmu");
     booking_speech(&dir);
     let caller = std::fs::read(dir.join("audio.ul")).expect("audio");
-    let plans = booking_dialplan(&dir, false);
-    let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
-    let calendar = calendar.to_string_lossy().into_owned();
-    let run = live_call(
-        dir,
-        "live_booking.toml",
-        &plans,
-        &["--calendar", &calendar],
-        "uac_two_turns.xml",
-    );
+    let run = booking_call(dir, "uac_two_turns.xml");
     assert_live_media(&run, Law::Mu, 0, &caller);
 
     let start = &run.client[0];
@@ -211,15 +210,6 @@ fn live_pcma_call() {
     let (_, al) = speech(&dir, "caller", "Hello, when are you open on Saturdays?");
     std::fs::write(dir.join("audio.al"), &al).expect("write");
     std::fs::write(dir.join("audio.ul"), &al).expect("write");
-    let plans = booking_dialplan(&dir, false);
-    let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
-    let calendar = calendar.to_string_lossy().into_owned();
-    let run = live_call(
-        dir,
-        "live_booking.toml",
-        &plans,
-        &["--calendar", &calendar],
-        "uac_talk_pcma.xml",
-    );
+    let run = booking_call(dir, "uac_talk_pcma.xml");
     assert_live_media(&run, Law::A, 8, &al);
 }

@@ -25,10 +25,10 @@ use crate::dialplan::{
 };
 use crate::media::g711::Law;
 use crate::media::ports::PortPool;
+use crate::media::socket::MediaSocket;
 use crate::realtime::client::RealtimeTarget;
 use crate::realtime::protocol::{SessionSettings, TurnDetection};
 use crate::realtime::Session;
-use crate::media::socket::MediaSocket;
 use crate::sdp::{self, sdes::Sdes, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite};
 use crate::store::{CallEnd, MediaRecord, NewCall, Store};
@@ -429,15 +429,20 @@ async fn drive(
     // 3. SDP offer/answer.
     let session_id = u64::from(rand::random::<u32>());
     let (negotiated, local_sdp) = match &offer {
-        Some(offer) => match sdp::answer_sdes(offer, local_rtp, session_id, session_id, &socket.sdes) {
-            Ok((n, answer)) => (Some(n), answer),
-            Err(e) => {
-                info!(error = %e, "unacceptable SDP offer");
-                invite.reject(e.sip_status(), &e.to_string()).await;
-                return Outcome::rejected(e.sip_status(), Cause::Sdp(e.sip_status()));
+        Some(offer) => {
+            match sdp::answer_sdes(offer, local_rtp, session_id, session_id, &socket.sdes) {
+                Ok((n, answer)) => (Some(n), answer),
+                Err(e) => {
+                    info!(error = %e, "unacceptable SDP offer");
+                    invite.reject(e.sip_status(), &e.to_string()).await;
+                    return Outcome::rejected(e.sip_status(), Cause::Sdp(e.sip_status()));
+                }
             }
-        },
-        None => (None, sdp::offer_sdes(local_rtp, session_id, Some(&socket.sdes))),
+        }
+        None => (
+            None,
+            sdp::offer_sdes(local_rtp, session_id, Some(&socket.sdes)),
+        ),
     };
 
     // 4. The dialog exists from here on.
@@ -573,7 +578,9 @@ async fn dialog_phase(
             Err(outcome) => return outcome,
         },
     };
-    if let Err(e) = crate::media::socket::set_srtp(&socket.rtp, socket.rtcp.as_ref(), negotiated.srtp.as_ref()) {
+    if let Err(e) =
+        crate::media::socket::set_srtp(&socket.rtp, socket.rtcp.as_ref(), negotiated.srtp.as_ref())
+    {
         warn!(error = %e, "cannot start SRTP; ending the call");
         return Outcome::ended(EndReason::local(Cause::InternalError));
     }

@@ -110,7 +110,9 @@ pub(super) async fn run(
                 }
                 Output::AnswerOffer(answer) => events.answer_offer(answer).await,
                 Output::SetSrtp(keys) => {
-                    if let Err(e) = crate::media::socket::set_srtp(sockets.rtp, sockets.rtcp, keys.as_ref()) {
+                    if let Err(e) =
+                        crate::media::socket::set_srtp(sockets.rtp, sockets.rtcp, keys.as_ref())
+                    {
                         warn!(error = %e, "cannot re-key SRTP after the re-offer; the media keeps the old keys");
                     }
                 }

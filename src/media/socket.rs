@@ -118,7 +118,11 @@ impl MediaSocket {
             }
         };
         match protected {
-            Some(datagram) => self.socket.send_to(&datagram, target).await.map(|_| buf.len()),
+            Some(datagram) => self
+                .socket
+                .send_to(&datagram, target)
+                .await
+                .map(|_| buf.len()),
             None => self.socket.send_to(buf, target).await,
         }
     }
@@ -264,7 +268,10 @@ mod tests {
         let raw = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         raw.send_to(&packet(2), b_addr).await.unwrap();
         raw.send_to(b"garbage", b_addr).await.unwrap();
-        assert_eq!(a.send_to(&packet(3), b_addr).await.unwrap(), packet(3).len());
+        assert_eq!(
+            a.send_to(&packet(3), b_addr).await.unwrap(),
+            packet(3).len()
+        );
         let (n, from) = b.recv_from(&mut buf).await.unwrap();
         assert_eq!((&buf[..n], from), (&packet(3)[..], a_addr));
         let s = b.srtp_stats();
@@ -299,10 +306,7 @@ mod tests {
         assert_eq!(&buf[..n], &packet(7)[..]);
         let mut changed = keys(&kb, &kc);
         changed.suite = Suite::AesCm128HmacSha1_32;
-        assert_eq!(
-            b.set_srtp(Some(&changed)),
-            Err(srtp::Error::SuiteChanged)
-        );
+        assert_eq!(b.set_srtp(Some(&changed)), Err(srtp::Error::SuiteChanged));
         // Back to plain.
         b.set_srtp(None).unwrap();
         assert_eq!(b.srtp_stats(), SrtpStats::default());

@@ -421,13 +421,10 @@ impl SrtpSession {
         if rtp::parse(packet).is_err() {
             return Err(Error::Malformed);
         }
-        let out = self
-            .outbound
-            .encrypt_rtp(packet)
-            .map_err(|e| match e {
-                webrtc_srtp::Error::ErrExceededMaxPackets => Error::KeyExhausted,
-                other => Error::Transform(other.to_string()),
-            })?;
+        let out = self.outbound.encrypt_rtp(packet).map_err(|e| match e {
+            webrtc_srtp::Error::ErrExceededMaxPackets => Error::KeyExhausted,
+            other => Error::Transform(other.to_string()),
+        })?;
         self.stats.protected += 1;
         Ok(out.into())
     }
@@ -503,9 +500,9 @@ fn rtp_header_len(datagram: &[u8]) -> Option<usize> {
 fn map_inbound(e: webrtc_srtp::Error) -> Error {
     use webrtc_srtp::Error as E;
     match e {
-        E::RtpFailedToVerifyAuthTag | E::RtcpFailedToVerifyAuthTag | E::ErrFailedToVerifyAuthTag => {
-            Error::AuthFailed
-        }
+        E::RtpFailedToVerifyAuthTag
+        | E::RtcpFailedToVerifyAuthTag
+        | E::ErrFailedToVerifyAuthTag => Error::AuthFailed,
         E::SrtpSsrcDuplicated(..) | E::SrtcpSsrcDuplicated(..) | E::ErrDuplicated => {
             Error::Replayed
         }
@@ -643,7 +640,10 @@ mod tests {
         assert_eq!(rx.unprotect(&bad), Err(Error::AuthFailed));
         assert!(rx.unprotect(&p1).is_ok());
         assert_eq!(rx.unprotect(&p1), Err(Error::Replayed));
-        assert!(rx.unprotect(&p2).is_ok(), "a failed packet does not spoil the next");
+        assert!(
+            rx.unprotect(&p2).is_ok(),
+            "a failed packet does not spoil the next"
+        );
         // A plain RTP packet (no tag) fails authentication.
         assert_eq!(
             rx.unprotect(&rtp_packet(102, &[3; 160])),
@@ -744,9 +744,18 @@ mod tests {
             ("inline:!!!notbase64!!!", KeyError::NotBase64),
             ("inline:QUJD", KeyError::WrongLength(3)),
             (&format!("{inline}|2^20|1:4"), KeyError::Mki),
-            (&format!("{inline}|2^5"), KeyError::BadLifetime("2^5".into())),
-            (&format!("{inline}|2^99"), KeyError::BadLifetime("2^99".into())),
-            (&format!("{inline}|soon"), KeyError::BadLifetime("soon".into())),
+            (
+                &format!("{inline}|2^5"),
+                KeyError::BadLifetime("2^5".into()),
+            ),
+            (
+                &format!("{inline}|2^99"),
+                KeyError::BadLifetime("2^99".into()),
+            ),
+            (
+                &format!("{inline}|soon"),
+                KeyError::BadLifetime("soon".into()),
+            ),
             (&format!("{inline};{inline}"), KeyError::SeveralKeys),
         ];
         for (text, err) in cases {

@@ -123,7 +123,9 @@ impl PolicyTable {
                     .iter()
                     .find(|(_, nets, _)| nets.iter().any(|n| n.contains(ip)))
             })
-            .map_or((self.default, None), |(name, _, p)| (*p, Some(name.as_str())))
+            .map_or((self.default, None), |(name, _, p)| {
+                (*p, Some(name.as_str()))
+            })
     }
 }
 
@@ -195,8 +197,8 @@ impl FromStr for Crypto {
             .and_then(|t| t.parse::<u32>().ok())
             .ok_or(CryptoError::Syntax)?;
         let suite_name = fields.next().ok_or(CryptoError::Syntax)?;
-        let suite =
-            Suite::from_name(suite_name).ok_or_else(|| CryptoError::Suite(suite_name.to_owned()))?;
+        let suite = Suite::from_name(suite_name)
+            .ok_or_else(|| CryptoError::Suite(suite_name.to_owned()))?;
         let key: KeyParams = fields.next().ok_or(CryptoError::Syntax)?.parse()?;
         for param in fields {
             let name = param.split('=').next().unwrap_or_default();
@@ -204,7 +206,10 @@ impl FromStr for Crypto {
                 // A window size hint is only a hint (§6.3.7); KDR=0 is the default (§6.3.1).
                 "WSH" => true,
                 "KDR" => param == "KDR=0",
-                "UNENCRYPTED_SRTP" | "UNENCRYPTED_SRTCP" | "UNAUTHENTICATED_SRTP" | "FEC_ORDER"
+                "UNENCRYPTED_SRTP"
+                | "UNENCRYPTED_SRTCP"
+                | "UNAUTHENTICATED_SRTP"
+                | "FEC_ORDER"
                 | "FEC_KEY" => false,
                 // Unknown extensions are ignored unless marked mandatory with '-'.
                 other => !other.starts_with('-'),
@@ -258,7 +263,9 @@ mod tests {
 
     #[test]
     fn crypto_lines_parse_or_say_why_not() {
-        let c: Crypto = format!("1 AES_CM_128_HMAC_SHA1_80 {KEY}|2^20").parse().unwrap();
+        let c: Crypto = format!("1 AES_CM_128_HMAC_SHA1_80 {KEY}|2^20")
+            .parse()
+            .unwrap();
         assert_eq!((c.tag, c.suite), (1, Suite::AesCm128HmacSha1_80));
         assert_eq!(c.key.lifetime, Some(1 << 20));
         let c: Crypto = format!("123456789 AES_CM_128_HMAC_SHA1_32 {KEY} WSH=64 KDR=0 x-ext=1")
@@ -273,7 +280,10 @@ mod tests {
                 &format!("1234567890 AES_CM_128_HMAC_SHA1_80 {KEY}"),
                 CryptoError::Syntax,
             ),
-            (&format!("x AES_CM_128_HMAC_SHA1_80 {KEY}"), CryptoError::Syntax),
+            (
+                &format!("x AES_CM_128_HMAC_SHA1_80 {KEY}"),
+                CryptoError::Syntax,
+            ),
             (
                 &format!("1 F8_128_HMAC_SHA1_80 {KEY}"),
                 CryptoError::Suite("F8_128_HMAC_SHA1_80".into()),

@@ -67,13 +67,14 @@ pub fn string_argument(arguments: &str, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A structured failure result (`{"ok": false, "error": {code, message}, …}`).
-pub fn failure(code: &str, message: &str, extra: Option<(&str, Value)>) -> String {
-    let mut v = json!({"ok": false, "error": {"code": code, "message": message}});
-    if let (Some((k, x)), Some(obj)) = (extra, v.as_object_mut()) {
-        obj.insert(k.to_owned(), x);
+/// A structured failure result (`{"ok": false, "error": {code, message}, …}`): the one failure
+/// shape of every tool, built by [`super::output::Failure`].
+pub fn failure(code: &'static str, message: &str, extra: Option<(&str, Value)>) -> String {
+    let mut f = super::output::Failure::new(code, message);
+    if let Some((key, value)) = extra {
+        f = f.with(key, value);
     }
-    v.to_string()
+    f.render().0
 }
 
 #[cfg(test)]
