@@ -185,6 +185,21 @@ pub struct SimArgs {
     /// Echo mode: each reply is the caller's own last turn (for load tests).
     #[arg(long)]
     pub echo: bool,
+    /// Refuse every new session with this HTTP status on the WebSocket upgrade (429, or a 5xx
+    /// such as 503), to try failover. Finer control: `[[sessions]]` in the scenario.
+    #[arg(long, value_name = "STATUS", value_parser = parse_refusal)]
+    pub refuse_sessions: Option<u16>,
+    /// Hold every session's `session.created` this many milliseconds (a slow model service).
+    #[arg(long, value_name = "MS")]
+    pub delay_session_created_ms: Option<u64>,
+}
+
+fn parse_refusal(s: &str) -> Result<u16, String> {
+    let status: u16 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not an HTTP status"))?;
+    crate::realtime::sim::SessionRule::check_status(status)
 }
 
 /// `--db` and its password, shared by every command that uses the database.
@@ -544,10 +559,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => {
-            let scenario = match &args.scenario {
+            let mut scenario = match &args.scenario {
                 Some(path) => Some(crate::realtime::sim::Scenario::load(path)?),
                 None => None,
             };
+            if args.refuse_sessions.is_some() || args.delay_session_created_ms.is_some() {
+                let delay = Duration::from_millis(args.delay_session_created_ms.unwrap_or(0));
+                scenario
+                    .get_or_insert_with(Default::default)
+                    .add_session_rule(crate::realtime::sim::SessionRule::all(
+                        args.refuse_sessions,
+                        delay,
+                    ));
+            }
             let opts = crate::realtime::sim::SimOptions {
                 scenario,
                 record: args.record,

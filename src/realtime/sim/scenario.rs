@@ -47,6 +47,60 @@ pub struct Scenario {
     pub(crate) timing: Timing,
     /// Overrides the session cap (60 min GA, 30 min beta).
     pub(crate) max_session: Option<Duration>,
+    /// How new sessions are treated (`[[sessions]]`): refused or slow to start.
+    pub(crate) sessions: Vec<SessionRule>,
+}
+
+/// Misbehaviour toward new sessions, for failover tests: one `[[sessions]]` entry of a scenario,
+/// or the `frontdesk sim --refuse-sessions` / `--delay-session-created-ms` flags.
+///
+/// Sessions are counted per simulator in the order their WebSocket upgrade requests arrive
+/// (1-based; refused ones count too). A rule applies to sessions `first ..= first + count - 1`
+/// whose upgrade arrives at least `after` after the simulator started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRule {
+    /// First session (1-based) the rule applies to.
+    pub first: u64,
+    /// How many sessions from `first`; `None`: every later one.
+    pub count: Option<u64>,
+    /// Only upgrades at least this long after the simulator started.
+    pub after: Duration,
+    /// Answer the upgrade with this HTTP status (429 or 5xx) instead of opening the session.
+    pub refuse: Option<u16>,
+    /// Hold `session.created` (and everything the session would send) this long.
+    pub delay_created: Duration,
+}
+
+impl SessionRule {
+    /// A rule for every session: refuse with `refuse`, or delay `session.created` by `delay`.
+    pub fn all(refuse: Option<u16>, delay_created: Duration) -> SessionRule {
+        SessionRule {
+            first: 1,
+            count: None,
+            after: Duration::ZERO,
+            refuse,
+            delay_created,
+        }
+    }
+
+    /// Whether the rule applies to session `n` (1-based) arriving `since_start` after the
+    /// simulator started.
+    pub(crate) fn applies(&self, n: u64, since_start: Duration) -> bool {
+        n >= self.first
+            && self.count.is_none_or(|c| n < self.first.saturating_add(c))
+            && since_start >= self.after
+    }
+
+    /// Checks a refusal status: 429 (rate limited) or 500..=599.
+    pub fn check_status(status: u16) -> Result<u16, String> {
+        if status == 429 || (500..=599).contains(&status) {
+            Ok(status)
+        } else {
+            Err(format!(
+                "{status} is not a refusal the simulator sends; use 429 or a 5xx status such as 503"
+            ))
+        }
+    }
 }
 
 /// How responses are delivered.
@@ -490,7 +544,28 @@ impl Default for Scenario {
             fallback: None,
             timing: Timing::default(),
             max_session: None,
+            sessions: Vec::new(),
         }
+    }
+}
+
+impl Scenario {
+    /// Adds a rule for new sessions (after the scenario's own `[[sessions]]`).
+    pub fn add_session_rule(&mut self, rule: SessionRule) {
+        self.sessions.push(rule);
+    }
+
+    /// What to do with session `n` (1-based) arriving `since_start` after the simulator started:
+    /// the refusal status of the first rule that refuses it, and the longest delay of
+    /// `session.created` among the rules that apply.
+    pub(crate) fn session_fate(&self, n: u64, since_start: Duration) -> (Option<u16>, Duration) {
+        let applying = || self.sessions.iter().filter(|r| r.applies(n, since_start));
+        let refuse = applying().find_map(|r| r.refuse);
+        let delay = applying()
+            .map(|r| r.delay_created)
+            .max()
+            .unwrap_or_default();
+        (refuse, delay)
     }
 }
 
@@ -509,6 +584,18 @@ struct RawScenario {
     #[serde(default, rename = "turn")]
     turns: Vec<RawTurn>,
     fallback: Option<RawTurn>,
+    #[serde(default)]
+    sessions: Vec<RawSessionRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessionRule {
+    first: Option<u64>,
+    count: Option<u64>,
+    after_s: Option<f64>,
+    refuse: Option<u16>,
+    delay_created_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -789,6 +876,41 @@ impl Scenario {
                     .push(format!("max_session_s: must be 1..={MAX_SESSION_S}"));
             }
             scenario.max_session = Some(Duration::from_secs(v.clamp(1, MAX_SESSION_S)));
+        }
+        for (i, r) in raw.sessions.iter().enumerate() {
+            let what = format!("sessions entry {}", i + 1);
+            if let Some(status) = r.refuse {
+                if let Err(e) = SessionRule::check_status(status) {
+                    c.problems.push(format!("{what}: refuse: {e}"));
+                }
+            }
+            if r.refuse.is_none() && r.delay_created_ms.is_none() {
+                c.problems.push(format!(
+                    "{what}: says nothing to do; add refuse = 503 (or 429) or delay_created_ms = N"
+                ));
+            }
+            if r.first == Some(0) || r.count == Some(0) {
+                c.problems
+                    .push(format!("{what}: first and count start at 1"));
+            }
+            let after = r.after_s.unwrap_or(0.0);
+            if !(0.0..=MAX_SESSION_S as f64).contains(&after) {
+                c.problems
+                    .push(format!("{what}: after_s must be 0..={MAX_SESSION_S}"));
+            }
+            let delay = r.delay_created_ms.unwrap_or(0);
+            if delay > MAX_FIRST_AUDIO_DELAY_MS {
+                c.problems.push(format!(
+                    "{what}: delay_created_ms must be at most {MAX_FIRST_AUDIO_DELAY_MS}"
+                ));
+            }
+            scenario.sessions.push(SessionRule {
+                first: r.first.unwrap_or(1).max(1),
+                count: r.count,
+                after: Duration::from_secs_f64(after.clamp(0.0, MAX_SESSION_S as f64)),
+                refuse: r.refuse,
+                delay_created: Duration::from_millis(delay.min(MAX_FIRST_AUDIO_DELAY_MS)),
+            });
         }
         if c.problems.is_empty() {
             Ok(scenario)

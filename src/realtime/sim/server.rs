@@ -95,6 +95,10 @@ impl Recorder {
 #[derive(Debug)]
 struct Shared {
     scenario: Arc<Scenario>,
+    /// When the simulator started (for `[[sessions]] after_s`).
+    started: std::time::Instant,
+    /// Upgrade requests on a served path so far (numbers the sessions for `[[sessions]]`).
+    upgrades: std::sync::atomic::AtomicU64,
     echo: bool,
     record: Option<Recorder>,
     record_server: Option<Recorder>,
@@ -123,6 +127,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let shared = Arc::new(Shared {
         scenario: Arc::new(opts.scenario.unwrap_or_default()),
+        started: now(),
+        upgrades: std::sync::atomic::AtomicU64::new(0),
         echo: opts.echo,
         record: opts.record.as_deref().map(Recorder::open).transpose()?,
         record_server: opts
@@ -194,15 +200,30 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The handshake callback: rejects other paths with 404 and stores what it decided.
+/// The handshake callback: rejects other paths with 404, refuses sessions the scenario's
+/// `[[sessions]]` rules refuse (429 or 5xx), and stores what it decided.
 struct CheckRequest<'a> {
+    shared: &'a Shared,
     decided: &'a mut Option<Handshake>,
+    /// How long to hold `session.created` (a `[[sessions]]` rule).
+    delay_created: &'a mut Duration,
 }
 
 impl Callback for CheckRequest<'_> {
     fn on_request(self, req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
         match check_request(req, resp) {
             Some((resp, handshake)) => {
+                let n = 1 + self
+                    .shared
+                    .upgrades
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let since = now().saturating_duration_since(self.shared.started);
+                let (refuse, delay) = self.shared.scenario.session_fate(n, since);
+                if let Some(status) = refuse {
+                    tracing::info!(session = n, status, "refusing the session (scenario)");
+                    return Err(refusal(status));
+                }
+                *self.delay_created = delay;
                 *self.decided = Some(handshake);
                 Ok(resp)
             }
@@ -215,6 +236,31 @@ impl Callback for CheckRequest<'_> {
             }
         }
     }
+}
+
+/// The HTTP answer refusing a session: 429 with `Retry-After`, or a 5xx, with an OpenAI-style
+/// JSON error body.
+fn refusal(status: u16) -> ErrorResponse {
+    let (kind, message) = if status == 429 {
+        ("rate_limit_exceeded", "Rate limit reached (simulated).")
+    } else {
+        (
+            "server_error",
+            "The server is temporarily unavailable (simulated).",
+        )
+    };
+    let body = serde_json::json!({"error": {"type": kind, "code": kind, "message": message}});
+    let mut err = ErrorResponse::new(Some(body.to_string()));
+    *err.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    err.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == 429 {
+        err.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    err
 }
 
 /// Checks the upgrade request and picks the dialect; `None` for a path other than [`PATH`] or
@@ -299,8 +345,11 @@ async fn connection(
         tracing::debug!(%peer, error = %e, "set_nodelay failed");
     }
     let mut handshake: Option<Handshake> = None;
+    let mut delay_created = Duration::ZERO;
     let callback = CheckRequest {
+        shared: &shared,
         decided: &mut handshake,
+        delay_created: &mut delay_created,
     };
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
@@ -323,6 +372,15 @@ async fn connection(
     let Some(handshake) = handshake else {
         return;
     };
+    if !delay_created.is_zero() {
+        // The session starts (and says `session.created`) late; the client's events wait in
+        // the socket meanwhile.
+        tracing::info!(%peer, delay = ?delay_created, "holding session.created (scenario)");
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(delay_created) => {}
+        }
+    }
     let unix_time_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

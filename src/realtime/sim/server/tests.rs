@@ -31,8 +31,12 @@ struct Sim {
 }
 
 async fn start() -> Sim {
+    start_with(SCENARIO).await
+}
+
+async fn start_with(text: &str) -> Sim {
     let dir = tempfile::tempdir().expect("tempdir");
-    let scenario = Scenario::parse(SCENARIO, &dir.path().join("s.toml")).expect("scenario");
+    let scenario = Scenario::parse(text, &dir.path().join("s.toml")).expect("scenario");
     let record = dir.path().join("client.jsonl");
     let record_server = dir.path().join("server.jsonl");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -304,3 +308,71 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 use base64::Engine as _;
+
+/// `[[sessions]]`: the first session is refused with 503, the second's `session.created` is held
+/// 300 ms, the third and later get 429 with `Retry-After`.
+#[tokio::test]
+async fn sessions_are_refused_or_started_late_as_the_scenario_says() {
+    let sim = start_with(
+        r#"
+[[sessions]]
+count = 1
+refuse = 503
+[[sessions]]
+first = 2
+count = 1
+delay_created_ms = 300
+[[sessions]]
+first = 3
+refuse = 429
+"#,
+    )
+    .await;
+    let status = |e: tokio_tungstenite::tungstenite::Error| match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => (
+            resp.status().as_u16(),
+            resp.headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap_or_default().to_owned()),
+        ),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    };
+    let first = connect(sim.addr, "/v1/realtime", &[])
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(status(first), (503, None));
+    let t0 = std::time::Instant::now();
+    let (mut ws, _) = connect(sim.addr, "/v1/realtime", &[])
+        .await
+        .expect("second opens");
+    assert_eq!(next_event(&mut ws).await["type"], "session.created");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "session.created was held"
+    );
+    let third = connect(sim.addr, "/v1/live/sessions", &[])
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(status(third), (429, Some("1".to_owned())));
+    sim.shutdown.cancel();
+}
+
+#[test]
+fn bad_session_rules_are_reported() {
+    let err = Scenario::parse(
+        "[[sessions]]\nrefuse = 404\n[[sessions]]\nfirst = 0\n",
+        std::path::Path::new("s.toml"),
+    )
+    .expect_err("invalid");
+    let text = err.to_string();
+    assert!(
+        text.contains("sessions entry 1: refuse: 404 is not a refusal"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sessions entry 2: says nothing to do"),
+        "{text}"
+    );
+}
