@@ -448,7 +448,7 @@ async fn supervise(call: tokio::task::JoinHandle<()>, facts: CallFacts, store: S
 
 /// Test-only fault injection, compiled into debug builds only.
 #[cfg(debug_assertions)]
-mod fault {
+pub(crate) mod fault {
     use std::future::Future;
     use std::time::Duration;
 
@@ -457,6 +457,24 @@ mod fault {
     /// Environment variable: how long after the INVITE that task panics, in ms (default 3000,
     /// well after the answer with the built-in simulator).
     pub const PANIC_AFTER_MS_ENV: &str = "FRONTDESK_FAULT_PANIC_AFTER_MS";
+    /// Environment variable: every tool call (the functions run by `tools::call`, not the
+    /// call-control tools the core handles) takes at least this long, in ms, before it runs.
+    pub const TOOL_DELAY_MS_ENV: &str = "FRONTDESK_FAULT_TOOL_DELAY_MS";
+
+    /// Sleeps for [`TOOL_DELAY_MS_ENV`] (nothing when it is unset or not a number). Called by
+    /// the call's tool task before it runs a tool, so a test can make a tool slow.
+    pub(crate) async fn tool_delay() {
+        let ms = std::env::var(TOOL_DELAY_MS_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(ms) = ms {
+            tracing::debug!(
+                ms,
+                "fault injection: {TOOL_DELAY_MS_ENV} delays this tool call"
+            );
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
 
     /// `call`, or, for the call to the user named by [`PANIC_CALL_ENV`], `call` that panics
     /// inside the call's own task after [`PANIC_AFTER_MS_ENV`] (dropping the call's state while

@@ -207,6 +207,8 @@ fn run_tool(
     let tx = tx.clone();
     tasks.spawn(
         async move {
+            #[cfg(debug_assertions)]
+            crate::server::fault::tool_delay().await;
             let outcome = tools::call(&ctx, &req.name, &req.arguments).await;
             if let Some(error) = &outcome.error {
                 info!(tool = %req.name, %error, ms = outcome.duration.as_millis(), "tool failed");

@@ -478,15 +478,25 @@ pub struct RtpRecord {
 
 /// Decodes the RTP packets sent to `dst_port` (from another port) in a pcap, with tshark.
 pub fn read_rtp(pcap: &Path, dst_port: u16) -> Vec<RtpRecord> {
+    let filter = format!("rtp && udp.dstport=={dst_port} && udp.srcport!={dst_port}");
+    rtp_records(pcap, dst_port, &filter)
+}
+
+/// Decodes the RTP packets sent from `src_port` (to another port) in a pcap, with tshark.
+pub fn read_rtp_from(pcap: &Path, src_port: u16) -> Vec<RtpRecord> {
+    let filter = format!("rtp && udp.srcport=={src_port} && udp.dstport!={src_port}");
+    rtp_records(pcap, src_port, &filter)
+}
+
+/// The RTP packets matching the display `filter`, UDP `port` decoded as RTP.
+fn rtp_records(pcap: &Path, port: u16, filter: &str) -> Vec<RtpRecord> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
         .arg("-d")
-        .arg(format!("udp.port=={dst_port},rtp"))
+        .arg(format!("udp.port=={port},rtp"))
         .arg("-Y")
-        .arg(format!(
-            "rtp && udp.dstport=={dst_port} && udp.srcport!={dst_port}"
-        ))
+        .arg(filter)
         .arg("-T")
         .arg("fields")
         .arg("-E")
@@ -698,13 +708,25 @@ pub fn relayed_exactly(haystack: &[u8], needle: &[u8]) -> Result<(), String> {
 /// Capture times (UNIX seconds) of the TCP segments sent from `src_port` whose payload contains
 /// `text` (e.g. a Realtime event type in an unmasked server-to-client WebSocket frame).
 pub fn tcp_text_times(pcap: &Path, src_port: u16, text: &str) -> Vec<f64> {
+    frame_times(
+        pcap,
+        &format!("tcp.srcport=={src_port} && frame contains \"{text}\""),
+    )
+}
+
+/// Capture times (UNIX seconds) of the TCP segments with a payload sent to `dst_port` (e.g. the
+/// WebSocket frames a client sends to the simulator: masked, so only their timing is readable).
+pub fn tcp_payload_times(pcap: &Path, dst_port: u16) -> Vec<f64> {
+    frame_times(pcap, &format!("tcp.dstport=={dst_port} && tcp.len > 0"))
+}
+
+/// Capture times (UNIX seconds) of the frames matching the display `filter`.
+fn frame_times(pcap: &Path, filter: &str) -> Vec<f64> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
         .arg("-Y")
-        .arg(format!(
-            "tcp.srcport=={src_port} && frame contains \"{text}\""
-        ))
+        .arg(filter)
         .arg("-T")
         .arg("fields")
         .arg("-e")
@@ -715,6 +737,18 @@ pub fn tcp_text_times(pcap: &Path, src_port: u16, text: &str) -> Vec<f64> {
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect()
+}
+
+/// The longest interval (s) between consecutive `times` inside `[from, to]`, counting the edges
+/// of the window: a window with no time at all gives `to - from`.
+pub fn longest_gap(times: &[f64], from: f64, to: f64) -> f64 {
+    let mut last = from;
+    let mut gap: f64 = 0.0;
+    for &t in times.iter().filter(|&&t| t >= from && t <= to) {
+        gap = gap.max(t - last);
+        last = t;
+    }
+    gap.max(to - last)
 }
 
 /// Writes a dialplan directory whose every number reaches a Bright Smile Dental receptionist
