@@ -192,6 +192,12 @@ pub struct SimArgs {
     /// Hold every session's `session.created` this many milliseconds (a slow model service).
     #[arg(long, value_name = "MS")]
     pub delay_session_created_ms: Option<u64>,
+    /// End every session after this many seconds the way the service does at its cap: `error`
+    /// `session_expired` ("Your session hit the maximum duration of …"), then close 1001
+    /// (GPT-Live: `session.closed` with reason `expired`). Overrides the scenario's
+    /// `max_session_s` [default: 3600 GA, 1800 beta].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub session_max_secs: Option<u64>,
 }
 
 fn parse_refusal(s: &str) -> Result<u16, String> {
@@ -571,6 +577,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         args.refuse_sessions,
                         delay,
                     ));
+            }
+            if let Some(secs) = args.session_max_secs {
+                scenario
+                    .get_or_insert_with(Default::default)
+                    .set_max_session(std::time::Duration::from_secs(secs));
             }
             let opts = crate::realtime::sim::SimOptions {
                 scenario,

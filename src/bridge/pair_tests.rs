@@ -194,6 +194,7 @@ impl Pair {
                 id_token: "pair".into(),
                 scenario: scenario(scenario_text),
                 echo: false,
+                session_number: 1,
             },
             t0,
         );

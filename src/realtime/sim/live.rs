@@ -39,7 +39,10 @@ use serde_json::{json, Map, Value};
 
 use super::audio::AudioFormat;
 use super::config::{as_int, check, ClientError, S};
-use super::scenario::{Scenario, Speech, TemplateCtx};
+use super::scenario::{
+    server_error_fields, FaultAction, FaultSchedule, Scenario, Speech, TemplateCtx,
+    FAULT_CLOSE_CODE,
+};
 use super::session::{Close, ToolOutput};
 use super::vad::{Vad, VadEvent, VadParams};
 
@@ -175,6 +178,9 @@ pub struct LiveParams {
     /// How fast the simulated server's clock runs against the input timeline, in parts per
     /// million: `1000` produces 1.001 s of output per second of input audio, `-1000` 0.999 s.
     pub clock_skew_ppm: i32,
+    /// Which session of the simulator this is, numbered from 1 in upgrade order (picks the
+    /// scenario's `[[fault]]` entries that apply).
+    pub session_number: u64,
 }
 
 /// Configuration fixed by `session.start`.
@@ -251,6 +257,8 @@ pub struct LiveSimSession {
     delegated: Option<Delegated>,
     tool_outputs: Vec<ToolOutput>,
     next_usage_ms: u64,
+    /// The scenario's faults for this session not fired yet.
+    faults: FaultSchedule,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -288,6 +296,7 @@ impl LiveSimSession {
     /// A new session at `now`. Nothing is sent until the client's `session.start`.
     pub fn new(params: LiveParams, now: Instant) -> LiveSimSession {
         let max = params.scenario.max_session.unwrap_or(DEFAULT_MAX_SESSION);
+        let faults = params.scenario.faults_for(params.session_number, now);
         LiveSimSession {
             token: params.id_token,
             counter: 0,
@@ -320,6 +329,7 @@ impl LiveSimSession {
             delegated: None,
             tool_outputs: Vec::new(),
             next_usage_ms: USAGE_PERIOD_MS,
+            faults,
         }
     }
 
@@ -363,7 +373,14 @@ impl LiveSimSession {
     /// When [`LiveSimSession::handle_timeout`] should be called next (the session cap; all other
     /// behaviour follows the input timeline).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.closed).then_some(self.expires)
+        if self.closed {
+            return None;
+        }
+        Some(
+            self.faults
+                .next_at()
+                .map_or(self.expires, |f| f.min(self.expires)),
+        )
     }
 
     /// Advances wall time: ends the session at its cap (`session.closed`, reason `expired`).
@@ -374,6 +391,24 @@ impl LiveSimSession {
         if !self.closed && self.now >= self.expires {
             self.finish("expired");
         }
+        if !self.closed {
+            if let Some(action) = self.faults.take_due(self.now) {
+                self.fire_fault(action);
+            }
+        }
+    }
+
+    /// A scenario fault fired: the socket closes without `session.closed` (a `server_error`
+    /// first).
+    fn fire_fault(&mut self, action: FaultAction) {
+        if action == FaultAction::ServerError {
+            self.emit("error", server_error_fields());
+        }
+        self.closed = true;
+        self.close = Some(Close {
+            code: FAULT_CLOSE_CODE,
+            reason: "simulated failure".into(),
+        });
     }
 
     /// A binary frame from the client (the API only uses text frames).
@@ -877,6 +912,10 @@ impl LiveSimSession {
 
     fn run_plan(&mut self, plan: Plan, input_ms: u64) {
         let scenario = Arc::clone(&self.scenario);
+        let turn_number = match plan {
+            Plan::Turn { index, .. } => index + 1,
+            _ => 0,
+        };
         match plan {
             Plan::Greeting => self.say(&scenario.greeting, &TemplateCtx::default()),
             Plan::AfterCalls { index, output } => {
@@ -913,6 +952,9 @@ impl LiveSimSession {
                         let name = call.name.clone();
                         self.tool_outputs = outputs;
                         self.delegate(index, &name, &args, input_ms);
+                        if let Some(action) = self.faults.take_after_turn(index + 1) {
+                            self.fire_fault(action);
+                        }
                         return;
                     }
                     Some(call) => {
@@ -930,6 +972,9 @@ impl LiveSimSession {
                 }
                 self.tool_outputs = outputs;
             }
+        }
+        if let Some(action) = self.faults.take_after_turn(turn_number) {
+            self.fire_fault(action);
         }
     }
 

@@ -35,7 +35,7 @@ use std::path::PathBuf;
 
 pub use config::Dialect;
 pub use live::{LiveParams, LiveSimSession, BARGE_IN_STOP_MS, OUTPUT_CHUNK_MS};
-pub use scenario::{Scenario, SessionRule};
+pub use scenario::{Fault, FaultAction, FaultWhen, Scenario, SessionRule};
 pub use server::serve;
 pub use session::{Close, SessionParams, SimSession, ToolOutput};
 

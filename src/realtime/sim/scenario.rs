@@ -9,7 +9,7 @@
 //! the sans-IO session core.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -49,6 +49,8 @@ pub struct Scenario {
     pub(crate) max_session: Option<Duration>,
     /// How new sessions are treated (`[[sessions]]`): refused or slow to start.
     pub(crate) sessions: Vec<SessionRule>,
+    /// Misbehaviour on demand (`[[fault]]`), in file order.
+    pub(crate) faults: Vec<Fault>,
 }
 
 /// Misbehaviour toward new sessions, for failover tests: one `[[sessions]]` entry of a scenario,
@@ -100,6 +102,118 @@ impl SessionRule {
                 "{status} is not a refusal the simulator sends; use 429 or a 5xx status such as 503"
             ))
         }
+    }
+}
+
+/// One `[[fault]]` entry: the simulator misbehaves on purpose (for tests of a client's recovery,
+/// and for users who want to see it). See docs/simulator.md, "Faults".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    /// When it happens.
+    pub when: FaultWhen,
+    /// What happens.
+    pub action: FaultAction,
+    /// Which session of this simulator process it hits, numbered as for `[[sessions]]` (from 1,
+    /// in the order the upgrade requests arrived); `None`: every session.
+    pub session: Option<u64>,
+}
+
+/// When a [`Fault`] fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultWhen {
+    /// This long after the session was created (`at_ms`).
+    At(Duration),
+    /// Right after the `response.done` of the response answering caller turn N (1-based,
+    /// `after_turn`); for a turn with `call`, that is the response that makes the call, so the
+    /// call is still in flight.
+    AfterTurn(usize),
+}
+
+/// What a [`Fault`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Close the WebSocket with code 1011 (internal error), without any event first (GPT-Live:
+    /// without `session.closed`): the service dropped the session.
+    Close,
+    /// Send `error` with type `server_error` (the service's "The server had an error while
+    /// processing your request…"), then close with 1011.
+    ServerError,
+}
+
+/// The WebSocket close code of a [`FaultAction`] (1011, internal error).
+pub(crate) const FAULT_CLOSE_CODE: u16 = 1011;
+
+/// The message of the service's `server_error` (realtime-protocol.md, error table).
+pub(crate) const SERVER_ERROR_MESSAGE: &str = "The server had an error while processing your request. Sorry about that! You can retry your request, or contact us through our help center at help.openai.com if the error persists.";
+
+/// The faults of one simulated session not fired yet (both dialects' session cores use it).
+#[derive(Debug, Clone)]
+pub(crate) struct FaultSchedule {
+    faults: Vec<Fault>,
+    created: Instant,
+}
+
+impl FaultSchedule {
+    /// The earliest timed fault not fired yet.
+    pub(crate) fn next_at(&self) -> Option<Instant> {
+        self.faults
+            .iter()
+            .filter_map(|f| match f.when {
+                FaultWhen::At(d) => Some(self.created + d),
+                FaultWhen::AfterTurn(_) => None,
+            })
+            .min()
+    }
+
+    /// Takes the timed fault due at `now`, if any.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<FaultAction> {
+        let created = self.created;
+        self.take(|w| matches!(w, FaultWhen::At(d) if created + d <= now))
+    }
+
+    /// Takes the fault that fires after caller turn `turn` (1-based), if any.
+    pub(crate) fn take_after_turn(&mut self, turn: usize) -> Option<FaultAction> {
+        self.take(|w| w == FaultWhen::AfterTurn(turn))
+    }
+
+    fn take(&mut self, due: impl Fn(FaultWhen) -> bool) -> Option<FaultAction> {
+        let i = self.faults.iter().position(|f| due(f.when))?;
+        let fault = self.faults.remove(i);
+        tracing::info!(?fault, "scenario fault");
+        Some(fault.action)
+    }
+}
+
+/// The fields of the `error` event a [`FaultAction::ServerError`] sends (the session adds
+/// `type` and `event_id`).
+pub(crate) fn server_error_fields() -> Value {
+    serde_json::json!({"error": {
+        "type": "server_error",
+        "code": null,
+        "message": SERVER_ERROR_MESSAGE,
+        "param": null,
+    }})
+}
+
+impl Scenario {
+    /// The faults that hit session number `session` (1-based) of this simulator, created at
+    /// `now`.
+    pub(crate) fn faults_for(&self, session: u64, now: Instant) -> FaultSchedule {
+        FaultSchedule {
+            faults: self
+                .faults
+                .iter()
+                .filter(|f| f.session.is_none_or(|n| n == session))
+                .copied()
+                .collect(),
+            created: now,
+        }
+    }
+
+    /// Sets the session cap (`frontdesk sim --session-max-secs`), overriding `max_session_s`.
+    pub fn set_max_session(&mut self, cap: Duration) {
+        self.max_session =
+            Some(cap.clamp(Duration::from_secs(1), Duration::from_secs(MAX_SESSION_S)));
     }
 }
 
@@ -545,6 +659,7 @@ impl Default for Scenario {
             timing: Timing::default(),
             max_session: None,
             sessions: Vec::new(),
+            faults: Vec::new(),
         }
     }
 }
@@ -586,6 +701,8 @@ struct RawScenario {
     fallback: Option<RawTurn>,
     #[serde(default)]
     sessions: Vec<RawSessionRule>,
+    #[serde(default, rename = "fault")]
+    faults: Vec<RawFault>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -596,6 +713,15 @@ struct RawSessionRule {
     after_s: Option<f64>,
     refuse: Option<u16>,
     delay_created_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    at_ms: Option<u64>,
+    after_turn: Option<usize>,
+    action: String,
+    session: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -717,6 +843,52 @@ impl Compiler<'_> {
             ),
             other => ArgValue::Plain(toml_to_json(other)),
         }
+    }
+
+    fn fault(&mut self, what: &str, raw: &RawFault) -> Option<Fault> {
+        let when = match (raw.at_ms, raw.after_turn) {
+            (Some(ms), None) if ms <= MAX_SESSION_S * 1000 => {
+                FaultWhen::At(Duration::from_millis(ms))
+            }
+            (Some(_), None) => {
+                self.problems.push(format!(
+                    "{what}: at_ms must be at most {}",
+                    MAX_SESSION_S * 1000
+                ));
+                return None;
+            }
+            (None, Some(n)) if n >= 1 => FaultWhen::AfterTurn(n),
+            (None, Some(_)) => {
+                self.problems
+                    .push(format!("{what}: after_turn counts from 1"));
+                return None;
+            }
+            _ => {
+                self.problems
+                    .push(format!("{what}: set exactly one of at_ms and after_turn"));
+                return None;
+            }
+        };
+        let action = match raw.action.as_str() {
+            "close" => FaultAction::Close,
+            "server_error" => FaultAction::ServerError,
+            other => {
+                self.problems.push(format!(
+                    "{what}: unknown action '{other}' (close, server_error)"
+                ));
+                return None;
+            }
+        };
+        let session = match raw.session {
+            None => Some(1),
+            Some(0) => None,
+            Some(n) => Some(n),
+        };
+        Some(Fault {
+            when,
+            action,
+            session,
+        })
     }
 
     fn turn(&mut self, what: &str, raw: &RawTurn) -> Turn {
@@ -911,6 +1083,11 @@ impl Scenario {
                 refuse: r.refuse,
                 delay_created: Duration::from_millis(delay.min(MAX_FIRST_AUDIO_DELAY_MS)),
             });
+        }
+        for (i, f) in raw.faults.iter().enumerate() {
+            if let Some(fault) = c.fault(&format!("fault {}", i + 1), f) {
+                scenario.faults.push(fault);
+            }
         }
         if c.problems.is_empty() {
             Ok(scenario)

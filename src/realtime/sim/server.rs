@@ -172,6 +172,9 @@ struct Handshake {
     model: Option<String>,
     /// The GPT-Live endpoint was asked for.
     live: bool,
+    /// The session's number: its upgrade request's place among all (1-based; refused ones
+    /// count too), for `[[sessions]]` and `[[fault]] session`.
+    number: u64,
 }
 
 /// Decodes `%XX` and `+` in a query value.
@@ -224,7 +227,10 @@ impl Callback for CheckRequest<'_> {
                     return Err(refusal(status));
                 }
                 *self.delay_created = delay;
-                *self.decided = Some(handshake);
+                *self.decided = Some(Handshake {
+                    number: n,
+                    ..handshake
+                });
                 Ok(resp)
             }
             None => {
@@ -319,6 +325,7 @@ fn check_request(req: &Request, mut resp: Response) -> Option<(Response, Handsha
             dialect,
             model,
             live,
+            number: 0,
         },
     ))
 }
@@ -384,16 +391,18 @@ async fn connection(
     let unix_time_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let session_number = handshake.number;
     let session = if handshake.live {
-        Core::Live(LiveSimSession::new(
+        Core::Live(Box::new(LiveSimSession::new(
             LiveParams {
                 unix_time_s,
                 id_token: random_token(),
                 scenario: Arc::clone(&shared.scenario),
                 clock_skew_ppm: 0,
+                session_number,
             },
             now(),
-        ))
+        )))
     } else {
         let params = SessionParams {
             dialect: handshake.dialect,
@@ -402,8 +411,9 @@ async fn connection(
             id_token: random_token(),
             scenario: Arc::clone(&shared.scenario),
             echo: shared.echo,
+            session_number,
         };
-        Core::Realtime(SimSession::new(params, now()))
+        Core::Realtime(Box::new(SimSession::new(params, now())))
     };
     let dialect = match (handshake.live, handshake.dialect) {
         (true, _) => "live",
@@ -418,8 +428,8 @@ async fn connection(
 /// the same sans-IO verbs.
 #[derive(Debug)]
 enum Core {
-    Realtime(SimSession),
-    Live(LiveSimSession),
+    Realtime(Box<SimSession>),
+    Live(Box<LiveSimSession>),
 }
 
 impl Core {

@@ -35,7 +35,10 @@ use serde_json::{json, Map, Value};
 
 use super::audio::AudioFormat;
 use super::config::{as_int, ClientError, Dialect, Effective, ResponseSettings, SessionConfig};
-use super::scenario::{Scenario, Speech, TemplateCtx};
+use super::scenario::{
+    server_error_fields, FaultAction, FaultSchedule, Scenario, Speech, TemplateCtx,
+    FAULT_CLOSE_CODE,
+};
 use super::vad::{Vad, VadEvent};
 
 /// Shortest buffer `input_audio_buffer.commit` accepts.
@@ -100,6 +103,9 @@ pub struct SessionParams {
     pub scenario: Arc<Scenario>,
     /// Reply with the caller's own audio (see [`super::SimOptions::echo`]).
     pub echo: bool,
+    /// Which session of the simulator this is, numbered from 1 in upgrade order (picks the
+    /// scenario's `[[fault]]` entries that apply).
+    pub session_number: u64,
 }
 
 /// A request to close the WebSocket.
@@ -280,6 +286,8 @@ pub struct SimSession {
     last_input_tokens: u64,
     responses_created: u64,
     assistant_audio_present: bool,
+    /// The scenario's faults for this session not fired yet, and when it was created.
+    faults: FaultSchedule,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -366,6 +374,7 @@ impl SimSession {
             params.unix_time_s + max_session.as_secs(),
         );
         let eff = config.effective();
+        let faults = params.scenario.faults_for(params.session_number, now);
         let mut s = SimSession {
             dialect: params.dialect,
             token: params.id_token,
@@ -399,6 +408,7 @@ impl SimSession {
             last_input_tokens: 0,
             responses_created: 0,
             assistant_audio_present: false,
+            faults,
             config,
             eff,
         };
@@ -436,10 +446,24 @@ impl SimSession {
             Some(self.expires),
             self.active.as_ref().map(|a| a.next_at),
             self.idle_deadline,
+            self.faults.next_at(),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// A scenario fault fired: closes the session (a `server_error` first).
+    fn fire_fault(&mut self, action: FaultAction) {
+        if action == FaultAction::ServerError {
+            self.emit("error", server_error_fields());
+        }
+        self.active = None;
+        self.closed = true;
+        self.close = Some(Close {
+            code: FAULT_CLOSE_CODE,
+            reason: "simulated failure".into(),
+        });
     }
 
     /// Advances time: due audio deltas, the idle timeout and the session cap.
@@ -555,6 +579,10 @@ impl SimSession {
         let now = self.now;
         if now >= self.expires {
             self.expire();
+            return;
+        }
+        if let Some(action) = self.faults.take_due(now) {
+            self.fire_fault(action);
             return;
         }
         self.advance(now);
@@ -1821,6 +1849,11 @@ impl SimSession {
         let usage = self.usage_json(&a);
         let response = self.response_json(&a, status, details, usage);
         self.emit("response.done", json!({ "response": response }));
+        if let Plan::Turn { index, .. } = a.plan {
+            if let Some(action) = self.faults.take_after_turn(index + 1) {
+                self.fire_fault(action);
+            }
+        }
         // Arm the idle timeout after the (estimated) end of playback.
         if let Some(idle) = self.eff.turn_detection.and_then(|t| t.idle_timeout_ms) {
             let played_until = a

@@ -203,6 +203,7 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
             id_token: "pair".into(),
             scenario: Arc::new(scenario),
             clock_skew_ppm: 1000,
+            session_number: 1,
         },
         t0,
     );

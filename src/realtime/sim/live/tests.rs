@@ -42,6 +42,7 @@ impl Harness {
                 id_token: "tok".into(),
                 scenario: Arc::new(scenario),
                 clock_skew_ppm: skew_ppm,
+                session_number: 1,
             },
             t0,
         );
@@ -391,4 +392,20 @@ fn the_session_cap_closes_with_expired() {
     assert_eq!(closed["reason"], "expired");
     assert!(h.closed.is_some());
     assert!(h.s.poll_timeout().is_none());
+}
+
+#[test]
+fn a_timed_close_fault_closes_without_session_closed() {
+    let mut h = Harness::new("[[fault]]\nat_ms = 2000\naction = \"server_error\"\n", 0);
+    h.start(&[]);
+    let deadline = h.s.poll_timeout().expect("fault deadline");
+    assert_eq!(deadline - h.t0, Duration::from_secs(2));
+    h.now = deadline;
+    h.s.handle_timeout(h.now);
+    h.drain();
+    let last = h.log.pop().expect("an event");
+    assert_eq!(last["type"], "error");
+    assert_eq!(last["error"]["type"], "server_error");
+    assert!(h.log.iter().all(|e| e["type"] != "session.closed"));
+    assert_eq!(h.closed.as_ref().map(|c| c.code), Some(1011));
 }

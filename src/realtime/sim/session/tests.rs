@@ -34,6 +34,7 @@ impl H {
             id_token: "T".into(),
             scenario: scenario(toml),
             echo,
+            session_number: 1,
         };
         let mut h = H {
             s: SimSession::new(params, now),
@@ -1607,6 +1608,7 @@ fn booking_example_chains_availability_into_the_booking() {
         id_token: "T".into(),
         scenario: Arc::new(scenario),
         echo: false,
+        session_number: 1,
     };
     let now = Instant::now();
     let mut h = H {
@@ -1637,4 +1639,70 @@ fn booking_example_chains_availability_into_the_booking() {
         h.tool_reply(&id2, booked),
         "You are booked. Your confirmation code is K7PQ3X."
     );
+}
+
+#[test]
+fn a_timed_close_fault_closes_the_first_session_only() {
+    let toml = "[[fault]]\nat_ms = 1500\naction = \"close\"\n";
+    let mut h = H::new(Dialect::Ga, toml);
+    h.take();
+    h.advance(1000);
+    assert!(h.s.poll_close().is_none(), "not before at_ms");
+    h.advance(600);
+    assert!(
+        h.take().is_empty(),
+        "close drops the session without an event"
+    );
+    let close = h.s.poll_close().expect("close requested");
+    assert_eq!(close.code, 1011);
+    assert_eq!(h.s.poll_timeout(), None);
+    // The second session of the simulator is not hit (`session` defaults to 1).
+    let scenario = scenario(toml);
+    let second = SimSession::new(
+        SessionParams {
+            dialect: Dialect::Ga,
+            model: None,
+            unix_time_s: UNIX,
+            id_token: "U".into(),
+            scenario,
+            echo: false,
+            session_number: 2,
+        },
+        h.now,
+    );
+    assert!(second
+        .poll_timeout()
+        .is_some_and(|t| t > h.now + Duration::from_secs(60)));
+}
+
+#[test]
+fn a_server_error_fault_after_a_call_turn_leaves_the_call_in_flight() {
+    let toml = format!(
+        "{FAST}[[turn]]\ncall = {{ name = \"check_availability\", arguments = {{ service = \"cleaning\" }} }}\nsay = \"Done.\"\n[[fault]]\nafter_turn = 1\naction = \"server_error\"\nsession = 0\n"
+    );
+    let mut h = H::new(Dialect::Ga, &toml);
+    h.configure_ulaw(500);
+    h.take();
+    h.caller_turn(800);
+    h.finish_response();
+    let ev = h.take();
+    let done = find(&ev, "response.done");
+    assert_eq!(done["response"]["output"][0]["type"], "function_call");
+    let err = error_of(&ev);
+    assert_eq!(err["type"], "server_error");
+    assert!(err["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("The server had an error")));
+    assert_eq!(h.s.poll_close().map(|c| c.code), Some(1011));
+}
+
+#[test]
+fn fault_entries_are_checked_at_load() {
+    let bad = |t: &str| match Scenario::parse(t, std::path::Path::new("/x/s.toml")) {
+        Err(e) => e.to_string(),
+        Ok(_) => String::new(),
+    };
+    assert!(bad("[[fault]]\naction = \"close\"\n").contains("exactly one of at_ms and after_turn"));
+    assert!(bad("[[fault]]\nafter_turn = 0\naction = \"close\"\n").contains("counts from 1"));
+    assert!(bad("[[fault]]\nat_ms = 5\naction = \"explode\"\n").contains("unknown action"));
 }
