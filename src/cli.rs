@@ -101,6 +101,12 @@ pub struct ServeArgs {
     /// Refuse TLS clients without a certificate signed by the client CA.
     #[arg(long)]
     pub sip_tls_require_client_cert: bool,
+    /// SRTP policy for calls whose INVITE came over TLS, from sources outside every
+    /// `[[admission.trunks]]` entry with its own `srtp` (values as for --srtp). A trunk that
+    /// encrypts its signalling expects encrypted media: a plain-RTP offer over TLS gets 488
+    /// `SRTP is required` unless this is `offer` or `off` [default: require, or `[sip.tls] srtp`].
+    #[arg(long, value_name = "off|offer|require")]
+    pub sip_tls_srtp: Option<crate::sdp::sdes::Policy>,
     /// IP addresses advertised in SDP for RTP (and in Contact), at most one per family: a call
     /// gets the one of its SDP offer's family (`c=IN IP4`/`IP6`) [default: each listen IP, or the
     /// address of the default-route interface].
@@ -533,6 +539,9 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
             .unwrap_or(true),
         srtp: crate::sdp::sdes::PolicyTable::new(
             args.srtp.or(file.media.srtp).unwrap_or_default(),
+            args.sip_tls_srtp
+                .or(file.sip.tls.srtp)
+                .unwrap_or(crate::sdp::sdes::Policy::Require),
             file.admission.as_ref(),
         ),
         connect_timeout: file

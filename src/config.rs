@@ -118,6 +118,9 @@ pub struct SipTlsFile {
     pub require_client_cert: Option<bool>,
     /// PEM CA certificates trusted for servers we connect to (default: the web PKI roots).
     pub ca: Option<PathBuf>,
+    /// SRTP policy for calls over TLS from sources outside every trunk with its own `srtp`
+    /// (default `require`).
+    pub srtp: Option<crate::sdp::sdes::Policy>,
 }
 
 /// The `[media]` section.

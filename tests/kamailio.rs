@@ -31,6 +31,33 @@ impl Kamailio {
     /// The registrar of deploy/kamailio/registrar.cfg with `users` (name, password) in its sqlite
     /// `subscriber` table and digest `algorithm` (`MD5` or `SHA-256`).
     fn registrar(dir: &TestDir, algorithm: &str, users: &[(&str, &str)]) -> Kamailio {
+        Kamailio::registrar_with(dir, algorithm, users, "")
+    }
+
+    /// [`Kamailio::registrar`] that also listens for SIP over TLS on `tls` with the server
+    /// certificate of [`make_tls_certs`] (module `tls.so`, Debian `kamailio-tls-modules`).
+    fn tls_registrar(dir: &TestDir, users: &[(&str, &str)], tls: SocketAddr) -> Kamailio {
+        assert!(
+            Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists()
+                || Path::new("/usr/lib/kamailio/modules/tls.so").exists(),
+            "Kamailio's TLS module is missing: install the Debian package `kamailio-tls-modules` (tests/run.sh and .ci/run do this)"
+        );
+        let defines = format!(
+            "#!define WITH_TLS\n#!define TLS_PORT {}\n#!define TLS_CERT \"{}\"\n#!define TLS_KEY \"{}\"",
+            tls.port(),
+            dir.join("server.pem").display(),
+            dir.join("server.key").display()
+        );
+        Kamailio::registrar_with(dir, "MD5", users, &defines)
+    }
+
+    /// The registrar with `tls` (`#!define` lines or nothing) in its config.
+    fn registrar_with(
+        dir: &TestDir,
+        algorithm: &str,
+        users: &[(&str, &str)],
+        tls: &str,
+    ) -> Kamailio {
         require_kamailio();
         require_tool("sqlite3", "sqlite3");
         let db = dir.join("kamailio.sqlite");
@@ -49,7 +76,11 @@ impl Kamailio {
                 &format!("INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES ('{user}', '127.0.0.1', '{password}', '', '');"),
             );
         }
-        Kamailio::start(dir, "registrar.cfg.in", &[("@ALGORITHM@", algorithm)])
+        Kamailio::start(
+            dir,
+            "registrar.cfg.in",
+            &[("@ALGORITHM@", algorithm), ("@TLS@", tls)],
+        )
     }
 
     /// The load balancer of deploy/kamailio/dispatcher.cfg in front of `backends`.
@@ -389,6 +420,28 @@ fn sipp_ok(dir: &TestDir, scenario: &str, out: std::process::Output, context: &s
     );
 }
 
+/// Stops frontdesk (SIGTERM: it hangs up with BYE) and checks that the SIPp `caller` running
+/// `uac_proxy_wait_bye.xml` got that BYE through the proxy `kam`.
+fn hang_up_by_shutdown(
+    dir: &TestDir,
+    fd: &mut Frontdesk,
+    kam: &Kamailio,
+    caller: std::process::Child,
+) {
+    fd.stop();
+    let out = caller.wait_with_output().expect("sipp");
+    sipp_ok(
+        dir,
+        "uac_proxy_wait_bye.xml",
+        out,
+        &format!(
+            "---- kamailio ----\n{}\n---- frontdesk ----\n{}",
+            kam.log(),
+            fd.log()
+        ),
+    );
+}
+
 /// Frontdesk registers with a wrong password: every attempt is refused, the log says why in plain
 /// words, and the retries back off (1 s, 2 s, 4 s ...); no binding appears; the password is never
 /// logged.
@@ -581,18 +634,7 @@ expires_secs = 300
         .expect("sipp");
     fd.wait_log("call answered", 2, Duration::from_secs(15));
     std::thread::sleep(Duration::from_millis(1500));
-    fd.stop();
-    let out = child.wait_with_output().expect("sipp");
-    sipp_ok(
-        &dir,
-        "uac_proxy_wait_bye.xml",
-        out,
-        &format!(
-            "---- kamailio ----\n{}\n---- frontdesk ----\n{}",
-            kam.log(),
-            fd.log()
-        ),
-    );
+    hang_up_by_shutdown(&dir, &mut fd, &kam, child);
 
     // The proxy carried the whole dialogs: INVITE to the registered TCP contact, the callers' ACKs
     // and first BYE, and frontdesk's BYE (from its SIP port, over the TCP connection).
@@ -662,6 +704,119 @@ expires_secs = 300
         kam.contacts("agent").is_empty(),
         "binding left after shutdown"
     );
+}
+
+/// Issue 12: Kamailio as a TLS registrar. frontdesk registers over TLS (its outbound connector,
+/// verifying Kamailio's certificate against `[sip.tls] ca`) with its TLS listener in Contact; a
+/// caller reaches it through Kamailio, which relays the INVITE over TLS to that listener; the
+/// caller's audio reaches the session; at shutdown frontdesk's BYE goes over TLS to Kamailio
+/// (the route set) and on to the caller, and the binding is removed over TLS.
+#[test]
+fn tls_registrar_binds_and_relays_a_call_over_tls() {
+    let dir = TestDir::new("kam-tls");
+    make_tls_certs(&dir);
+    let (ul, _) = speech(&dir, "caller", CALLER_SENTENCE);
+    std::fs::write(dir.join("audio.ul"), &ul).expect("write");
+    let kam_tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let kam = Kamailio::tls_registrar(&dir, &[("agent", AGENT_PASSWORD)], kam_tls);
+    std::fs::write(dir.join("agent.password"), AGENT_PASSWORD).expect("write");
+    let sim = Sim::start(
+        &dir,
+        Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")),
+    );
+    let url = sim.url();
+    let config = format!(
+        r#"
+[sip.tls]
+ca = "{ca}"
+# The caller's offer is plain RTP (SIPp), relayed by Kamailio over TLS.
+srtp = "offer"
+
+[[registrations]]
+name = "pbx-tls"
+registrar = "sip:{kam_tls};transport=tls"
+user = "agent"
+password_file = "{password}"
+expires_secs = 300
+"#,
+        ca = dir.join("ca.pem").display(),
+        password = dir.join("agent.password").display()
+    );
+    let our_tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut extra = tls_listener_args(&dir, our_tls, false);
+    extra.extend(["--realtime-url".to_owned(), url]);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut fd = Frontdesk::start(&dir, "frontdesk", Some(&config), &extra, &[]);
+    let contacts = kam.wait_for_contact(
+        "agent",
+        &format!("127.0.0.1:{};transport=tls", our_tls.port()),
+        Duration::from_secs(15),
+    );
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    fd.wait_log("registered: the registrar binds", 1, Duration::from_secs(5));
+    let klog = kam.log();
+    let register = klog
+        .lines()
+        .find(|l| l.contains("REQ REGISTER"))
+        .unwrap_or_else(|| panic!("no REGISTER at Kamailio:\n{klog}"));
+    assert!(
+        register.contains("(tls)"),
+        "the REGISTER did not come over TLS: {register}"
+    );
+
+    // A caller (UDP) reaches frontdesk through Kamailio; frontdesk hangs up at shutdown.
+    let child = sipp(&dir, "uac_proxy_wait_bye.xml", kam.addr, "agent", 1, 0)
+        .spawn()
+        .expect("sipp");
+    fd.wait_log("call answered", 1, Duration::from_secs(20));
+    // The caller's whole sentence reached the session once the simulator took the turn.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&sim.record_server)
+        .unwrap_or_default()
+        .contains("input_audio_buffer.committed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the simulator never took the caller's turn:\n{}",
+            fd.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    hang_up_by_shutdown(&dir, &mut fd, &kam, child);
+    let klog = kam.log();
+    let port = our_tls.port();
+    assert!(
+        klog.contains(&format!("-> sip:agent@127.0.0.1:{port};transport=tls")),
+        "the INVITE was not relayed to the TLS contact:\n{klog}"
+    );
+    let log = fd.log();
+    assert!(
+        log.contains("transport=Tls"),
+        "the INVITE did not arrive over TLS:\n{log}"
+    );
+    // frontdesk's BYE reached Kamailio over TLS (the route set), then the caller.
+    let our_bye = klog
+        .lines()
+        .find(|l| l.contains("REQ BYE sip:caller@"))
+        .unwrap_or_else(|| panic!("frontdesk's BYE did not reach Kamailio:\n{klog}"));
+    assert!(
+        our_bye.contains("(tls)"),
+        "frontdesk's BYE did not come over TLS: {our_bye}"
+    );
+    let rows = ended_calls(&fd.db, 1);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].sip_status, Some(200), "{rows:?}");
+    assert_eq!(rows[0].end_reason.as_deref(), Some("shutdown"), "{rows:?}");
+    if let Err(e) = relayed_exactly(&appended_audio(&read_jsonl(&sim.record)), &ul) {
+        panic!("the caller's audio did not reach the session through the TLS hop: {e}");
+    }
+    // The shutdown removed the binding (REGISTER with Expires: 0 over TLS).
+    assert!(
+        kam.contacts("agent").is_empty(),
+        "binding left after shutdown"
+    );
+    assert_eq!(log.matches("unregistered (Expires: 0)").count(), 1, "{log}");
+    assert!(!log.contains(AGENT_PASSWORD), "the password is in the log");
 }
 
 /// Kamailio's dispatcher (deploy/kamailio/dispatcher.cfg, as shipped) spreads calls round-robin

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv kamailio kamailio-sqlite-modules sqlite3 sipvicious postgresql iproute2 util-linux chromium baresip-core openssl)
+DEBIAN_PACKAGES=(sip-tester espeak-ng sox libsox-fmt-all tshark python3-venv kamailio kamailio-sqlite-modules kamailio-tls-modules sqlite3 sipvicious postgresql iproute2 util-linux chromium baresip-core openssl)
 TOOLS=(sipp espeak-ng sox tshark dumpcap kamailio kamcmd sqlite3 svwar svmap ip unshare chromium baresip openssl)
 # PostgreSQL server binaries (not on PATH on Debian); the store tests start a throwaway server.
 PG_INITDB=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n1 || true)
@@ -17,6 +17,8 @@ PG_INITDB=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n1 || true)
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
 [ -n "$PG_INITDB" ] || missing+=(initdb)
+# Kamailio's TLS module (kamailio-tls-modules) is a library, not a tool on PATH.
+ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || missing+=(kamailio-tls-modules)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: missing tools: ${missing[*]}; installing Debian packages: ${DEBIAN_PACKAGES[*]}"
   SUDO=""

@@ -47,8 +47,9 @@ struct Baresip {
 
 impl Baresip {
     /// Writes a config for a caller on free loopback ports. `mediaenc` is baresip's account
-    /// parameter (`srtp-mand`, `srtp`, or `None` for plain RTP).
-    fn new(dir: &TestDir, name: &str, wav: &Path, mediaenc: Option<&str>) -> Baresip {
+    /// parameter (`srtp-mand`, `srtp`, or `None` for plain RTP); `extra` is appended to the
+    /// config (e.g. `sip_cafile` and `sip_certificate` for TLS).
+    fn new(dir: &TestDir, name: &str, wav: &Path, mediaenc: Option<&str>, extra: &str) -> Baresip {
         require_tool("baresip", "baresip-core");
         let conf = dir.join(name);
         std::fs::create_dir_all(conf.join("rec")).expect("mkdir");
@@ -72,13 +73,16 @@ impl Baresip {
                  module_path /usr/lib/baresip/modules\n\
                  module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule srtp.so\n\
                  module_tmp account.so\n\
-                 module_app menu.so\n",
+                 module_app menu.so\n\
+                 {extra}\n",
                 wav = wav.display(),
                 rtp_high = rtp_low + 20,
             ),
         )
         .expect("write baresip config");
-        let enc = mediaenc.map(|m| format!(";mediaenc={m}")).unwrap_or_default();
+        let enc = mediaenc
+            .map(|m| format!(";mediaenc={m}"))
+            .unwrap_or_default();
         std::fs::write(
             conf.join("accounts"),
             format!("<sip:tester@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMU{enc}\n"),
@@ -87,11 +91,19 @@ impl Baresip {
         Baresip { dir: conf }
     }
 
-    /// Dials `uri`, stays `secs` seconds, quits; returns baresip's output.
+    /// Dials `uri`, stays `secs` seconds, quits; returns baresip's output with its SIP trace
+    /// (`-s`: every message it sends and receives, decrypted when over TLS).
     fn call(&self, uri: &str, secs: u64) -> String {
+        self.run(uri, secs, secs + 20)
+    }
+
+    /// [`Baresip::call`], stopped (SIGTERM) after `limit` seconds at most: a call that gets no
+    /// answer at all would otherwise wait 32 s for its INVITE transaction to time out.
+    fn run(&self, uri: &str, secs: u64, limit: u64) -> String {
         let out = Command::new("timeout")
-            .arg((secs + 20).to_string())
+            .arg(limit.to_string())
             .arg("baresip")
+            .arg("-s")
             .arg("-f")
             .arg(&self.dir)
             .arg("-e")
@@ -108,6 +120,29 @@ impl Baresip {
     }
 }
 
+/// Three seconds of silence as the 16-bit WAV baresip plays (`silence.wav` in `dir`).
+fn silence_wav(dir: &TestDir) -> PathBuf {
+    let wav = dir.join("silence.wav");
+    let st = Command::new("sox")
+        .args([
+            "-n",
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+        ])
+        .arg(&wav)
+        .args(["trim", "0", "3"])
+        .status()
+        .expect("sox");
+    assert!(st.success());
+    wav
+}
+
 /// One UDP datagram (or TCP segment, for SIP over TCP) of a capture.
 struct Datagram {
     src: u16,
@@ -119,9 +154,30 @@ fn datagrams(pcap: &Path) -> Vec<Datagram> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
-        .args(["-Y", "udp || (tcp && tcp.len > 0)", "-T", "fields", "-E", "separator=;"])
-        .args(["-e", "udp.srcport", "-e", "udp.dstport", "-e", "udp.payload"])
-        .args(["-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.payload"])
+        .args([
+            "-Y",
+            "udp || (tcp && tcp.len > 0)",
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+        ])
+        .args([
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "udp.payload",
+        ])
+        .args([
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "tcp.payload",
+        ])
         .output()
         .expect("run tshark");
     assert!(out.status.success(), "tshark failed");
@@ -156,6 +212,20 @@ fn sdp_of(packets: &[Datagram], port: u16, start: &str) -> String {
         .find(|t| t.starts_with(start) && t.contains("\r\n\r\nv=0"))
         .and_then(|t| t.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()))
         .unwrap_or_else(|| panic!("no {start:?} with SDP on port {port} in the capture"))
+}
+
+/// The SDP body of the first message starting with `start` in baresip's SIP trace (`-s`: each
+/// message after a `#` line and a `TLS a -> b` line, ended by a colour reset `ESC[;m`).
+fn sdp_in_trace(trace: &str, start: &str) -> String {
+    trace
+        .split("\u{1b}[;m")
+        .filter_map(|chunk| chunk.find(start).map(|i| &chunk[i..]))
+        .find(|m| m.contains("\r\n\r\nv=0"))
+        .and_then(|m| {
+            m.split_once("\r\n\r\n")
+                .map(|(_, b)| b.trim_end().to_owned() + "\r\n")
+        })
+        .unwrap_or_else(|| panic!("no {start:?} with SDP in baresip's trace:\n{trace}"))
 }
 
 /// The `m=audio` port and the `a=crypto` lines of an SDP body.
@@ -226,7 +296,13 @@ fn sim_audio_items(server_events: &[Value]) -> Vec<Vec<u8>> {
 #[test]
 fn baresip_srtp_call_is_answered_and_the_audio_is_exact_both_ways() {
     // `mediaenc=srtp-mand`: RTP/SAVP with a=crypto, to a listener that requires SRTP.
-    srtp_call("srtp-baresip", &["--srtp", "require"], "srtp-mand", "RTP/SAVP", "udp");
+    srtp_call(
+        "srtp-baresip",
+        &["--srtp", "require"],
+        "srtp-mand",
+        "RTP/SAVP",
+        "udp",
+    );
 }
 
 #[test]
@@ -236,8 +312,18 @@ fn best_effort_srtp_offer_over_tcp_is_encrypted_under_the_default_policy() {
     srtp_call("srtp-best-effort", &[], "srtp", "RTP/AVP", "tcp");
 }
 
+#[test]
+fn baresip_over_mutual_tls_with_srtp_is_answered_and_the_audio_is_exact_both_ways() {
+    // SIP over TLS with a client certificate (mutual TLS), `mediaenc=srtp-mand`, under the TLS
+    // listeners' default policy (`require`). A baresip without a certificate is refused first.
+    srtp_call("srtp-tls", &[], "srtp-mand", "RTP/SAVP", "tls");
+}
+
 /// One baresip call with `mediaenc` to frontdesk started with `args`; both SDPs must use
-/// `proto`, and every check of the module docs must hold. SIP goes over `transport` (udp, tcp).
+/// `proto`, and every check of the module docs must hold. SIP goes over `transport` (udp, tcp,
+/// tls); over TLS frontdesk requires a client certificate, a baresip without one is refused
+/// before the call, and the SDPs come from baresip's SIP trace (the capture only shows TLS
+/// records, which must not hold any SIP or key in clear).
 fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: &str) {
     let dir = TestDir::new(name);
     let (ul, _) = speech(&dir, "caller", CALLER_SENTENCE);
@@ -253,14 +339,47 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
         .expect("sox");
     assert!(st.success());
     assert!(ul.len() > 8000);
-    let sim = Sim::start(&dir, Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")));
+    let sim = Sim::start(
+        &dir,
+        Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")),
+    );
     let url = sim.url();
     let mut serve_args = vec!["--realtime-url", url.as_str()];
     serve_args.extend_from_slice(args);
+    let tls = transport == "tls";
+    let tls_addr: std::net::SocketAddr =
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let tls_args = if tls {
+        make_tls_certs(&dir);
+        tls_listener_args(&dir, tls_addr, true)
+    } else {
+        Vec::new()
+    };
+    serve_args.extend(tls_args.iter().map(String::as_str));
     let mut serve = Serve::start(&dir, &dialplans(&dir), &serve_args);
+    let ca = dir.join("ca.pem");
+    let (target, caller_tls) = if tls {
+        let trust = format!("sip_cafile {}", ca.display());
+        // Without the trunk's certificate: the handshake is refused, no call.
+        let stranger = Baresip::new(&dir, "stranger", &wav, Some(mediaenc), &trust);
+        let target = format!("sip:agent@{tls_addr};transport=tls");
+        let out = stranger.run(&target, 2, 8);
+        assert!(
+            !out.contains("Call established"),
+            "a TLS client without a certificate got a call:\n{out}"
+        );
+        let certificate = dir.join("client-bundle.pem");
+        let with_cert = format!("{trust}\nsip_certificate {}", certificate.display());
+        (target, with_cert)
+    } else {
+        (
+            format!("sip:agent@{};transport={transport}", serve.sip),
+            String::new(),
+        )
+    };
     let capture = Capture::start_filter(&dir, "srtp", "(udp or tcp) and host 127.0.0.1");
-    let caller = Baresip::new(&dir, "baresip", &wav, Some(mediaenc));
-    let out = caller.call(&format!("sip:agent@{};transport={transport}", serve.sip), 10);
+    let caller = Baresip::new(&dir, "baresip", &wav, Some(mediaenc), &caller_tls);
+    let out = caller.call(&target, 10);
     let pcap = capture.finish();
     let status = serve.proc.terminate(Duration::from_secs(15));
     let log = serve.proc.log_text();
@@ -270,14 +389,41 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
     );
     assert!(status.is_some_and(|s| s.success()), "{log}");
     assert!(log.contains("media is SRTP"), "{log}");
-    let want = if transport == "tcp" { "transport=Tcp" } else { "transport=Udp" };
-    assert!(strip_ansi(&log).contains(want), "the INVITE did not come over {transport}");
+    let want = match transport {
+        "tcp" => "transport=Tcp",
+        "tls" => "transport=Tls",
+        _ => "transport=Udp",
+    };
+    assert!(
+        strip_ansi(&log).contains(want),
+        "the INVITE did not come over {transport}"
+    );
+    if tls {
+        // The stranger's handshake was refused in one line; the trunk's was taken.
+        assert_eq!(
+            log.matches("SIP over TLS: handshake refused").count(),
+            1,
+            "{log}"
+        );
+    }
 
-    // Both SDPs from the capture: baresip's offer and our answer, same profile, tag and suite.
+    // Both SDPs, baresip's offer and our answer: same profile, tag and suite. Over TLS from
+    // baresip's trace, else from the capture.
     let packets = datagrams(&pcap);
-    let sip_port = serve.sip.port();
-    let (their_rtp, their_proto, their_cryptos) = media_of(&sdp_of(&packets, sip_port, "INVITE "));
-    let (our_rtp, our_proto, our_cryptos) = media_of(&sdp_of(&packets, sip_port, "SIP/2.0 200 "));
+    let (offer, answer) = if tls {
+        (
+            sdp_in_trace(&out, "INVITE "),
+            sdp_in_trace(&out, "SIP/2.0 200 "),
+        )
+    } else {
+        let sip_port = serve.sip.port();
+        (
+            sdp_of(&packets, sip_port, "INVITE "),
+            sdp_of(&packets, sip_port, "SIP/2.0 200 "),
+        )
+    };
+    let (their_rtp, their_proto, their_cryptos) = media_of(&offer);
+    let (our_rtp, our_proto, our_cryptos) = media_of(&answer);
     assert_eq!((their_proto.as_str(), our_proto.as_str()), (proto, proto));
     assert_eq!(our_cryptos.len(), 1, "one a=crypto in the answer");
     let ours = &our_cryptos[0];
@@ -286,7 +432,32 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
         .find(|c| c.tag == ours.tag)
         .expect("the answer's tag is one of the offer's");
     assert_eq!(theirs.suite, ours.suite);
-    assert_ne!(theirs.key.key, ours.key.key, "each side sends with its own key");
+    assert_ne!(
+        theirs.key.key, ours.key.key,
+        "each side sends with its own key"
+    );
+    if tls {
+        // On the wire the signalling is TLS records only: no SIP, no key in clear.
+        let session: Vec<&Datagram> = packets
+            .iter()
+            .filter(|d| d.src == tls_addr.port() || d.dst == tls_addr.port())
+            .collect();
+        assert!(session.len() > 4, "no TLS session in the capture");
+        for d in session {
+            for clear in [
+                b"SIP/2.0".as_slice(),
+                b"a=crypto",
+                ours.key.key.to_base64().as_bytes(),
+                theirs.key.key.to_base64().as_bytes(),
+            ] {
+                assert!(
+                    find(&d.payload, clear).is_none(),
+                    "{:?} in clear on the TLS connection",
+                    String::from_utf8_lossy(clear)
+                );
+            }
+        }
+    }
     // Keys are never logged.
     for c in [ours, theirs] {
         let b64 = c.key.key.to_base64();
@@ -294,7 +465,12 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
     }
 
     // The agent is heard: our SRTP decrypts with our key and carries the simulator's audio.
-    let (heard, sent) = decrypt_rtp(&packets, our_rtp, their_rtp, receiver(ours.suite, &ours.key.key));
+    let (heard, sent) = decrypt_rtp(
+        &packets,
+        our_rtp,
+        their_rtp,
+        receiver(ours.suite, &ours.key.key),
+    );
     assert!(sent > 200, "only {sent} SRTP packets reached baresip");
     let items = sim_audio_items(&read_jsonl(&sim.record_server));
     assert!(!items.is_empty(), "the simulator sent no audio");
@@ -321,9 +497,15 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
     }
     // The sentence itself is in it (baresip encoded our µ-law WAV back to the same bytes, except
     // that µ-law's two zeros 0x7f and 0xff both come back as 0xff).
-    let canonical: Vec<u8> = ul.iter().map(|&b| if b == 0x7f { 0xff } else { b }).collect();
+    let canonical: Vec<u8> = ul
+        .iter()
+        .map(|&b| if b == 0x7f { 0xff } else { b })
+        .collect();
     let middle = &canonical[canonical.len() / 4..canonical.len() / 4 + 1600];
-    assert!(find(&spoken, middle).is_some(), "the caller's sentence is not in its SRTP");
+    assert!(
+        find(&spoken, middle).is_some(),
+        "the caller's sentence is not in its SRTP"
+    );
 
     // SRTCP: our reports decrypt with our key (RTCP on the odd port above RTP).
     let mut rtcp_rx = receiver(ours.suite, &ours.key.key);
@@ -333,14 +515,21 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
         .map(|d| rtcp_rx.unprotect(&d.payload).expect("our SRTCP decrypts"))
         .collect();
     assert!(!reports.is_empty(), "no SRTCP report from frontdesk");
-    assert!(reports.iter().all(|r| matches!(r[1], 200 | 201)), "SR/RR first");
+    assert!(
+        reports.iter().all(|r| matches!(r[1], 200 | 201)),
+        "SR/RR first"
+    );
     // Nothing baresip sent failed authentication or was taken for a replay, on either socket.
     let plain_log = strip_ansi(&log);
     let summaries: Vec<&str> = plain_log
         .lines()
         .filter(|l| l.contains("SRTP summary"))
         .collect();
-    assert_eq!(summaries.len(), 2, "one SRTP summary per socket (RTP, RTCP):\n{plain_log}");
+    assert_eq!(
+        summaries.len(),
+        2,
+        "one SRTP summary per socket (RTP, RTCP):\n{plain_log}"
+    );
     for s in summaries {
         assert!(
             s.contains("auth_failures=0") && s.contains("replays=0"),
@@ -390,11 +579,27 @@ srtp = "require"
     let serve = Serve::start(
         &dir,
         &dialplans(&dir),
-        &["--config", &config_arg, "--realtime-url", "ws://127.0.0.1:9/v1/realtime"],
+        &[
+            "--config",
+            &config_arg,
+            "--realtime-url",
+            "ws://127.0.0.1:9/v1/realtime",
+        ],
     );
-    let run = run_sipp(&dir, "invite_plain_expect_488.xml", serve.sip, free_port(), 0, false);
+    let run = run_sipp(
+        &dir,
+        "invite_plain_expect_488.xml",
+        serve.sip,
+        free_port(),
+        0,
+        false,
+    );
     let log = serve.proc.log_text();
-    assert!(run.success, "SIPp did not get 488:\n{}\n---- frontdesk ----\n{log}", run.output);
+    assert!(
+        run.success,
+        "SIPp did not get 488:\n{}\n---- frontdesk ----\n{log}",
+        run.output
+    );
     assert!(
         run.output.contains("SRTP is required"),
         "the 488 does not say why:\n{}",
@@ -404,15 +609,42 @@ srtp = "require"
     assert!(!log.contains("Realtime session opened"), "{log}");
 
     // baresip with plain RTP gets the same answer.
-    let wav = dir.join("silence.wav");
-    let st = Command::new("sox")
-        .args(["-n", "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
-        .arg(&wav)
-        .args(["trim", "0", "3"])
-        .status()
-        .expect("sox");
-    assert!(st.success());
-    let plain = Baresip::new(&dir, "plain", &wav, None);
+    let wav = silence_wav(&dir);
+    let plain = Baresip::new(&dir, "plain", &wav, None, "");
     let out = plain.call(&format!("sip:agent@{}", serve.sip), 3);
-    assert!(out.contains("488"), "baresip with plain RTP was not refused with 488:\n{out}");
+    assert!(
+        out.contains("488"),
+        "baresip with plain RTP was not refused with 488:\n{out}"
+    );
+}
+
+#[test]
+fn plain_rtp_offer_over_tls_gets_488_while_udp_takes_it() {
+    // No SRTP setting at all: the TLS listener requires SRTP by default, UDP and TCP offer it.
+    let dir = TestDir::new("srtp-tls-488");
+    make_tls_certs(&dir);
+    let tls: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let args = tls_listener_args(&dir, tls, false);
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Sessions go to the built-in simulator (no key, no URL).
+    let serve = Serve::start(&dir, &dialplans(&dir), &extra);
+    let wav = silence_wav(&dir);
+    let trust = format!("sip_cafile {}", dir.join("ca.pem").display());
+    let over_tls = Baresip::new(&dir, "plain-tls", &wav, None, &trust);
+    let out = over_tls.call(&format!("sip:agent@{tls};transport=tls"), 3);
+    let log = strip_ansi(&serve.proc.log_text());
+    assert!(
+        out.contains("SIP/2.0 488 ") && out.contains("SRTP is required"),
+        "a plain-RTP offer over TLS was not refused with 488:\n{out}\n---- frontdesk ----\n{log}"
+    );
+    assert!(!out.contains("Call established"), "{out}");
+    assert!(log.contains("transport=Tls"), "{log}");
+    // The same plain offer over UDP is answered (the policy is the listener's, not global).
+    let over_udp = Baresip::new(&dir, "plain-udp", &wav, None, "");
+    let out = over_udp.call(&format!("sip:agent@{}", serve.sip), 3);
+    assert!(
+        out.contains("Call established") && !out.contains("SRTP is Enabled"),
+        "a plain-RTP offer over UDP was not answered with plain RTP:\n{out}\n---- frontdesk ----\n{}",
+        serve.proc.log_text()
+    );
 }

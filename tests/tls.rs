@@ -12,24 +12,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// A CA, a server certificate for 127.0.0.1 signed by it, and a client certificate signed by it.
-fn make_certs(dir: &TestDir) {
-    require_tool("openssl", "openssl");
-    let sh = format!(
-        "set -e; cd {d}
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=trunk 2>/dev/null
-printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' > client.ext
-openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext 2>/dev/null",
-        d = dir.path().display()
-    );
-    let st = Command::new("sh").arg("-c").arg(sh).status().expect("sh");
-    assert!(st.success(), "openssl failed");
-}
-
 /// Sends one OPTIONS over TLS to `addr` (verifying the server with ca.pem, presenting the client
 /// certificate when `client_cert`); returns the first response line, or `ERR <reason>`.
 fn options_over_tls(dir: &TestDir, addr: SocketAddr, client_cert: bool) -> String {
@@ -73,24 +55,11 @@ except Exception as e:
 }
 
 fn start(dir: &TestDir, mutual: bool) -> (Serve, SocketAddr) {
-    make_certs(dir);
+    make_tls_certs(dir);
     let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let tls_text = tls.to_string();
-    let cert = dir.join("server.pem").to_string_lossy().into_owned();
-    let key = dir.join("server.key").to_string_lossy().into_owned();
-    let ca = dir.join("ca.pem").to_string_lossy().into_owned();
+    let args = tls_listener_args(dir, tls, mutual);
     let dialplans = Path::new(ROOT).join("dialplans");
-    let mut extra = vec![
-        "--sip-tls-listen",
-        &tls_text,
-        "--sip-tls-cert",
-        &cert,
-        "--sip-tls-key",
-        &key,
-    ];
-    if mutual {
-        extra.extend(["--sip-tls-client-ca", &ca, "--sip-tls-require-client-cert"]);
-    }
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
     (Serve::start(dir, &dialplans, &extra), tls)
 }
 

@@ -181,6 +181,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         called_user.as_deref(),
         caller_user.as_deref(),
         source,
+        transport,
         offer,
         invite,
         &cancel,
@@ -345,6 +346,7 @@ async fn drive(
     called: Option<&str>,
     caller: Option<&str>,
     source: Option<SocketAddr>,
+    transport: crate::sip::Transport,
     offer: Option<Vec<u8>>,
     invite: PendingInvite,
     cancel: &CancellationToken,
@@ -410,8 +412,11 @@ async fn drive(
 
     // 2. RTP port.
     let media_ip = ctx.media_ip_for(offer.as_deref());
-    let (srtp_policy, trunk) = ctx.srtp.for_source(source.map(|s| s.ip()));
-    debug!(srtp = %srtp_policy, trunk = trunk.unwrap_or("-"), "SRTP policy");
+    let (srtp_policy, from) = ctx.srtp.for_call(
+        source.map(|s| s.ip()),
+        transport == crate::sip::Transport::Tls,
+    );
+    debug!(srtp = %srtp_policy, from = %from, "SRTP policy");
     let Some((socket, _lease)) = bind_media(ctx, media_ip, Sdes::new(srtp_policy)).await else {
         warn!("no free RTP port; refusing the call");
         invite.reject(503, "no free RTP port").await;

@@ -87,21 +87,62 @@ impl<'de> serde::Deserialize<'de> for Policy {
     }
 }
 
-/// The SRTP policy of each call, chosen by the INVITE's source address: the first
-/// `[[admission.trunks]]` entry with its own `srtp` whose `allow` networks hold the source, else
-/// the default (`[media] srtp` / `--srtp`, itself `offer` by default).
-#[derive(Debug, Clone, Default)]
+/// The SRTP policy of each call, most specific first: the first `[[admission.trunks]]` entry
+/// with its own `srtp` whose `allow` networks hold the INVITE's source; else, for an INVITE that
+/// came over TLS, the TLS listeners' policy (`[sip.tls] srtp` / `--sip-tls-srtp`, `require` by
+/// default: a carrier that encrypts the signalling expects the media encrypted too); else the
+/// default (`[media] srtp` / `--srtp`, itself `offer` by default).
+#[derive(Debug, Clone)]
 pub struct PolicyTable {
-    /// The policy outside every trunk with its own.
+    /// The policy outside every trunk with its own, over UDP and TCP.
     pub default: Policy,
+    /// The policy outside every trunk with its own, over TLS.
+    pub tls: Policy,
     /// Trunks with their own policy, in config order: (name, networks, policy).
     pub trunks: Vec<(String, Vec<crate::sip::admission::Cidr>, Policy)>,
 }
 
+impl Default for PolicyTable {
+    /// `offer` over UDP and TCP, `require` over TLS, no trunk policies.
+    fn default() -> PolicyTable {
+        PolicyTable {
+            default: Policy::Offer,
+            tls: Policy::Require,
+            trunks: Vec::new(),
+        }
+    }
+}
+
+/// Where a call's SRTP policy came from (see [`PolicyTable::for_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicySource<'a> {
+    /// The trunk of this name (`[[admission.trunks]] srtp`).
+    Trunk(&'a str),
+    /// The TLS listeners' policy (`[sip.tls] srtp`).
+    Tls,
+    /// The default (`[media] srtp`).
+    Default,
+}
+
+impl fmt::Display for PolicySource<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicySource::Trunk(name) => write!(f, "trunk {name}"),
+            PolicySource::Tls => f.write_str("[sip.tls] srtp"),
+            PolicySource::Default => f.write_str("[media] srtp"),
+        }
+    }
+}
+
 impl PolicyTable {
-    /// The table from the config: `default`, and each trunk of `admission` that sets `srtp`.
-    /// Networks that do not parse are skipped here (admission refuses them at start anyway).
-    pub fn new(default: Policy, admission: Option<&crate::config::AdmissionFile>) -> PolicyTable {
+    /// The table from the config: `default` (UDP, TCP), `tls` (TLS listeners), and each trunk of
+    /// `admission` that sets `srtp`. Networks that do not parse are skipped here (admission
+    /// refuses them at start anyway).
+    pub fn new(
+        default: Policy,
+        tls: Policy,
+        admission: Option<&crate::config::AdmissionFile>,
+    ) -> PolicyTable {
         let trunks = admission
             .map(|a| a.trunks.as_slice())
             .unwrap_or_default()
@@ -112,20 +153,30 @@ impl PolicyTable {
                 Some((t.name.clone(), nets, policy))
             })
             .collect();
-        PolicyTable { default, trunks }
+        PolicyTable {
+            default,
+            tls,
+            trunks,
+        }
     }
 
-    /// The policy for a call from `source`, and the trunk it comes from (`None`: the default).
-    pub fn for_source(&self, source: Option<std::net::IpAddr>) -> (Policy, Option<&str>) {
-        source
-            .and_then(|ip| {
-                self.trunks
-                    .iter()
-                    .find(|(_, nets, _)| nets.iter().any(|n| n.contains(ip)))
-            })
-            .map_or((self.default, None), |(name, _, p)| {
-                (*p, Some(name.as_str()))
-            })
+    /// The policy for a call from `source` whose INVITE came over TLS (`over_tls`) or not, and
+    /// where it came from.
+    pub fn for_call(
+        &self,
+        source: Option<std::net::IpAddr>,
+        over_tls: bool,
+    ) -> (Policy, PolicySource<'_>) {
+        let trunk = source.and_then(|ip| {
+            self.trunks
+                .iter()
+                .find(|(_, nets, _)| nets.iter().any(|n| n.contains(ip)))
+        });
+        match trunk {
+            Some((name, _, p)) => (*p, PolicySource::Trunk(name)),
+            None if over_tls => (self.tls, PolicySource::Tls),
+            None => (self.default, PolicySource::Default),
+        }
     }
 }
 
@@ -324,6 +375,8 @@ mod tests {
             r#"
             [media]
             srtp = "off"
+            [sip.tls]
+            srtp = "offer"
             [admission]
             [[admission.trunks]]
             name = "carrier"
@@ -335,20 +388,34 @@ mod tests {
             "#,
         )
         .unwrap();
-        let table = PolicyTable::new(file.media.srtp.unwrap(), file.admission.as_ref());
+        let table = PolicyTable::new(
+            file.media.srtp.unwrap(),
+            file.sip.tls.srtp.unwrap(),
+            file.admission.as_ref(),
+        );
         let ip = |s: &str| Some(s.parse().unwrap());
+        let carrier = (Policy::Require, PolicySource::Trunk("carrier"));
+        for tls in [false, true] {
+            assert_eq!(table.for_call(ip("198.51.100.7"), tls), carrier);
+            assert_eq!(table.for_call(ip("2001:db8::1"), tls), carrier);
+        }
+        // The "lan" trunk has no policy of its own: the listener's applies.
         assert_eq!(
-            table.for_source(ip("198.51.100.7")),
-            (Policy::Require, Some("carrier"))
+            table.for_call(ip("10.1.2.3"), false),
+            (Policy::Off, PolicySource::Default)
         );
         assert_eq!(
-            table.for_source(ip("2001:db8::1")),
-            (Policy::Require, Some("carrier"))
+            table.for_call(ip("10.1.2.3"), true),
+            (Policy::Offer, PolicySource::Tls)
         );
-        assert_eq!(table.for_source(ip("10.1.2.3")), (Policy::Off, None));
-        assert_eq!(table.for_source(None), (Policy::Off, None));
+        assert_eq!(
+            table.for_call(None, false),
+            (Policy::Off, PolicySource::Default)
+        );
         assert!(toml::from_str::<crate::config::ConfigFile>("[media]\nsrtp = \"always\"").is_err());
-        assert_eq!(PolicyTable::default().for_source(None).0, Policy::Offer);
+        let defaults = PolicyTable::default();
+        assert_eq!(defaults.for_call(None, false).0, Policy::Offer);
+        assert_eq!(defaults.for_call(None, true).0, Policy::Require);
     }
 
     #[test]

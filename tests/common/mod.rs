@@ -405,6 +405,50 @@ pub fn sipp_result(dir: &TestDir, scenario: &str, out: std::process::Output) -> 
     }
 }
 
+/// Certificates for SIP over TLS tests, made in `dir` with `openssl`: a CA (`ca.pem`, `ca.key`),
+/// a server certificate for 127.0.0.1 signed by it (`server.pem`, `server.key`) and a client
+/// certificate signed by it (`client.pem`, `client.key`; also both in one file,
+/// `client-bundle.pem`, as baresip and Kamailio want them).
+pub fn make_tls_certs(dir: &TestDir) {
+    require_tool("openssl", "openssl");
+    let sh = format!(
+        "set -e; cd {d}
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=trunk 2>/dev/null
+printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > client.ext
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext 2>/dev/null
+cat client.pem client.key > client-bundle.pem",
+        d = dir.path().display()
+    );
+    let st = Command::new("sh").arg("-c").arg(sh).status().expect("sh");
+    assert!(st.success(), "openssl failed");
+}
+
+/// `frontdesk serve` flags for a TLS listener on `addr` with the certificates of
+/// [`make_tls_certs`]; `mutual` requires a client certificate signed by the test CA.
+pub fn tls_listener_args(dir: &TestDir, addr: SocketAddr, mutual: bool) -> Vec<String> {
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let mut args = vec![
+        "--sip-tls-listen".to_owned(),
+        addr.to_string(),
+        "--sip-tls-cert".to_owned(),
+        path("server.pem"),
+        "--sip-tls-key".to_owned(),
+        path("server.key"),
+    ];
+    if mutual {
+        args.extend([
+            "--sip-tls-client-ca".to_owned(),
+            path("ca.pem"),
+            "--sip-tls-require-client-cert".to_owned(),
+        ]);
+    }
+    args
+}
+
 /// A running packet capture on the loopback interface.
 pub struct Capture {
     proc: Proc,
