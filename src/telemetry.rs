@@ -15,11 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::EnvFilter;
 
+/// rsipstack's TLS glue warns "backend EOF" each time a peer closes a TLS session, which is
+/// normal; frontdesk logs closed sessions itself (at debug, `sip::tls`).
+const TLS_PLATFORM: &str = "rsipstack::transport::tls_platform";
+
 /// Default filter: our own events at info, chatty dependencies at warn (the WebSocket library's
-/// targets come from [`crate::realtime::session::LOG_FILTER`]).
+/// targets come from [`crate::realtime::session::LOG_FILTER`]), rsipstack's TLS glue at error.
 pub fn default_filter() -> String {
     format!(
-        "info,rsipstack=warn,sqlx=warn,{}",
+        "info,rsipstack=warn,{TLS_PLATFORM}=error,sqlx=warn,{}",
         crate::realtime::session::LOG_FILTER
     )
 }
@@ -34,7 +38,8 @@ static LOG_PII: AtomicBool = AtomicBool::new(false);
 /// names `rsipstack` (or one of its modules) at `debug` or `trace` is kept as written: that is an
 /// explicit request to debug SIP; the `bool` is then `true` and the caller warns that SIP bodies,
 /// SRTP keys included, will be logged. Any other level for rsipstack above `warn` (`info`, or
-/// a bare `rsipstack`) becomes `warn`; `error` and `off` are kept.
+/// a bare `rsipstack`) becomes `warn`; `error` and `off` are kept. Unless rsipstack is named at
+/// debug/trace, its TLS glue's per-session "backend EOF" warning is filtered out too.
 pub fn filter_directives(rust_log: Option<&str>) -> (String, bool) {
     let Some(text) = rust_log.map(str::trim).filter(|t| !t.is_empty()) else {
         return (default_filter(), false);
@@ -68,6 +73,9 @@ pub fn filter_directives(rust_log: Option<&str>) -> (String, bool) {
         .any(|d| d.starts_with("rsipstack=") || d == "rsipstack")
     {
         out.push("rsipstack=warn".to_owned());
+    }
+    if !verbose && !out.iter().any(|d| d.starts_with(TLS_PLATFORM)) {
+        out.push(format!("{TLS_PLATFORM}=error"));
     }
     (out.join(","), verbose)
 }
@@ -143,32 +151,35 @@ mod tests {
         // A global level does not open rsipstack's packet logging.
         assert_eq!(
             filter_directives(Some("info")),
-            ("info,rsipstack=warn".to_owned(), false)
+            (format!("info,rsipstack=warn,{TLS_PLATFORM}=error"), false)
         );
         assert_eq!(
             filter_directives(Some("debug,frontdesk=trace")),
-            ("debug,frontdesk=trace,rsipstack=warn".to_owned(), false)
+            (
+                format!("debug,frontdesk=trace,rsipstack=warn,{TLS_PLATFORM}=error"),
+                false
+            )
         );
         // rsipstack at info (bare or a module) is lowered to warn.
         assert_eq!(
             filter_directives(Some("info,rsipstack=info")),
-            ("info,rsipstack=warn".to_owned(), false)
+            (format!("info,rsipstack=warn,{TLS_PLATFORM}=error"), false)
         );
         assert_eq!(
             filter_directives(Some("rsipstack")),
-            ("rsipstack=warn".to_owned(), false)
+            (format!("rsipstack=warn,{TLS_PLATFORM}=error"), false)
         );
         assert_eq!(
             filter_directives(Some("info,rsipstack::transaction=INFO")),
             (
-                "info,rsipstack::transaction=warn,rsipstack=warn".to_owned(),
+                format!("info,rsipstack::transaction=warn,rsipstack=warn,{TLS_PLATFORM}=error"),
                 false
             )
         );
         // Quieter levels are kept.
         assert_eq!(
             filter_directives(Some("info,rsipstack=error")),
-            ("info,rsipstack=error".to_owned(), false)
+            (format!("info,rsipstack=error,{TLS_PLATFORM}=error"), false)
         );
         // Named at debug/trace: an explicit request, kept and reported.
         assert_eq!(
@@ -182,7 +193,10 @@ mod tests {
         // Other crates whose name starts the same are not touched.
         assert_eq!(
             filter_directives(Some("rsipstackx=info")),
-            ("rsipstackx=info,rsipstack=warn".to_owned(), false)
+            (
+                format!("rsipstackx=info,rsipstack=warn,{TLS_PLATFORM}=error"),
+                false
+            )
         );
         for d in ["info", "debug,rsipstack=info", "trace"] {
             assert!(

@@ -402,6 +402,7 @@ where
             }
             let n = half.read(&mut chunk).await.map_err(io_err)?;
             if n == 0 {
+                debug!(peer = %self.remote, "SIP over TLS: the peer closed the session");
                 return Ok(Vec::new());
             }
             buf.extend_from_slice(&chunk[..n]);
