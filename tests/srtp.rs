@@ -363,7 +363,7 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
         // Without the trunk's certificate: the handshake is refused, no call.
         let stranger = Baresip::new(&dir, "stranger", &wav, Some(mediaenc), &trust);
         let target = format!("sip:agent@{tls_addr};transport=tls");
-        let out = stranger.run(&target, 2, 8);
+        let out = stranger.run(&target, 2, 15);
         assert!(
             !out.contains("Call established"),
             "a TLS client without a certificate got a call:\n{out}"
@@ -641,6 +641,8 @@ fn plain_rtp_offer_over_tls_gets_488_while_udp_takes_it() {
     );
     assert!(!out.contains("Call established"), "{out}");
     assert!(log.contains("transport=Tls"), "{log}");
+    // The log names the setting that refused it.
+    assert!(log.contains("srtp_from=[sip.tls] srtp"), "{log}");
     // The same plain offer over UDP is answered (the policy is the listener's, not global).
     let over_udp = Baresip::new(&dir, "plain-udp", &wav, None, "");
     let out = over_udp.call(&format!("sip:agent@{}", serve.sip), 3);

@@ -438,7 +438,13 @@ async fn drive(
             match sdp::answer_sdes(offer, local_rtp, session_id, session_id, &socket.sdes) {
                 Ok((n, answer)) => (Some(n), answer),
                 Err(e) => {
-                    info!(error = %e, "unacceptable SDP offer");
+                    // The policy's source tells the operator which setting to change.
+                    info!(
+                        error = %e,
+                        srtp = %srtp_policy,
+                        srtp_from = %from,
+                        "unacceptable SDP offer"
+                    );
                     invite.reject(e.sip_status(), &e.to_string()).await;
                     return Outcome::rejected(e.sip_status(), Cause::Sdp(e.sip_status()));
                 }
