@@ -14,7 +14,8 @@ use crate::config::{self, ConfigFile, PortRange};
 use crate::realtime::client::{ApiKey, RealtimeTarget};
 use crate::realtime::protocol::Dialect;
 use crate::server::{
-    Privacy, RealtimeBackend, ServeSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RTP_TIMEOUT_SECS,
+    Privacy, RealtimeBackend, ServeSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MESSAGES_DIR,
+    DEFAULT_RTP_TIMEOUT_SECS,
 };
 
 /// frontdesk answers phone calls (SIP) with an AI receptionist that talks through an OpenAI
@@ -63,6 +64,13 @@ pub enum Command {
         /// Calls command.
         #[command(subcommand)]
         command: CallsCommand,
+    },
+    /// Messages callers left when the model service was unavailable (`on_model_failure =
+    /// "take_message"`), for the staff.
+    Messages {
+        /// Messages command.
+        #[command(subcommand)]
+        command: MessagesCommand,
     },
     /// Dialplan tools for admins.
     Dialplan {
@@ -293,6 +301,26 @@ pub enum AppointmentsCommand {
     },
 }
 
+/// `frontdesk messages` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MessagesCommand {
+    /// List messages, newest first: time (UTC), caller, length, agent and the WAV file.
+    List {
+        /// Only messages since then: 7d, 12h, 30m, 2026-12-01, "2026-12-01 08:00" (UTC) or RFC 3339.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many messages.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+        /// Print JSON (an array of objects) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The database (`--db`, `--db-password-file`).
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
 /// `frontdesk calls` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CallsCommand {
@@ -412,6 +440,91 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Where sessions go: the `[[realtime.endpoints]]` list, else one endpoint from `--realtime-url`
+/// / `--realtime-protocol` / the single-endpoint `[realtime]` keys (named `default`), else (no
+/// key, no URL) the built-in simulator. `--realtime-url` overrides an endpoint list.
+///
+/// # Errors
+/// Both an endpoint list and single-endpoint keys, a duplicate or empty name, a bad dialect or
+/// auth scheme.
+fn realtime_backend(
+    file: &config::RealtimeFile,
+    url_flag: Option<String>,
+    protocol_flag: Option<&str>,
+    sim_scenario: Option<PathBuf>,
+) -> anyhow::Result<RealtimeBackend> {
+    let key = |key_env: Option<&str>| {
+        std::env::var(key_env.unwrap_or("OPENAI_API_KEY"))
+            .ok()
+            .and_then(ApiKey::new)
+    };
+    if !file.endpoints.is_empty() && url_flag.is_none() {
+        let single = [
+            file.url.is_some(),
+            file.protocol.is_some(),
+            file.auth.is_some(),
+            file.key_env.is_some(),
+            file.key_file.is_some(),
+            file.backend_model.is_some(),
+        ];
+        if single.into_iter().any(|set| set) {
+            anyhow::bail!("[realtime] has both `endpoints` and single-endpoint keys (url, protocol, auth, key_env, key_file, backend_model); move those into the endpoint entries");
+        }
+        let mut targets: Vec<RealtimeTarget> = Vec::new();
+        for e in &file.endpoints {
+            let name = e.name.trim();
+            if name.is_empty() {
+                anyhow::bail!("[[realtime.endpoints]]: every endpoint needs a `name`");
+            }
+            if targets.iter().any(|t| t.name == name) {
+                anyhow::bail!("[[realtime.endpoints]]: the name `{name}` is used twice");
+            }
+            let dialect = match e.protocol.as_deref() {
+                Some(p) => config::parse_dialect(p)?,
+                None => Dialect::Ga,
+            };
+            targets.push(RealtimeTarget {
+                name: name.to_owned(),
+                auth: config::parse_auth(e.auth.as_deref())
+                    .with_context(|| format!("endpoint `{name}`"))?,
+                key_file: e.key_file.clone(),
+                backend_model: e.backend_model.clone(),
+                ..RealtimeTarget::new(
+                    e.url
+                        .clone()
+                        .unwrap_or_else(|| dialect.default_url().to_owned()),
+                    dialect,
+                    key(e.key_env.as_deref()),
+                )
+            });
+        }
+        return Ok(RealtimeBackend::Remote(targets));
+    }
+    let dialect = match protocol_flag.or(file.protocol.as_deref()) {
+        Some(p) => config::parse_dialect(p)?,
+        None => Dialect::Ga,
+    };
+    let api_key = key(file.key_env.as_deref());
+    let has_key = api_key.is_some() || file.key_file.is_some();
+    let url = url_flag.or(file.url.clone());
+    Ok(match url {
+        None if !has_key => RealtimeBackend::BuiltInSimulator {
+            scenario: sim_scenario,
+            dialect,
+        },
+        url => RealtimeBackend::Remote(vec![RealtimeTarget {
+            auth: config::parse_auth(file.auth.as_deref())?,
+            key_file: file.key_file.clone(),
+            backend_model: file.backend_model.clone(),
+            ..RealtimeTarget::new(
+                url.unwrap_or_else(|| dialect.default_url().to_owned()),
+                dialect,
+                api_key,
+            )
+        }]),
+    })
+}
+
 /// `frontdesk serve`'s settings: command-line flags (and `OPENAI_API_KEY`, `FRONTDESK_REALTIME_URL`) merged over
 /// the config file.
 ///
@@ -463,35 +576,12 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         low: 10_000,
         high: 20_000,
     });
-    let dialect = match args
-        .realtime_protocol
-        .as_deref()
-        .or(file.realtime.protocol.as_deref())
-    {
-        Some(p) => config::parse_dialect(p)?,
-        None => Dialect::Ga,
-    };
-    let key_env = file.realtime.key_env.as_deref().unwrap_or("OPENAI_API_KEY");
-    let api_key = std::env::var(key_env).ok().and_then(ApiKey::new);
-    let key_file = file.realtime.key_file.clone();
-    let has_key = api_key.is_some() || key_file.is_some();
-    let url = args.realtime_url.or(file.realtime.url);
-    let realtime = match url {
-        None if !has_key => RealtimeBackend::BuiltInSimulator {
-            scenario: args.sim_scenario,
-            dialect,
-        },
-        url => RealtimeBackend::Remote(RealtimeTarget {
-            auth: config::parse_auth(file.realtime.auth.as_deref())?,
-            key_file,
-            backend_model: file.realtime.backend_model.clone(),
-            ..RealtimeTarget::new(
-                url.unwrap_or_else(|| dialect.default_url().to_owned()),
-                dialect,
-                api_key,
-            )
-        }),
-    };
+    let realtime = realtime_backend(
+        &file.realtime,
+        args.realtime_url,
+        args.realtime_protocol.as_deref(),
+        args.sim_scenario,
+    )?;
     Ok(ServeSettings {
         sip_tls_listen: if args.sip_tls_listen.is_empty() {
             file.sip
@@ -558,6 +648,11 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
             .context("invalid [[registrations]]")?,
         prices: crate::pricing::PriceTable::with_overrides(&file.pricing),
         http_listen: args.http_listen.or(file.http.listen),
+        messages_dir: file
+            .messages
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MESSAGES_DIR)),
         http_token: file.http.token()?,
         privacy: Privacy {
             log_pii: args.log_pii || file.privacy.log_pii.unwrap_or(false),
@@ -656,6 +751,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Calls { command } => run_calls(command).await,
+        Command::Messages {
+            command:
+                MessagesCommand::List {
+                    since,
+                    limit,
+                    json: as_json,
+                    db,
+                },
+        } => {
+            let since = since
+                .as_deref()
+                .map(|s| crate::tools::calls::parse_since(s, chrono::Utc::now()))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let store = crate::store::Store::open(db.target()?).await?;
+            let rows = store.list_messages(since, limit).await?;
+            if as_json {
+                print_json(&rows)?;
+            } else {
+                print!("{}", crate::store::messages::list_text(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dialplan {
             command: DialplanCommand::Check { dir },
         } => {
@@ -779,4 +897,57 @@ async fn run_calls(command: CallsCommand) -> anyhow::Result<ExitCode> {
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn realtime(text: &str) -> anyhow::Result<RealtimeBackend> {
+        let file: config::ConfigFile = toml::from_str(text).expect("toml");
+        realtime_backend(&file.realtime, None, None, None)
+    }
+
+    #[test]
+    fn endpoint_lists_and_the_single_endpoint_keys() {
+        let RealtimeBackend::Remote(list) = realtime(
+            r#"
+[realtime]
+connect_timeout_secs = 4
+[[realtime.endpoints]]
+name = "azure-live"
+url = "wss://r.openai.azure.com/openai/v1/live/sessions"
+protocol = "live"
+auth = "api-key"
+key_env = "FRONTDESK_TEST_UNSET_KEY"
+[[realtime.endpoints]]
+name = "openai"
+"#,
+        )
+        .expect("valid") else {
+            panic!("remote endpoints expected")
+        };
+        let names: Vec<_> = list.iter().map(|t| (t.name.as_str(), t.dialect)).collect();
+        assert_eq!(
+            names,
+            [("azure-live", Dialect::Live), ("openai", Dialect::Ga)]
+        );
+        assert_eq!(list[0].auth, crate::realtime::client::Auth::ApiKey);
+        assert_eq!(list[1].url, Dialect::Ga.default_url());
+
+        let RealtimeBackend::Remote(one) =
+            realtime("[realtime]\nurl = \"ws://127.0.0.1:9/v1/realtime\"\n").expect("valid")
+        else {
+            panic!("remote endpoint expected")
+        };
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].name, crate::realtime::client::DEFAULT_ENDPOINT_NAME);
+
+        let both = realtime("[realtime]\nurl = \"ws://x\"\n[[realtime.endpoints]]\nname = \"a\"\n");
+        assert!(both.is_err());
+        let twice = realtime(
+            "[[realtime.endpoints]]\nname = \"a\"\n[[realtime.endpoints]]\nname = \"a\"\n",
+        );
+        assert!(format!("{:#}", twice.expect_err("duplicate")).contains("used twice"));
+    }
 }

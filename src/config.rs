@@ -154,8 +154,43 @@ pub struct RealtimeFile {
     /// GPT-Live: the Responses model (on Azure: deployment) that runs the tools
     /// [default: `realtime::models::DEFAULT_LIVE_BACKEND_MODEL`].
     pub backend_model: Option<String>,
-    /// Seconds to wait for a session to open before refusing the call.
+    /// Seconds to wait for a session to open before refusing the call (all endpoints
+    /// together).
     pub connect_timeout_secs: Option<u64>,
+    /// Several endpoints, tried in order (`[[realtime.endpoints]]`); instead of the
+    /// single-endpoint keys above (`url`, `protocol`, `auth`, `key_env`, `key_file`,
+    /// `backend_model`).
+    #[serde(default)]
+    pub endpoints: Vec<EndpointFile>,
+}
+
+/// One `[[realtime.endpoints]]` entry: where sessions can be opened and how to authenticate.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointFile {
+    /// Unique name, used in logs and by the dialplan's per-agent `endpoints`.
+    pub name: String,
+    /// WebSocket URL [default: the dialect's OpenAI URL].
+    pub url: Option<String>,
+    /// `ga` (default), `beta` or `live`.
+    #[serde(alias = "dialect")]
+    pub protocol: Option<String>,
+    /// `bearer` (default), `api-key` or `subprotocol`.
+    pub auth: Option<String>,
+    /// Environment variable holding the key [default: OPENAI_API_KEY].
+    pub key_env: Option<String>,
+    /// File whose first line is the key, re-read for every session; wins over `key_env`.
+    pub key_file: Option<PathBuf>,
+    /// GPT-Live: the Responses model (or deployment) running the tools.
+    pub backend_model: Option<String>,
+}
+
+/// The `[messages]` section: where `take_message` stores the callers' recordings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesFile {
+    /// Directory of the recorded messages (WAV files) [default: `./messages`].
+    pub dir: Option<PathBuf>,
 }
 
 /// The `[admission]` section: who may call, how often and how many at once. Validated by
@@ -228,6 +263,9 @@ pub struct ConfigFile {
     /// Realtime service.
     #[serde(default)]
     pub realtime: RealtimeFile,
+    /// Recorded caller messages (`on_model_failure = take_message`).
+    #[serde(default)]
+    pub messages: MessagesFile,
     /// Media behaviour.
     #[serde(default)]
     pub media: MediaFile,

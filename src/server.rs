@@ -33,14 +33,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const UNREGISTER_GRACE: Duration = Duration::from_secs(5);
 /// Default silence (no caller RTP) after which a call is ended, in seconds.
 pub const DEFAULT_RTP_TIMEOUT_SECS: u64 = 30;
+/// Default directory of the messages callers leave (`[messages] dir`).
+pub const DEFAULT_MESSAGES_DIR: &str = "./messages";
 /// Default time to open a Realtime session before refusing the call with 503.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where Realtime sessions come from.
 #[derive(Debug, Clone)]
 pub enum RealtimeBackend {
-    /// A WebSocket endpoint (OpenAI, a gateway, or an external simulator).
-    Remote(RealtimeTarget),
+    /// WebSocket endpoints (OpenAI, Azure, a gateway, or an external simulator), tried in
+    /// order (see [`crate::realtime::failover`]).
+    Remote(Vec<RealtimeTarget>),
     /// The simulator, started inside this process on a loopback port.
     BuiltInSimulator {
         /// Scenario for it.
@@ -95,6 +98,8 @@ pub struct ServeSettings {
     pub http_listen: Option<SocketAddr>,
     /// Staff page token (`[http] token_file` / `token_env`); never logged.
     pub http_token: Option<String>,
+    /// Where recorded caller messages are written (`[messages] dir`).
+    pub messages_dir: PathBuf,
 }
 
 /// What is stored about callers and for how long (`[privacy]`, `--log-pii`).
@@ -201,10 +206,12 @@ pub async fn run(
     }
 
     let sim_token = CancellationToken::new();
-    let target = match &settings.realtime {
-        RealtimeBackend::Remote(t) => {
-            info!(url = %t.url, protocol = ?t.dialect, authenticated = t.api_key.is_some(), "Realtime sessions go to a remote service");
-            t.clone()
+    let targets = match &settings.realtime {
+        RealtimeBackend::Remote(list) => {
+            for t in list {
+                info!(endpoint = %t.name, url = %t.url, protocol = ?t.dialect, authenticated = t.api_key.is_some() || t.key_file.is_some(), "Realtime sessions go to a remote service");
+            }
+            list.clone()
         }
         RealtimeBackend::BuiltInSimulator { scenario, dialect } => {
             let scenario = match scenario {
@@ -231,9 +238,10 @@ pub async fn run(
             };
             let url = format!("ws://{addr}{path}");
             warn!(%url, "OPENAI_API_KEY is not set: calls talk to the built-in Realtime SIMULATOR, not to OpenAI (set OPENAI_API_KEY to use OpenAI)");
-            RealtimeTarget::new(url, *dialect, None)
+            vec![RealtimeTarget::new(url, *dialect, None)]
         }
     };
+    let endpoints = crate::realtime::failover::Endpoints::new(targets);
 
     let sip_token = CancellationToken::new();
     let sip_config = SipConfig {
@@ -264,7 +272,17 @@ pub async fn run(
     let ports = PortPool::new(settings.rtp_ports.low, settings.rtp_ports.high)
         .map_err(|e| anyhow::anyhow!("invalid RTP port range: {e}"))?;
     info!(version = %dialplan.version(), routes = dialplan.routes().len(), dir = %settings.dialplans.display(), "dialplan loaded");
-    let dialplan = DialplanHandle::new(dialplan);
+    let unknown = dialplan.check_endpoints(&endpoints.names());
+    if !unknown.is_empty() {
+        for e in &unknown {
+            error!("dialplan: {e}");
+        }
+        anyhow::bail!(
+            "the dialplan in {} names model endpoints that are not configured",
+            settings.dialplans.display()
+        );
+    }
+    let dialplan = DialplanHandle::with_endpoints(dialplan, endpoints.names());
     let reload_token = CancellationToken::new();
     tokio::spawn(dialplan::watch(
         settings.dialplans.clone(),
@@ -277,7 +295,8 @@ pub async fn run(
         ports: Mutex::new(ports),
         media_ip: settings.media_ip,
         media_ip_alt: settings.media_ip_alt,
-        realtime: target,
+        realtime: endpoints,
+        messages_dir: settings.messages_dir.clone(),
         connect_timeout: settings.connect_timeout,
         calendar_tools: !businesses.is_empty(),
         rtp_timeout: settings.rtp_timeout,

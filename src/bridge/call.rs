@@ -26,9 +26,8 @@ use crate::dialplan::{
 use crate::media::g711::Law;
 use crate::media::ports::PortPool;
 use crate::media::socket::MediaSocket;
-use crate::realtime::client::RealtimeTarget;
+use crate::realtime::failover::{self, Endpoints};
 use crate::realtime::protocol::{SessionSettings, TurnDetection};
-use crate::realtime::Session;
 use crate::sdp::{self, sdes::Sdes, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite};
 use crate::store::{CallEnd, MediaRecord, NewCall, Store};
@@ -65,10 +64,14 @@ pub struct CallContext {
     pub media_ip: IpAddr,
     /// IP of the other family (dual stack): used for calls whose SDP offer is of that family.
     pub media_ip_alt: Option<IpAddr>,
-    /// Where Realtime sessions are opened.
-    pub realtime: RealtimeTarget,
-    /// How long opening a session may take before the INVITE is refused with 503.
+    /// Where model sessions are opened: the configured endpoints, tried in order (an agent may
+    /// name its own subset and order).
+    pub realtime: Endpoints,
+    /// How long opening a session may take, over all endpoints tried, before the INVITE is
+    /// refused with 503 (or the agent's `on_model_failure` runs).
     pub connect_timeout: Duration,
+    /// Where `take_message` writes the callers' recordings.
+    pub messages_dir: std::path::PathBuf,
     /// Whether a calendar is configured, so the calendar tools are offered to the model.
     pub calendar_tools: bool,
     /// No caller RTP for this long ends an answered call with BYE (`rtp-timeout`).
@@ -472,6 +475,7 @@ async fn drive(
         socket,
         call_id: call_id.to_owned(),
         caller: caller.map(str::to_owned),
+        called: called.map(str::to_owned),
         invite_at,
     };
     let outcome = dialog_phase(
@@ -518,6 +522,8 @@ struct AnsweredCall {
     call_id: String,
     /// The caller's number (P-Asserted-Identity, else From), the default phone for bookings.
     caller: Option<String>,
+    /// The number dialled.
+    called: Option<String>,
     /// When the INVITE arrived (for the setup-time metric).
     invite_at: tokio::time::Instant,
 }
@@ -542,38 +548,50 @@ async fn dialog_phase(
         socket,
         call_id,
         caller,
+        called,
         invite_at,
     } = answered;
     let profile = match plan {
         Plan::Agent(p) | Plan::Announcement(p, _) => Some(p.clone()),
         Plan::Recording(..) => None,
     };
+    let mut fallback = None;
     let session = match &profile {
         Some(profile) => {
-            let opening = Session::connect(&ctx.realtime, &profile.model);
-            Some(tokio::select! {
-                r = tokio::time::timeout(ctx.connect_timeout, opening) => match r {
-                    Ok(Ok(session)) => {
+            let targets = ctx.realtime.select(&profile.endpoints);
+            let opening = failover::open(&targets, &profile.model, ctx.connect_timeout);
+            tokio::select! {
+                r = opening => match r {
+                    Ok(opened) => {
                         crate::observe::realtime_session("opened");
-                        session
+                        info!(endpoint = %opened.endpoint, attempts = opened.attempts, "model session open");
+                        Some(opened.session)
                     }
-                    Ok(Err(e)) => {
-                        crate::observe::realtime_session("failed");
-                        warn!(reason = %e, "cannot open a Realtime session; refusing the call with 503");
-                        return Outcome::rejected(503, Cause::RealtimeUnavailable);
-                    }
-                    Err(_) => {
-                        crate::observe::realtime_session("timeout");
-                        warn!(timeout = ?ctx.connect_timeout, "Realtime session did not open in time; refusing the call with 503");
-                        return Outcome::rejected(503, Cause::RealtimeTimeout);
+                    Err(failed) => {
+                        crate::observe::realtime_session(if failed.timed_out { "timeout" } else { "failed" });
+                        match (&profile.on_model_failure, plan) {
+                            (Some(f), Plan::Agent(_)) => {
+                                warn!(reason = %failed, "no model session on any endpoint; the agent's on_model_failure answers the call");
+                                fallback = Some(f.clone());
+                                None
+                            }
+                            _ => {
+                                warn!(reason = %failed, "no model session on any endpoint; refusing the call with 503");
+                                let cause = if failed.timed_out { Cause::RealtimeTimeout } else { Cause::RealtimeUnavailable };
+                                return Outcome::rejected(503, cause);
+                            }
+                        }
                     }
                 },
                 ev = wait_for_end(events) => return ev,
                 _ = cancel.cancelled() => return Outcome::rejected(503, Cause::Shutdown),
-            })
+            }
         }
         None => None,
     };
+
+    // A fallback call has no model: no tools, no usage, no model in its record.
+    let profile = profile.filter(|_| fallback.is_none());
 
     // Answer.
     if let Err(e) = events.answer(local_sdp) {
@@ -608,6 +626,17 @@ async fn dialog_phase(
 
     // Media: the core decides, the pump moves bytes.
     let core_plan = match (plan, &session) {
+        _ if fallback.is_some() => {
+            let f = fallback.as_ref().map(|f| (f.audio.clone(), f.then.clone()));
+            let Some((audio, then)) = f else {
+                return Outcome::ended(EndReason::local(Cause::InternalError));
+            };
+            info!(file = %audio.path.display(), then = ?then, "model unavailable: playing the fallback recording");
+            CallPlan::Recording {
+                audio: recording_bytes(&audio.samples, negotiated.law),
+                then,
+            }
+        }
         (Plan::Recording(audio, then), _) => {
             info!(file = %audio.path.display(), duration = ?audio.duration(), "playing the message");
             CallPlan::Recording {
@@ -638,6 +667,15 @@ async fn dialog_phase(
         sdes: Some(socket.sdes.clone()),
         plan: core_plan,
     };
+    let message_of = MessageOf {
+        call_id: call_id.clone(),
+        caller: caller.clone(),
+        called,
+        agent: match plan {
+            Plan::Agent(p) => Some(p.name.clone()),
+            _ => None,
+        },
+    };
     let tools = profile.as_ref().map(|p| {
         ToolContext::new(
             ctx.store.clone(),
@@ -660,7 +698,76 @@ async fn dialog_phase(
     )
     .await;
     finish_record(ctx, profile.as_deref(), &end, &mut bridge, record);
+    if let Some(audio) = bridge.take_message() {
+        save_message(ctx, &message_of, &audio).await;
+    }
     Outcome::ended(end)
+}
+
+/// Whose message a call took, for its `messages` row.
+struct MessageOf {
+    call_id: String,
+    caller: Option<String>,
+    called: Option<String>,
+    agent: Option<String>,
+}
+
+/// Writes a caller's message (8 kHz µ-law) as a WAV file in `[messages] dir` and records it in
+/// `messages`. An empty message (the caller hung up at the tone) is not kept. Failures are
+/// logged; the call is over either way.
+async fn save_message(ctx: &CallContext, of: &MessageOf, audio: &[u8]) {
+    /// 8 kHz: bytes per ms.
+    const BYTES_PER_MS: usize = 8;
+    if audio.len() < 500 * BYTES_PER_MS {
+        info!(
+            bytes = audio.len(),
+            "the caller left no message (under 0.5 s)"
+        );
+        return;
+    }
+    let duration_ms = i64::try_from(audio.len() / BYTES_PER_MS).unwrap_or(i64::MAX);
+    let ended = Utc::now();
+    let recorded_at = ended - chrono::Duration::milliseconds(duration_ms);
+    let safe_id: String = of
+        .call_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let path = ctx.messages_dir.join(format!(
+        "{}-{safe_id}.wav",
+        recorded_at.format("%Y%m%dT%H%M%SZ")
+    ));
+    let written = async {
+        tokio::fs::create_dir_all(&ctx.messages_dir).await?;
+        tokio::fs::write(&path, crate::dialplan::ulaw_wav(audio)).await
+    };
+    if let Err(e) = written.await {
+        tracing::error!(file = %path.display(), error = %e, "MESSAGE LOST: cannot write the caller's message");
+        return;
+    }
+    let path_text = path.display().to_string();
+    let row = crate::store::messages::NewMessage {
+        call_id: &of.call_id,
+        caller: of.caller.as_deref(),
+        called: of.called.as_deref(),
+        agent: of.agent.as_deref(),
+        recorded_at,
+        duration_ms,
+        path: &path_text,
+    };
+    match ctx.store.message_recorded(&row).await {
+        Ok(_) => info!(file = %path_text, duration_ms, "caller's message saved"),
+        Err(e) => {
+            warn!(file = %path_text, error = %e, "the message file is written but not listed: cannot record it")
+        }
+    }
 }
 
 /// The model session plan of a profile: its settings and tools, its greeting and the

@@ -58,6 +58,10 @@ pub enum Cause {
     MaxDuration,
     /// An announcement or recording was played to its end (`message-played`).
     MessagePlayed,
+    /// The caller's message (`take_message`) reached its maximum length (`message-taken`).
+    MessageTaken,
+    /// The caller stayed silent after the agent checked in (`idle`).
+    Idle,
     /// The caller was transferred (`transferred`).
     Transferred,
     /// A key-press transfer was refused or could not be sent (`transfer-failed`).
@@ -113,6 +117,8 @@ impl Cause {
             Cause::RtpTimeout => "rtp-timeout",
             Cause::MaxDuration => "max-duration",
             Cause::MessagePlayed => "message-played",
+            Cause::MessageTaken => "message-taken",
+            Cause::Idle => "idle",
             Cause::Transferred => "transferred",
             Cause::TransferFailed => "transfer-failed",
             Cause::DtmfHangup => "dtmf-hangup",

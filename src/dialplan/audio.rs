@@ -158,8 +158,12 @@ fn decode_wav(bytes: &[u8]) -> Result<AudioSamples, ValueError> {
     }
 }
 
-/// A WAV file's bytes (for tests): 8 kHz mono with the given format tag and bits per sample.
-#[cfg(test)]
+/// An 8 kHz mono G.711 µ-law WAV file holding `data` (recorded caller messages).
+pub fn ulaw_wav(data: &[u8]) -> Vec<u8> {
+    wav_bytes(7, 1, SAMPLE_RATE_HZ, 8, data)
+}
+
+/// A WAV file's bytes: `rate` Hz, `channels`, with the given format tag and bits per sample.
 pub(crate) fn wav_bytes(tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(b"RIFF");

@@ -19,11 +19,14 @@ use super::eval::{Action, AfterMessage};
 use super::hint;
 use super::matcher::NumberMatch;
 use super::profile::{
-    check_duration, check_language, check_uri, parse_digit, parse_dtmf_action, parse_duration,
-    AgentProfile, Tool, VadSettings, DEFAULT_MODEL, DEFAULT_VOICE, KNOWN_VOICES,
+    check_duration, check_language, check_uri, default_failure_audio, parse_digit,
+    parse_dtmf_action, parse_duration, parse_failure_action, AgentProfile, ModelFailure, Tool,
+    VadSettings, DEFAULT_IDLE_HANGUP, DEFAULT_IDLE_PROMPT, DEFAULT_MODEL, DEFAULT_VOICE,
+    FAILURE_HINT, KNOWN_VOICES,
 };
 use super::raw::{
-    self, inner_span, PatternKind, RawAgent, RawDuration, RawFile, RawPattern, RawRoute, Sp, Span,
+    self, inner_span, PatternKind, RawAgent, RawDuration, RawFailure, RawFile, RawPattern,
+    RawRoute, Sp, Span,
 };
 use super::schedule::{parse_timezone, DateSpec, Hours, Schedule};
 use super::{position, Dialplan, Error, Route, ValueError};
@@ -88,6 +91,7 @@ impl Dialplan {
             hash: Fnv::new(),
             dependencies: Vec::new(),
             broken: Vec::new(),
+            endpoint_refs: Vec::new(),
         };
         let mut parsed: Vec<(&Path, &str, RawFile)> = Vec::new();
         for (path, text) in sources {
@@ -128,6 +132,7 @@ impl Dialplan {
                 files: sources.iter().map(|(p, _)| p.clone()).collect(),
                 dependencies: c.dependencies,
                 warnings: c.warnings,
+                endpoint_refs: c.endpoint_refs,
                 ..plan
             })
         } else {
@@ -176,6 +181,8 @@ struct Compiler<'f> {
     dependencies: Vec<PathBuf>,
     /// Files with TOML syntax errors: their definitions are missing.
     broken: Vec<PathBuf>,
+    /// Every endpoint name an agent uses, for the check against the config.
+    endpoint_refs: Vec<super::EndpointRef>,
 }
 
 /// One file being compiled: its path and text, for positions.
@@ -555,6 +562,7 @@ impl<'f> Compiler<'f> {
             files: Vec::new(),
             dependencies: Vec::new(),
             warnings: Vec::new(),
+            endpoint_refs: Vec::new(),
         }
     }
 
@@ -723,6 +731,70 @@ impl<'f> Compiler<'f> {
                 Err(e) => self.error(s, &d.span, e.message, e.hint),
             }
         }
+        if let Some(list) = &ra.endpoints {
+            for e in &list.value {
+                let n = e.value.trim();
+                if n.is_empty() || profile.endpoints.iter().any(|x| x == n) {
+                    let what = if n.is_empty() {
+                        "an empty"
+                    } else {
+                        "a repeated"
+                    };
+                    self.error(
+                        s,
+                        &e.span,
+                        format!("agent `{name}` lists {what} endpoint name"),
+                        None,
+                    );
+                    continue;
+                }
+                profile.endpoints.push(n.to_owned());
+                self.endpoint_refs.push(super::EndpointRef {
+                    name: n.to_owned(),
+                    site: Error::at(s.path, s.text, e.span.start, String::new()),
+                });
+            }
+            if list.value.is_empty() && !ra.endpoints_twice {
+                self.error(
+                    s,
+                    &list.span,
+                    format!("agent `{name}` lists no endpoints"),
+                    Some("remove the key to use every [[realtime.endpoints]] entry".to_owned()),
+                );
+            }
+        }
+        for (key, value, default, slot) in [
+            (
+                "idle_prompt_secs",
+                &ra.idle_prompt_secs,
+                DEFAULT_IDLE_PROMPT,
+                &mut profile.idle_prompt,
+            ),
+            (
+                "idle_hangup_secs",
+                &ra.idle_hangup_secs,
+                DEFAULT_IDLE_HANGUP,
+                &mut profile.idle_hangup,
+            ),
+        ] {
+            let Some(v) = value else { continue };
+            *slot = match v.value {
+                0 => None,
+                n @ 1..=3600 => Some(std::time::Duration::from_secs(n.unsigned_abs())),
+                _ => {
+                    self.error(
+                        s,
+                        &v.span,
+                        format!("`{key}` must be 0 (off) to 3600 seconds"),
+                        Some(format!("the default is {}", default.as_secs())),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(f) = &ra.on_model_failure {
+            profile.on_model_failure = self.model_failure(s, &profile, &f.value, &f.span);
+        }
         for (digit, action) in &ra.dtmf {
             let d = match parse_digit(&digit.value) {
                 Ok(d) => d,
@@ -739,6 +811,75 @@ impl<'f> Compiler<'f> {
             }
         }
         profile
+    }
+
+    /// An agent's `on_model_failure`: `hangup`, `take_message` or `transfer:NAME|URI`, with
+    /// the admin's recording or the shipped default for the action.
+    fn model_failure(
+        &mut self,
+        s: Src<'_>,
+        profile: &AgentProfile,
+        raw: &RawFailure,
+        span: &Span,
+    ) -> Option<ModelFailure> {
+        let name = &profile.name;
+        let Some(action) = &raw.action else {
+            self.error(
+                s,
+                span,
+                format!("the on_model_failure of agent `{name}` has no `action`"),
+                Some(FAILURE_HINT.to_owned()),
+            );
+            return None;
+        };
+        let then = match parse_failure_action(&action.value, &profile.transfers) {
+            Ok(then) => then,
+            Err(e) => {
+                self.value_error(s, action, e);
+                return None;
+            }
+        };
+        let then = match (then, &raw.max_message_secs) {
+            (AfterMessage::TakeMessage { .. }, Some(m)) => match m.value {
+                n @ 5..=3600 => AfterMessage::TakeMessage {
+                    max: std::time::Duration::from_secs(n.unsigned_abs()),
+                },
+                _ => {
+                    self.error(s, &m.span, "`max_message_secs` must be 5 to 3600", None);
+                    return None;
+                }
+            },
+            (_, Some(m)) => {
+                self.error(
+                    s,
+                    &m.span,
+                    "`max_message_secs` only applies to action = \"take_message\"",
+                    None,
+                );
+                return None;
+            }
+            (then, None) => then,
+        };
+        let audio = match &raw.audio {
+            Some(a) => {
+                let path = s.resolve(&a.value);
+                let bytes = self.read_bytes(s, a, &path, "on_model_failure audio")?;
+                match MessageAudio::decode(&path, &bytes) {
+                    Ok(decoded) => Arc::new(decoded),
+                    Err(e) => {
+                        self.error(
+                            s,
+                            &a.span,
+                            format!("on_model_failure audio {}: {}", path.display(), e.message),
+                            e.hint,
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => default_failure_audio(&then),
+        };
+        Some(ModelFailure { audio, then })
     }
 
     fn vad(&mut self, s: Src<'_>, ra: &RawAgent) -> VadSettings {
@@ -1347,6 +1488,117 @@ transfer = "sip:voicemail@pbx.example.com"
         assert_ne!(
             compile(&format!("{src}# edit\n")).expect("valid").version(),
             v1
+        );
+    }
+}
+
+#[cfg(test)]
+mod resilience_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn compile(text: &str) -> Result<Dialplan, Vec<Error>> {
+        Dialplan::compile(&[(PathBuf::from("t.toml"), text.to_owned())])
+    }
+
+    #[test]
+    fn endpoints_fallback_and_idle_settings_compile() {
+        let text = r#"
+[[routes]]
+agent = "live"
+[[routes]]
+to = "2"
+agent = "ga"
+[agents.live]
+instructions = "x"
+endpoints = ["azure-live", "openai"]
+idle_prompt_secs = 8
+idle_hangup_secs = 0
+on_model_failure = "transfer:desk"
+[agents.live.transfers]
+desk = "sip:desk@pbx"
+[agents.ga]
+instructions = "y"
+endpoint = "openai"
+on_model_failure = { action = "take_message", max_message_secs = 30 }
+"#;
+        let wrong = text.replace(
+            "\"transfer:desk\"\n",
+            "{ action = \"transfer:desk\", max_message_secs = 30 }\n",
+        );
+        let errors = compile(&wrong).expect_err("max_message_secs with transfer");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0]
+            .to_string()
+            .contains("only applies to action = \"take_message\""));
+
+        let plan = compile(text).expect("valid");
+        let live = plan.agent("live").expect("live");
+        assert_eq!(live.endpoints, ["azure-live", "openai"]);
+        assert_eq!(live.idle_prompt, Some(Duration::from_secs(8)));
+        assert_eq!(live.idle_hangup, None);
+        let f = live.on_model_failure.as_ref().expect("fallback");
+        assert_eq!(
+            f.then,
+            AfterMessage::Transfer {
+                target: "sip:desk@pbx".into()
+            }
+        );
+        assert!(
+            f.audio.duration() > Duration::from_secs(3),
+            "the shipped recording"
+        );
+        let ga = plan.agent("ga").expect("ga");
+        assert_eq!(ga.endpoints, ["openai"]);
+        assert_eq!(ga.idle_prompt, Some(crate::dialplan::DEFAULT_IDLE_PROMPT));
+        assert_eq!(
+            ga.on_model_failure.as_ref().map(|f| f.then.clone()),
+            Some(AfterMessage::TakeMessage {
+                max: Duration::from_secs(30)
+            })
+        );
+
+        // Names are checked against the configured endpoints, where they are written.
+        let known = vec!["openai".to_owned(), "azure_live".to_owned()];
+        let errors = plan.check_endpoints(&known);
+        assert_eq!(errors.len(), 1);
+        let e = errors[0].to_string();
+        assert!(e.starts_with("t.toml:9:"), "{e}");
+        assert!(
+            e.contains("`azure-live` is not a configured endpoint"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `azure_live`?"), "{e}");
+        assert!(plan
+            .check_endpoints(&["openai".into(), "azure-live".into()])
+            .is_empty());
+    }
+
+    #[test]
+    fn bad_resilience_settings_are_errors() {
+        let errors = compile(
+            r#"
+[[routes]]
+agent = "a"
+[agents.a]
+instructions = "x"
+endpoint = "one"
+endpoints = ["two"]
+idle_prompt_secs = 99999
+on_model_failure = "take_mesage"
+"#,
+        )
+        .expect_err("invalid");
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let all = text.join("\n");
+        assert!(all.contains("has both `endpoint` and `endpoints`"), "{all}");
+        assert!(
+            all.contains("`idle_prompt_secs` must be 0 (off) to 3600 seconds"),
+            "{all}"
+        );
+        assert!(
+            all.contains("unknown on_model_failure action `take_mesage`"),
+            "{all}"
         );
     }
 }

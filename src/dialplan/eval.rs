@@ -43,6 +43,12 @@ pub enum AfterMessage {
         /// SIP URI.
         target: String,
     },
+    /// Record what the caller says, for at most `max`, into a message (the call task stores
+    /// it: a WAV file and a `messages` row); the caller's BYE ends it too.
+    TakeMessage {
+        /// Longest message.
+        max: std::time::Duration,
+    },
 }
 
 /// What to do with a call.
@@ -244,6 +250,9 @@ impl fmt::Display for Action {
                 match then {
                     AfterMessage::Hangup => f.write_str(" then hang up"),
                     AfterMessage::Transfer { target } => write!(f, " then transfer {target}"),
+                    AfterMessage::TakeMessage { max } => {
+                        write!(f, " then take a message of up to {} s", max.as_secs())
+                    }
                 }
             }
         }
@@ -299,6 +308,7 @@ mod tests {
             files: vec![],
             dependencies: vec![],
             warnings: vec![],
+            endpoint_refs: vec![],
         }
     }
 

@@ -47,14 +47,15 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use audio::{AudioSamples, MessageAudio};
+pub use audio::{ulaw_wav, AudioSamples, MessageAudio};
 pub use compile::{Files, NoFiles};
 pub use eval::{Action, AfterMessage, CallInfo, Decision, RouteCheck};
 pub use load::FsFiles;
 pub use matcher::{normalize_number, NumberMatch};
 pub use profile::{
-    AgentProfile, DtmfAction, Tool, VadSettings, DEFAULT_MAX_DURATION, DEFAULT_MODEL,
-    DEFAULT_VOICE, KNOWN_VOICES,
+    AgentProfile, DtmfAction, ModelFailure, Tool, VadSettings, DEFAULT_IDLE_HANGUP,
+    DEFAULT_IDLE_PROMPT, DEFAULT_MAX_DURATION, DEFAULT_MAX_MESSAGE, DEFAULT_MODEL, DEFAULT_VOICE,
+    KNOWN_VOICES,
 };
 pub use reload::{watch, DialplanHandle, ReloadOutcome};
 pub use report::{check_report, test_report};
@@ -205,6 +206,16 @@ pub struct Dialplan {
     pub(crate) files: Vec<PathBuf>,
     pub(crate) dependencies: Vec<PathBuf>,
     pub(crate) warnings: Vec<Error>,
+    /// Every model endpoint name the agents use, where it is written.
+    pub(crate) endpoint_refs: Vec<EndpointRef>,
+}
+
+/// An endpoint name in an agent's `endpoints`, with its position for the error.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointRef {
+    pub(crate) name: String,
+    /// An error at the name's position (message filled in by the check).
+    pub(crate) site: Error,
 }
 
 impl Dialplan {
@@ -254,6 +265,26 @@ impl Dialplan {
     /// Suspicious but valid things (unreachable routes, unused agents, unknown voices…).
     pub fn warnings(&self) -> &[Error] {
         &self.warnings
+    }
+
+    /// Checks the agents' `endpoints` against the configured endpoint names
+    /// (`[[realtime.endpoints]]`): one error (file:line:column, with a did-you-mean hint) per
+    /// unknown name.
+    pub fn check_endpoints(&self, known: &[String]) -> Vec<Error> {
+        self.endpoint_refs
+            .iter()
+            .filter(|r| !known.contains(&r.name))
+            .map(|r| {
+                let mut e = r.site.clone();
+                e.message = format!(
+                    "agent endpoint `{}` is not a configured endpoint ([[realtime.endpoints]] names: {})",
+                    r.name,
+                    known.join(", ")
+                );
+                e.hint = Some(hint::did_you_mean(&r.name, known.iter().map(String::as_str)));
+                e
+            })
+            .collect()
     }
 }
 

@@ -176,6 +176,36 @@ pub struct AgentProfile {
     pub dtmf: BTreeMap<char, DtmfAction>,
     /// Where the instructions were read from, when from a file.
     pub instructions_file: Option<PathBuf>,
+    /// The model endpoints this agent's sessions may use, in the order to try them (names of
+    /// `[[realtime.endpoints]]`); empty: every configured endpoint, in config order.
+    pub endpoints: Vec<String>,
+    /// What the caller gets when no endpoint gives a session (`on_model_failure`); `None`: the
+    /// INVITE is refused with 503.
+    pub on_model_failure: Option<ModelFailure>,
+    /// Caller silence (while the agent is not speaking) after which the model is asked to check
+    /// in; `None`: never.
+    pub idle_prompt: Option<Duration>,
+    /// Further caller silence after the check-in after which the agent says goodbye and hangs up
+    /// (end reason `idle`); `None`: never.
+    pub idle_hangup: Option<Duration>,
+}
+
+/// Default `idle_prompt_secs`.
+pub const DEFAULT_IDLE_PROMPT: Duration = Duration::from_secs(15);
+/// Default `idle_hangup_secs`.
+pub const DEFAULT_IDLE_HANGUP: Duration = Duration::from_secs(45);
+/// Default longest message of `take_message` (`max_message_secs`).
+pub const DEFAULT_MAX_MESSAGE: Duration = Duration::from_secs(120);
+
+/// An agent's `on_model_failure`: a recording, then a transfer, a hang-up or a message. Nothing
+/// of it needs the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFailure {
+    /// What the caller hears first (the admin's `audio`, else the shipped default recording
+    /// for the action).
+    pub audio: std::sync::Arc<super::MessageAudio>,
+    /// What follows: [`super::AfterMessage::Transfer`] (REFER), `Hangup` or `TakeMessage`.
+    pub then: super::AfterMessage,
 }
 
 impl Default for AgentProfile {
@@ -198,6 +228,10 @@ impl Default for AgentProfile {
             max_duration: DEFAULT_MAX_DURATION,
             dtmf: BTreeMap::new(),
             instructions_file: None,
+            endpoints: Vec::new(),
+            on_model_failure: None,
+            idle_prompt: Some(DEFAULT_IDLE_PROMPT),
+            idle_hangup: Some(DEFAULT_IDLE_HANGUP),
         }
     }
 }
@@ -338,6 +372,86 @@ pub(crate) fn check_uri(uri: &str) -> Result<(), ValueError> {
     }
 }
 
+/// How `on_model_failure`'s `action` is written, for hints.
+pub(crate) const FAILURE_HINT: &str = "use action = \"hangup\", \"take_message\", \"transfer:NAME\" (a name from `transfers`) or \"transfer:sip:…\"";
+
+/// `on_model_failure`'s action: `hangup`, `take_message` (at most [`DEFAULT_MAX_MESSAGE`]
+/// until `max_message_secs` says otherwise) or `transfer:NAME` / `transfer:sip:…` (names
+/// resolved against `transfers`, as in the DTMF map).
+pub(crate) fn parse_failure_action(
+    text: &str,
+    transfers: &BTreeMap<String, String>,
+) -> Result<super::AfterMessage, ValueError> {
+    match text.trim() {
+        "take_message" => Ok(super::AfterMessage::TakeMessage {
+            max: DEFAULT_MAX_MESSAGE,
+        }),
+        "forward" => {
+            Err(ValueError::new("`forward` is not an on_model_failure action").hint(FAILURE_HINT))
+        }
+        "transfer" => Err(ValueError::new("`transfer` needs a target")
+            .hint("write \"transfer:NAME\" (a name from `transfers`) or \"transfer:sip:…\"")),
+        t => match parse_dtmf_action(t, transfers) {
+            Ok(DtmfAction::Hangup) => Ok(super::AfterMessage::Hangup),
+            Ok(DtmfAction::Transfer { target, .. }) => Ok(super::AfterMessage::Transfer { target }),
+            Ok(DtmfAction::Forward) => Err(ValueError::new(
+                "`forward` is not an on_model_failure action",
+            )
+            .hint(FAILURE_HINT)),
+            Err(e) if t.starts_with("transfer:") => Err(e),
+            Err(_) => Err(
+                ValueError::new(format!("unknown on_model_failure action `{t}`")).hint(
+                    match hint::closest(t, ["hangup", "take_message"]) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => FAILURE_HINT.to_owned(),
+                    },
+                ),
+            ),
+        },
+    }
+}
+
+/// The shipped recording for an `on_model_failure` without `audio` (espeak-ng + sox, µ-law
+/// WAV, in `dialplans/sounds/`): "…please hold while we connect you" before a transfer, "…please
+/// leave your name, number and message after the tone" (and a tone) before a message, "…please
+/// call again later. Goodbye." before hanging up.
+pub(crate) fn default_failure_audio(
+    then: &super::AfterMessage,
+) -> std::sync::Arc<super::MessageAudio> {
+    use std::sync::{Arc, OnceLock};
+    static TRANSFER: OnceLock<Arc<super::MessageAudio>> = OnceLock::new();
+    static MESSAGE: OnceLock<Arc<super::MessageAudio>> = OnceLock::new();
+    static HANGUP: OnceLock<Arc<super::MessageAudio>> = OnceLock::new();
+    let (cell, name, bytes): (_, _, &[u8]) = match then {
+        super::AfterMessage::Transfer { .. } => (
+            &TRANSFER,
+            "model-unavailable-transfer.wav",
+            include_bytes!("../../dialplans/sounds/model-unavailable-transfer.wav"),
+        ),
+        super::AfterMessage::TakeMessage { .. } => (
+            &MESSAGE,
+            "leave-a-message.wav",
+            include_bytes!("../../dialplans/sounds/leave-a-message.wav"),
+        ),
+        super::AfterMessage::Hangup => (
+            &HANGUP,
+            "model-unavailable.wav",
+            include_bytes!("../../dialplans/sounds/model-unavailable.wav"),
+        ),
+    };
+    cell.get_or_init(|| {
+        let path = PathBuf::from("dialplans/sounds").join(name);
+        let audio =
+            super::MessageAudio::decode(&path, bytes).unwrap_or_else(|_| super::MessageAudio {
+                // Unreachable: the shipped files are valid (a unit test decodes each).
+                path,
+                samples: super::AudioSamples::Mulaw(vec![0xff; 8000].into()),
+            });
+        Arc::new(audio)
+    })
+    .clone()
+}
+
 /// A DTMF map key: one of `0`–`9`, `*`, `#`, `A`–`D`.
 pub(crate) fn parse_digit(key: &str) -> Result<char, ValueError> {
     let mut chars = key.chars();
@@ -447,6 +561,49 @@ mod tests {
         );
         assert!(check_uri("sip:").is_err());
         assert!(check_uri("sip:a b@c").is_err());
+    }
+
+    #[test]
+    fn model_failure_actions_and_the_shipped_recordings() {
+        use super::super::AfterMessage;
+        let transfers = BTreeMap::from([("desk".to_owned(), "sip:desk@pbx".to_owned())]);
+        assert_eq!(
+            parse_failure_action("hangup", &transfers),
+            Ok(AfterMessage::Hangup)
+        );
+        assert_eq!(
+            parse_failure_action("transfer:desk", &transfers),
+            Ok(AfterMessage::Transfer {
+                target: "sip:desk@pbx".into()
+            })
+        );
+        assert_eq!(
+            parse_failure_action("take_message", &transfers),
+            Ok(AfterMessage::TakeMessage {
+                max: DEFAULT_MAX_MESSAGE
+            })
+        );
+        let e = parse_failure_action("take_mesage", &transfers).expect_err("typo");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `take_message`?"));
+        assert!(parse_failure_action("transfer", &transfers).is_err());
+        assert!(parse_failure_action("transfer:nobody", &transfers).is_err());
+        for then in [
+            AfterMessage::Hangup,
+            AfterMessage::Transfer {
+                target: "sip:x@y".into(),
+            },
+            AfterMessage::TakeMessage {
+                max: DEFAULT_MAX_MESSAGE,
+            },
+        ] {
+            let audio = default_failure_audio(&then);
+            assert!(matches!(
+                audio.samples,
+                super::super::AudioSamples::Mulaw(_)
+            ));
+            let secs = audio.duration().as_secs_f64();
+            assert!((4.0..10.0).contains(&secs), "{secs} s");
+        }
     }
 
     #[test]

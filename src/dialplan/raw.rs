@@ -55,7 +55,14 @@ pub(crate) const AGENT_KEYS: &[&str] = &[
     "transfers",
     "max_duration",
     "dtmf",
+    "endpoints",
+    "endpoint",
+    "on_model_failure",
+    "idle_prompt_secs",
+    "idle_hangup_secs",
 ];
+/// The keys of an agent's `on_model_failure` table.
+pub(crate) const FAILURE_KEYS: &[&str] = &["action", "audio", "max_message_secs"];
 /// The keys of an agent's `vad` table.
 pub(crate) const VAD_KEYS: &[&str] = &["threshold", "prefix_padding_ms", "silence_duration_ms"];
 /// The keys of a `to`/`from` pattern table.
@@ -174,6 +181,21 @@ pub(crate) struct RawAgent {
     pub(crate) transfers: Vec<(Sp<String>, Sp<String>)>,
     pub(crate) max_duration: Option<Sp<RawDuration>>,
     pub(crate) dtmf: Vec<(Sp<String>, Sp<String>)>,
+    /// `endpoints = [...]` (or `endpoint = "..."`): names of `[[realtime.endpoints]]`.
+    pub(crate) endpoints: Option<Sp<Vec<Sp<String>>>>,
+    /// Set when both `endpoint` and `endpoints` are written (already reported).
+    pub(crate) endpoints_twice: bool,
+    pub(crate) on_model_failure: Option<Sp<RawFailure>>,
+    pub(crate) idle_prompt_secs: Option<Sp<i64>>,
+    pub(crate) idle_hangup_secs: Option<Sp<i64>>,
+}
+
+/// An agent's `on_model_failure` (a string is shorthand for `{ action = "…" }`).
+#[derive(Debug, Default)]
+pub(crate) struct RawFailure {
+    pub(crate) action: Option<Sp<String>>,
+    pub(crate) audio: Option<Sp<String>>,
+    pub(crate) max_message_secs: Option<Sp<i64>>,
 }
 
 /// Parses one file. `None` when its TOML syntax is broken (every syntax error is reported).
@@ -734,8 +756,51 @@ impl Walker<'_> {
                 None
             }
         });
+        let on_model_failure = get(t, "on_model_failure").and_then(|v| match v.get_ref() {
+            DeValue::String(a) => Some(Sp {
+                value: RawFailure {
+                    action: Some(Sp {
+                        value: a.to_string(),
+                        span: v.span(),
+                    }),
+                    ..RawFailure::default()
+                },
+                span: v.span(),
+            }),
+            DeValue::Table(f) => {
+                let inner = format!("the on_model_failure of {what}");
+                self.check_keys(f, FAILURE_KEYS, "on_model_failure", &inner);
+                Some(Sp {
+                    value: RawFailure {
+                        action: self.string(f, "action", &inner),
+                        audio: self.string(f, "audio", &inner),
+                        max_message_secs: self.integer(f, "max_message_secs", &inner),
+                    },
+                    span: v.span(),
+                })
+            }
+            _ => {
+                self.wrong_type(v, "on_model_failure", what, "a string or a table");
+                None
+            }
+        });
+        let endpoints = self.strings(t, "endpoints", what, false);
+        let endpoint = self.strings(t, "endpoint", what, false);
+        let endpoints_twice = endpoints.is_some() && endpoint.is_some();
+        if let (true, Some(e)) = (endpoints_twice, &endpoint) {
+            self.error(
+                &e.span,
+                format!("{what} has both `endpoint` and `endpoints`"),
+                Some("keep one: endpoints = [\"first\", \"second\"]".to_owned()),
+            );
+        }
         RawAgent {
             span,
+            endpoints: endpoints.or(endpoint),
+            endpoints_twice,
+            on_model_failure,
+            idle_prompt_secs: self.integer(t, "idle_prompt_secs", what),
+            idle_hangup_secs: self.integer(t, "idle_hangup_secs", what),
             instructions: self.string(t, "instructions", what),
             instructions_file: self.string(t, "instructions_file", what),
             greeting: self.string(t, "greeting", what),

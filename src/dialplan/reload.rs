@@ -39,6 +39,8 @@ const CHANGE_QUEUE_CAPACITY: usize = 1;
 #[derive(Debug, Clone)]
 pub struct DialplanHandle {
     current: Arc<RwLock<Arc<Dialplan>>>,
+    /// The configured model endpoint names a reloaded plan's agents may use; `None`: unchecked.
+    endpoints: Option<Arc<[String]>>,
 }
 
 impl DialplanHandle {
@@ -46,6 +48,16 @@ impl DialplanHandle {
     pub fn new(plan: Dialplan) -> DialplanHandle {
         DialplanHandle {
             current: Arc::new(RwLock::new(Arc::new(plan))),
+            endpoints: None,
+        }
+    }
+
+    /// A handle serving `plan` whose reloads are also checked against the configured model
+    /// endpoint names (see [`Dialplan::check_endpoints`]).
+    pub fn with_endpoints(plan: Dialplan, endpoints: Vec<String>) -> DialplanHandle {
+        DialplanHandle {
+            endpoints: Some(endpoints.into()),
+            ..DialplanHandle::new(plan)
         }
     }
 
@@ -92,7 +104,19 @@ pub enum ReloadOutcome {
 /// Loads `dir` and swaps the plan in when it is valid and different. Blocking (reads files).
 pub fn reload(dir: &Path, handle: &DialplanHandle) -> ReloadOutcome {
     let current = handle.current();
-    match Dialplan::load_dir(dir) {
+    let loaded = Dialplan::load_dir(dir).and_then(|plan| {
+        let errors = handle
+            .endpoints
+            .as_ref()
+            .map(|known| plan.check_endpoints(known))
+            .unwrap_or_default();
+        if errors.is_empty() {
+            Ok(plan)
+        } else {
+            Err(errors)
+        }
+    });
+    match loaded {
         Ok(plan) if plan.version() == current.version() => ReloadOutcome::Unchanged {
             version: plan.version().to_owned(),
         },

@@ -402,6 +402,11 @@ pub fn explain_call(plan: &Dialplan, call: &CallInfo, now: DateTime<Utc>) -> Str
                         AfterMessage::Transfer { target } => {
                             writeln!(out, "   then transfers to {target} (REFER)")
                         }
+                        AfterMessage::TakeMessage { max } => writeln!(
+                            out,
+                            "   then records a message of up to {} s",
+                            max.as_secs()
+                        ),
                     };
                 }
             }

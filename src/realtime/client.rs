@@ -31,6 +31,9 @@ pub type RealtimeSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// OpenAI's Realtime endpoint.
 pub const OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
 
+/// The name of the endpoint given by the single-endpoint settings (`[realtime] url`, …).
+pub const DEFAULT_ENDPOINT_NAME: &str = "default";
+
 /// WebSocket read buffer, in bytes (larger messages take several reads).
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
@@ -109,6 +112,9 @@ impl FromStr for Auth {
 /// Where and how to open model sessions: one endpoint.
 #[derive(Debug, Clone)]
 pub struct RealtimeTarget {
+    /// The endpoint's name (`[[realtime.endpoints]] name`; `default` for the single-endpoint
+    /// settings), for logs and the dialplan's per-agent `endpoints`.
+    pub name: String,
     /// Base URL, e.g. `wss://api.openai.com/v1/realtime`,
     /// `wss://RESOURCE.openai.azure.com/openai/v1/live/sessions` or
     /// `ws://127.0.0.1:8089/v1/realtime`.
@@ -161,6 +167,7 @@ impl RealtimeTarget {
     /// An endpoint with bearer auth, no key file and the default GPT-Live backend model.
     pub fn new(url: impl Into<String>, dialect: Dialect, api_key: Option<ApiKey>) -> Self {
         RealtimeTarget {
+            name: DEFAULT_ENDPOINT_NAME.to_owned(),
             url: url.into(),
             dialect,
             api_key,
@@ -223,7 +230,10 @@ impl RealtimeTarget {
                 headers.insert("Authorization", value);
             }
             (Some(key), Auth::ApiKey) => {
-                headers.insert("api-key", HeaderValue::from_str(&key.0).map_err(|_| bad_key())?);
+                headers.insert(
+                    "api-key",
+                    HeaderValue::from_str(&key.0).map_err(|_| bad_key())?,
+                );
             }
             (Some(key), Auth::Subprotocol) => {
                 let mut protocols = format!("realtime, {KEY_SUBPROTOCOL_PREFIX}{}", key.0);
@@ -348,8 +358,10 @@ mod tests {
                 seen.protocols = header(req, "sec-websocket-protocol");
                 seen.beta = header(req, "openai-beta");
                 if seen.protocols.is_some() {
-                    resp.headers_mut()
-                        .insert("sec-websocket-protocol", HeaderValue::from_static("realtime"));
+                    resp.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        HeaderValue::from_static("realtime"),
+                    );
                 }
                 Ok(resp)
             };
@@ -440,14 +452,21 @@ mod tests {
 
         // A gateway taking the key as a subprotocol, GA then beta.
         for (dialect, want) in [
-            (Dialect::Ga, format!("realtime, openai-insecure-api-key.{key}")),
+            (
+                Dialect::Ga,
+                format!("realtime, openai-insecure-api-key.{key}"),
+            ),
             (
                 Dialect::Beta,
                 format!("realtime, openai-insecure-api-key.{key}, openai-beta.realtime-v1"),
             ),
         ] {
             let (base, server) = recording_server().await;
-            let mut t = RealtimeTarget::new(format!("{base}/v1/realtime"), dialect, ApiKey::new(key.into()));
+            let mut t = RealtimeTarget::new(
+                format!("{base}/v1/realtime"),
+                dialect,
+                ApiKey::new(key.into()),
+            );
             t.auth = Auth::Subprotocol;
             drop(t.connect("gpt-realtime").await.expect("connect"));
             let seen = server.await.expect("server");
@@ -457,15 +476,25 @@ mod tests {
         }
 
         // An unreadable key file is a clear error without the key.
-        let mut t = RealtimeTarget::new("ws://127.0.0.1:9/v1/realtime", Dialect::Ga, ApiKey::new(key.into()));
+        let mut t = RealtimeTarget::new(
+            "ws://127.0.0.1:9/v1/realtime",
+            Dialect::Ga,
+            ApiKey::new(key.into()),
+        );
         t.key_file = Some(dir.path().join("missing"));
         let err = t.connect("m").await.expect_err("no file");
         assert!(matches!(err, Error::KeyFile { .. }), "{err}");
 
         let text = logs.text();
-        assert!(text.contains("GPT-Live connection open"), "logs captured: {text}");
+        assert!(
+            text.contains("GPT-Live connection open"),
+            "logs captured: {text}"
+        );
         for secret in [key, "entra-token-ONE", "entra-token-TWO"] {
-            assert!(!text.contains(secret), "the key leaked into the logs:\n{text}");
+            assert!(
+                !text.contains(secret),
+                "the key leaked into the logs:\n{text}"
+            );
             assert!(!err.to_string().contains(secret));
             assert!(!format!("{t:?}").contains(secret));
         }
@@ -483,8 +512,14 @@ mod tests {
     #[test]
     fn live_urls_carry_no_model() {
         let t = RealtimeTarget::new(crate::realtime::live::OPENAI_LIVE_URL, Dialect::Live, None);
-        assert_eq!(t.url_for("gpt-live-1.1"), "wss://api.openai.com/v1/live/sessions");
-        assert_eq!(Dialect::Live.default_url(), crate::realtime::live::OPENAI_LIVE_URL);
+        assert_eq!(
+            t.url_for("gpt-live-1.1"),
+            "wss://api.openai.com/v1/live/sessions"
+        );
+        assert_eq!(
+            Dialect::Live.default_url(),
+            crate::realtime::live::OPENAI_LIVE_URL
+        );
         assert_eq!("live".parse::<Dialect>(), Ok(Dialect::Live));
     }
 }

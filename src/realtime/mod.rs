@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod failover;
 pub mod live;
 pub mod model;
 pub mod models;

@@ -48,11 +48,17 @@ mod tests {
             voice_model(Dialect::Live, DEFAULT_REALTIME_MODEL),
             DEFAULT_LIVE_MODEL
         );
-        assert_eq!(voice_model(Dialect::Live, "my-azure-deployment"), "my-azure-deployment");
+        assert_eq!(
+            voice_model(Dialect::Live, "my-azure-deployment"),
+            "my-azure-deployment"
+        );
         assert_eq!(
             voice_model(Dialect::Ga, DEFAULT_REALTIME_MODEL),
             DEFAULT_REALTIME_MODEL
         );
-        assert_eq!(voice_model(Dialect::Beta, "gpt-realtime-mini"), "gpt-realtime-mini");
+        assert_eq!(
+            voice_model(Dialect::Beta, "gpt-realtime-mini"),
+            "gpt-realtime-mini"
+        );
     }
 }

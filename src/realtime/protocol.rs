@@ -451,10 +451,12 @@ pub fn session_update(dialect: Dialect, s: &SessionSettings) -> String {
                 tool_choice: "auto",
             },
         }),
-        Dialect::Live => super::live::session_start(&super::live::LiveSessionSettings::from_realtime(
-            s,
-            super::models::DEFAULT_LIVE_BACKEND_MODEL,
-        )),
+        Dialect::Live => {
+            super::live::session_start(&super::live::LiveSessionSettings::from_realtime(
+                s,
+                super::models::DEFAULT_LIVE_BACKEND_MODEL,
+            ))
+        }
         Dialect::Beta => to_text(&SessionUpdateWire {
             kind: "session.update",
             session: BetaSessionWire {

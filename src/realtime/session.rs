@@ -16,9 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use super::client::{self, RealtimeSocket, RealtimeTarget};
-use super::protocol::Dialect;
 use super::codec::Codec;
 use super::model::{Capabilities, ModelCommand, ModelEvent};
+use super::protocol::Dialect;
 
 /// Errors of a model session.
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +223,10 @@ impl Session {
                 }
             }
             if let Some(live) = self.codec.live() {
-                info!(usage_seconds = live.usage_seconds(), "GPT-Live session closed");
+                info!(
+                    usage_seconds = live.usage_seconds(),
+                    "GPT-Live session closed"
+                );
             }
         }
         if let Err(e) = self.ws.close(None).await {

@@ -17,6 +17,7 @@
 
 pub mod calendar;
 pub mod history;
+pub mod messages;
 pub mod sql;
 mod target;
 pub mod testing;

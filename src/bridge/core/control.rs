@@ -93,6 +93,15 @@ pub(super) struct Control {
     message_done: bool,
     transfer: Option<Transfer>,
     goodbye: Option<Goodbye>,
+    /// The caller's message being recorded (`take_message`), until its deadline.
+    taking: Option<TakingMessage>,
+}
+
+/// A message being recorded after the prompt: the caller's audio, 8 kHz µ-law.
+#[derive(Debug)]
+struct TakingMessage {
+    deadline: Instant,
+    audio: Vec<u8>,
 }
 
 impl Control {
@@ -109,6 +118,7 @@ impl Control {
             message_done: false,
             transfer: None,
             goodbye: None,
+            taking: None,
         }
     }
 
@@ -117,6 +127,7 @@ impl Control {
             self.max_duration.map(|(at, _)| at),
             self.transfer.as_ref().map(|t| t.deadline),
             self.goodbye.as_ref().map(|g| g.deadline),
+            self.taking.as_ref().map(|m| m.deadline),
         ]
         .into_iter()
         .flatten()
@@ -171,6 +182,13 @@ impl Bridge {
                     Some(AfterMessage::Transfer { target }) => {
                         self.start_transfer(Origin::AfterMessage, target)
                     }
+                    Some(AfterMessage::TakeMessage { max }) => {
+                        info!(max = ?max, "recording the caller's message");
+                        self.control.taking = Some(TakingMessage {
+                            deadline: self.now + max,
+                            audio: Vec::new(),
+                        });
+                    }
                     _ => self.end(EndReason::local(Cause::MessagePlayed)),
                 }
             }
@@ -185,6 +203,16 @@ impl Bridge {
                 self.end(EndReason::local(Cause::MaxDuration));
                 return;
             }
+        }
+        if self
+            .control
+            .taking
+            .as_ref()
+            .is_some_and(|m| now >= m.deadline)
+        {
+            info!("the caller's message reached its maximum length; hanging up");
+            self.end(EndReason::local(Cause::MessageTaken));
+            return;
         }
         if let Some(t) = &self.control.transfer {
             if now >= t.deadline {
@@ -203,6 +231,28 @@ impl Bridge {
                 self.end(EndReason::local(Cause::EndCall(reason)));
             }
         }
+    }
+
+    /// A caller frame (G.711 in the call's `law`) while no model listens: kept when a message
+    /// is being recorded.
+    pub(super) fn message_frame(&mut self, law: crate::media::g711::Law, frame: &[u8]) {
+        use crate::media::g711;
+        let Some(m) = &mut self.control.taking else {
+            return;
+        };
+        match law {
+            g711::Law::Mu => m.audio.extend_from_slice(frame),
+            g711::Law::A => m.audio.extend(
+                frame
+                    .iter()
+                    .map(|&b| g711::linear_to_ulaw(g711::alaw_to_linear(b))),
+            ),
+        }
+    }
+
+    /// The caller's recorded message (8 kHz G.711 µ-law), once: `None` unless the call took one.
+    pub fn take_message(&mut self) -> Option<Vec<u8>> {
+        self.control.taking.take().map(|m| m.audio)
     }
 
     /// The dialog ended (BYE, CANCEL, the SIP stack): the call is over.

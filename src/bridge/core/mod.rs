@@ -649,6 +649,8 @@ impl Bridge {
     fn drain_inbound(&mut self, now: Instant) {
         while let Some(frame) = self.inbound.poll_frame(now) {
             if self.model.is_none() {
+                let law = self.negotiated.law;
+                self.message_frame(law, &frame.audio);
                 continue;
             }
             if let Some(arrived) = frame.arrived {

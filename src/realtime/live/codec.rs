@@ -292,11 +292,13 @@ impl LiveCodec {
                             });
                         }
                     }
-                    ResponseStream::Completed { usage } => out.push_back(ModelEvent::ResponseDone {
-                        response_id,
-                        status: "completed".to_owned(),
-                        usage,
-                    }),
+                    ResponseStream::Completed { usage } => {
+                        out.push_back(ModelEvent::ResponseDone {
+                            response_id,
+                            status: "completed".to_owned(),
+                            usage,
+                        })
+                    }
                     ResponseStream::Ended { kind } => {
                         // The service discards a failed response's calls: an output is refused.
                         self.outstanding.clear();
@@ -347,7 +349,9 @@ impl LiveCodec {
                 }
             }
             LiveEvent::Info { code, message } => debug!(%code, %message, "GPT-Live notice"),
-            LiveEvent::ContextAppended { .. } | LiveEvent::SessionUpdated | LiveEvent::Other { .. } => {}
+            LiveEvent::ContextAppended { .. }
+            | LiveEvent::SessionUpdated
+            | LiveEvent::Other { .. } => {}
         }
     }
 }

@@ -54,10 +54,15 @@ fn start_first_then_held_events_and_continuous_appends() {
         .expect("session.start");
     let v: Value = serde_json::from_str(&start).expect("json");
     assert_eq!(v["type"], "session.start");
-    assert_eq!(v["session"]["model"], crate::realtime::models::DEFAULT_LIVE_MODEL);
+    assert_eq!(
+        v["session"]["model"],
+        crate::realtime::models::DEFAULT_LIVE_MODEL
+    );
     assert_eq!(v["session"]["delegation"]["responses"]["model"], "gpt-5.5");
     // Before session.started: audio is not sent, text context waits.
-    assert!(c.encode_to_string(&ModelCommand::AppendAudio(vec![0xFF; 160])).is_none());
+    assert!(c
+        .encode_to_string(&ModelCommand::AppendAudio(vec![0xFF; 160]))
+        .is_none());
     let greet = ModelCommand::CreateResponse {
         instructions: Some("Greet the caller.".into()),
     };
@@ -72,10 +77,15 @@ fn start_first_then_held_events_and_continuous_appends() {
         })
     );
     let held = c.live().expect("live").take_held();
-    assert_eq!(held.iter().map(|t| ty(t)).collect::<Vec<_>>(), ["session.instructions.append"]);
+    assert_eq!(
+        held.iter().map(|t| ty(t)).collect::<Vec<_>>(),
+        ["session.instructions.append"]
+    );
     assert_eq!(c.live().expect("live").expires_at(), Some(1_900_000_000));
     assert_eq!(
-        ty(&c.encode_to_string(&ModelCommand::AppendAudio(vec![0xFF; 160])).expect("append")),
+        ty(&c
+            .encode_to_string(&ModelCommand::AppendAudio(vec![0xFF; 160]))
+            .expect("append")),
         "session.input_audio.append"
     );
     // No truncate, no cancel, no second start, in this dialect.
@@ -92,7 +102,11 @@ fn start_first_then_held_events_and_continuous_appends() {
         assert!(c.encode_to_string(&cmd).is_none(), "{cmd:?}");
     }
     assert_eq!(
-        ty(&c.encode_to_string(&ModelCommand::AddContext { text: "The caller pressed 3.".into() }).expect("ctx")),
+        ty(&c
+            .encode_to_string(&ModelCommand::AddContext {
+                text: "The caller pressed 3.".into()
+            })
+            .expect("ctx")),
         "session.instructions.append"
     );
 }
@@ -103,15 +117,20 @@ fn every_outstanding_call_is_answered_then_one_response_create() {
     c.encode_to_string(&ModelCommand::Configure(Box::new(settings(true))));
     decode(&mut c, serde_json::from_str(STARTED).expect("json"));
     let envelope = |event: Value| json!({"type": "response.event", "event_id": "e", "delegation_id": "D", "event": event});
-    let call = |id: &str| envelope(json!({"type": "response.output_item.done", "item": {
+    let call = |id: &str| {
+        envelope(json!({"type": "response.output_item.done", "item": {
         "id": format!("fc_{id}"), "type": "function_call", "status": "completed",
-        "call_id": id, "name": "check_availability", "arguments": "{}"}}));
+        "call_id": id, "name": "check_availability", "arguments": "{}"}}))
+    };
     let mut events = decode(&mut c, envelope(json!({"type": "response.created"})));
     events.extend(decode(&mut c, call("c1")));
     events.extend(decode(&mut c, call("c2")));
     events.extend(decode(&mut c, call("c2")));
-    events.extend(decode(&mut c, envelope(json!({"type": "response.completed", "response": {
-        "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}}}))));
+    events.extend(decode(
+        &mut c,
+        envelope(json!({"type": "response.completed", "response": {
+        "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}}})),
+    ));
     let names: Vec<_> = events
         .iter()
         .map(|e| match e {
@@ -123,17 +142,35 @@ fn every_outstanding_call_is_answered_then_one_response_create() {
             other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(names, ["started D", "call c1", "call c2", "done completed 15"]);
+    assert_eq!(
+        names,
+        ["started D", "call c1", "call c2", "done completed 15"]
+    );
     let result = |id: &str| ModelCommand::ToolResult {
         call_id: id.into(),
         output: "{\"ok\":true}".into(),
     };
     let create = ModelCommand::CreateResponse { instructions: None };
-    assert_eq!(ty(&c.encode_to_string(&result("c1")).expect("output")), "response.item.create");
-    assert!(c.encode_to_string(&create).is_none(), "a partial batch is not continued");
-    assert!(c.encode_to_string(&result("nope")).is_none(), "unknown calls are not answered");
-    assert_eq!(ty(&c.encode_to_string(&result("c2")).expect("output")), "response.item.create");
-    assert_eq!(ty(&c.encode_to_string(&create).expect("continue")), "response.create");
+    assert_eq!(
+        ty(&c.encode_to_string(&result("c1")).expect("output")),
+        "response.item.create"
+    );
+    assert!(
+        c.encode_to_string(&create).is_none(),
+        "a partial batch is not continued"
+    );
+    assert!(
+        c.encode_to_string(&result("nope")).is_none(),
+        "unknown calls are not answered"
+    );
+    assert_eq!(
+        ty(&c.encode_to_string(&result("c2")).expect("output")),
+        "response.item.create"
+    );
+    assert_eq!(
+        ty(&c.encode_to_string(&create).expect("continue")),
+        "response.create"
+    );
     assert!(c.encode_to_string(&create).is_none(), "only once");
     // A failed response's calls are discarded by the service: their outputs are not sent.
     decode(&mut c, call("c3"));
@@ -152,22 +189,48 @@ fn transcripts_are_grouped_into_turns_and_a_refused_start_ends_the_session() {
                "code": "unknown_parameter", "message": "Unknown parameter.", "param": "session.x"}}),
     );
     assert!(matches!(&refused[0], ModelEvent::Error(e) if e.message.contains("session.x")));
-    assert!(matches!(&refused[1], ModelEvent::SessionClosed { reason } if reason.contains("unknown_parameter")));
+    assert!(
+        matches!(&refused[1], ModelEvent::SessionClosed { reason } if reason.contains("unknown_parameter"))
+    );
 
     let mut c = Codec::new(Dialect::Live);
     decode(&mut c, serde_json::from_str(STARTED).expect("json"));
     let t = |kind: &str, d: &str, s: u64| json!({"type": kind, "event_id": "e", "delta": d, "start_ms": s, "end_ms": s + 200});
-    let mut ev = decode(&mut c, t("session.input_transcript.delta", "I'd like", 1000));
-    ev.extend(decode(&mut c, t("session.input_transcript.delta", " a cleaning", 1200)));
-    ev.extend(decode(&mut c, t("session.output_transcript.delta", "Sure", 2600)));
-    ev.extend(decode(&mut c, t("session.input_transcript.delta", "Thanks", 5000)));
+    let mut ev = decode(
+        &mut c,
+        t("session.input_transcript.delta", "I'd like", 1000),
+    );
+    ev.extend(decode(
+        &mut c,
+        t("session.input_transcript.delta", " a cleaning", 1200),
+    ));
+    ev.extend(decode(
+        &mut c,
+        t("session.output_transcript.delta", "Sure", 2600),
+    ));
+    ev.extend(decode(
+        &mut c,
+        t("session.input_transcript.delta", "Thanks", 5000),
+    ));
     assert_eq!(
         ev,
         [
-            ModelEvent::CallerTranscript { item_id: "live-caller-1".into(), text: "I'd like".into() },
-            ModelEvent::CallerTranscript { item_id: "live-caller-1".into(), text: "I'd like a cleaning".into() },
-            ModelEvent::AgentTranscriptDelta { item_id: "live-agent-1".into(), delta: "Sure".into() },
-            ModelEvent::CallerTranscript { item_id: "live-caller-2".into(), text: "Thanks".into() },
+            ModelEvent::CallerTranscript {
+                item_id: "live-caller-1".into(),
+                text: "I'd like".into()
+            },
+            ModelEvent::CallerTranscript {
+                item_id: "live-caller-1".into(),
+                text: "I'd like a cleaning".into()
+            },
+            ModelEvent::AgentTranscriptDelta {
+                item_id: "live-agent-1".into(),
+                delta: "Sure".into()
+            },
+            ModelEvent::CallerTranscript {
+                item_id: "live-caller-2".into(),
+                text: "Thanks".into()
+            },
         ]
     );
     let closed = decode(
@@ -175,7 +238,9 @@ fn transcripts_are_grouped_into_turns_and_a_refused_start_ends_the_session() {
         json!({"type": "session.closed", "event_id": "e", "reason": "expired", "usage": {"seconds": 61},
                "session": {"id": "live_1", "expires_at": 1, "model": "m", "status": "active"}}),
     );
-    assert!(matches!(&closed[..], [ModelEvent::SessionClosed { reason }] if reason.contains("expired")));
+    assert!(
+        matches!(&closed[..], [ModelEvent::SessionClosed { reason }] if reason.contains("expired"))
+    );
     assert_eq!(c.live().expect("live").usage_seconds(), 61.0);
 }
 
@@ -194,8 +259,8 @@ say = "We are open Monday to Friday from eight in the morning to five in the aft
 /// whole and in order: the runs of non-quiet frames on the RTP side equal the server's.
 #[test]
 fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
-    let scenario = Scenario::parse(DRIFT_SCENARIO, Path::new("/nonexistent/drift.toml"))
-        .expect("scenario");
+    let scenario =
+        Scenario::parse(DRIFT_SCENARIO, Path::new("/nonexistent/drift.toml")).expect("scenario");
     let t0 = Instant::now();
     let mut sim = LiveSimSession::new(
         LiveParams {
@@ -348,7 +413,11 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
     };
     let server_words = words(&sent_by_server);
     let caller_words = words(&played);
-    assert!(server_words.len() > 300, "the agent spoke {} words", server_words.len());
+    assert!(
+        server_words.len() > 300,
+        "the agent spoke {} words",
+        server_words.len()
+    );
     assert!(caller_words.len() + 2 >= server_words.len());
     for (i, (a, b)) in server_words.iter().zip(&caller_words).enumerate() {
         assert!(a == b, "word {i} differs: {} vs {} bytes", a.len(), b.len());
