@@ -1,6 +1,7 @@
 //! SIP over TLS (issue 12 item 3): frontdesk listens with `--sip-tls-listen`, answers over the
 //! TLS session (the validation layer sees it too), and with mutual TLS refuses a client without
-//! the trunk's certificate in one log line while it keeps serving. Certificates are made at test
+//! the trunk's certificate (none, or one from another CA) in one log line each while it keeps
+//! serving. Certificates are made at test
 //! time with `openssl`; the TLS client is Python's `ssl` module.
 
 mod common;
@@ -12,16 +13,17 @@ use std::time::Duration;
 
 use common::*;
 
-/// Sends one OPTIONS over TLS to `addr` (verifying the server with ca.pem, presenting the client
-/// certificate when `client_cert`); returns the first response line, or `ERR <reason>`.
-fn options_over_tls(dir: &TestDir, addr: SocketAddr, client_cert: bool) -> String {
+/// Sends one OPTIONS over TLS to `addr` (verifying the server with `dir`'s ca.pem, presenting
+/// the client certificate of [`make_tls_certs`] in `client_cert`'s directory, if any); returns
+/// the first response line, or `ERR <reason>`.
+fn options_over_tls(dir: &TestDir, addr: SocketAddr, client_cert: Option<&TestDir>) -> String {
     let python = std::env::var("FRONTDESK_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"
 import socket, ssl, sys
-d, host, port, cert = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+d, host, port, cert = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 ctx = ssl.create_default_context(cafile=d + "/ca.pem")
 if cert:
-    ctx.load_cert_chain(d + "/client.pem", d + "/client.key")
+    ctx.load_cert_chain(cert + "/client.pem", cert + "/client.key")
 try:
     with socket.create_connection((host, port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname=host) as s:
@@ -48,7 +50,11 @@ except Exception as e:
         .arg(dir.path())
         .arg(addr.ip().to_string())
         .arg(addr.port().to_string())
-        .arg(if client_cert { "1" } else { "0" })
+        .arg(
+            client_cert
+                .map(|c| c.path().as_os_str())
+                .unwrap_or_default(),
+        )
         .output()
         .expect("python");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -67,7 +73,7 @@ fn start(dir: &TestDir, mutual: bool) -> (Serve, SocketAddr) {
 fn options_over_tls_is_answered() {
     let dir = TestDir::new("tls-options");
     let (serve, tls) = start(&dir, false);
-    let line = options_over_tls(&dir, tls, false);
+    let line = options_over_tls(&dir, tls, None);
     assert_eq!(
         line,
         "SIP/2.0 200 OK",
@@ -80,12 +86,20 @@ fn options_over_tls_is_answered() {
 fn mutual_tls_refuses_a_client_without_the_trunk_certificate_and_keeps_serving() {
     let dir = TestDir::new("tls-mutual");
     let (serve, tls) = start(&dir, true);
-    let refused = options_over_tls(&dir, tls, false);
-    assert!(
-        refused.starts_with("ERR"),
-        "answered without a client certificate: {refused}"
-    );
-    // One log line for the refused handshake.
+    // Another CA's client certificate, with the same subject as the trunk's.
+    let rogue = TestDir::new("tls-rogue");
+    make_tls_certs(&rogue);
+    for (client, what) in [
+        (None, "no client certificate"),
+        (Some(&rogue), "another CA's certificate"),
+    ] {
+        let refused = options_over_tls(&dir, tls, client);
+        assert!(
+            refused.starts_with("ERR"),
+            "answered with {what}: {refused}"
+        );
+    }
+    // One log line per refused handshake.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let count = loop {
         let n = serve
@@ -93,14 +107,14 @@ fn mutual_tls_refuses_a_client_without_the_trunk_certificate_and_keeps_serving()
             .log_text()
             .matches("SIP over TLS: handshake refused")
             .count();
-        if n > 0 || std::time::Instant::now() > deadline {
+        if n >= 2 || std::time::Instant::now() > deadline {
             break n;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(count, 1, "{}", serve.proc.log_text());
+    assert_eq!(count, 2, "{}", serve.proc.log_text());
     // Still serving: the trunk with its certificate over TLS, and OPTIONS over UDP.
-    let line = options_over_tls(&dir, tls, true);
+    let line = options_over_tls(&dir, tls, Some(&dir));
     assert_eq!(line, "SIP/2.0 200 OK", "{}", serve.proc.log_text());
     wait_for_sip(serve.sip, Duration::from_secs(5));
 }
