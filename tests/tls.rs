@@ -1,8 +1,8 @@
 //! SIP over TLS (issue 12 item 3): frontdesk listens with `--sip-tls-listen`, answers over the
 //! TLS session (the validation layer sees it too), and with mutual TLS refuses a client without
 //! the trunk's certificate (none, or one from another CA) in one log line each while it keeps
-//! serving. Certificates are made at test
-//! time with `openssl`; the TLS client is Python's `ssl` module.
+//! serving. Certificates are made at test time with `openssl`; the TLS client is Python's `ssl`
+//! module.
 
 mod common;
 
