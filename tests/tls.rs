@@ -28,11 +28,12 @@ try:
     with socket.create_connection((host, port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname=host) as s:
             lport = s.getsockname()[1]
+            h = "[%s]" % host if ":" in host else host  # RFC 5118: IPv6 in brackets
             msg = ("OPTIONS sip:frontdesk@%s:%d;transport=tls SIP/2.0\r\n"
-                   "Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-tls-1;rport\r\n"
-                   "From: <sip:probe@127.0.0.1>;tag=t1\r\nTo: <sip:frontdesk@%s>\r\n"
+                   "Via: SIP/2.0/TLS %s:%d;branch=z9hG4bK-tls-1;rport\r\n"
+                   "From: <sip:probe@%s>;tag=t1\r\nTo: <sip:frontdesk@%s>\r\n"
                    "Call-ID: tls-options-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-                   "Content-Length: 0\r\n\r\n") % (host, port, lport, host)
+                   "Content-Length: 0\r\n\r\n") % (h, port, h, lport, h, h)
             s.sendall(msg.encode())
             data = b""
             while b"\r\n\r\n" not in data:
@@ -61,8 +62,13 @@ except Exception as e:
 }
 
 fn start(dir: &TestDir, mutual: bool) -> (Serve, SocketAddr) {
+    start_on(dir, mutual, "127.0.0.1")
+}
+
+/// frontdesk with a TLS listener on a free port of `ip` (UDP/TCP stay on 127.0.0.1).
+fn start_on(dir: &TestDir, mutual: bool, ip: &str) -> (Serve, SocketAddr) {
     make_tls_certs(dir);
-    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let tls = SocketAddr::new(ip.parse().expect("ip"), free_port());
     let args = tls_listener_args(dir, tls, mutual);
     let dialplans = Path::new(ROOT).join("dialplans");
     let extra: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -78,6 +84,19 @@ fn options_over_tls_is_answered() {
         line,
         "SIP/2.0 200 OK",
         "OPTIONS over TLS:\n{}",
+        serve.proc.log_text()
+    );
+}
+
+#[test]
+fn options_over_tls_on_ipv6_loopback_is_answered() {
+    let dir = TestDir::new("tls-ipv6");
+    let (serve, tls) = start_on(&dir, false, "::1");
+    let line = options_over_tls(&dir, tls, None);
+    assert_eq!(
+        line,
+        "SIP/2.0 200 OK",
+        "OPTIONS over TLS on [::1]:\n{}",
         serve.proc.log_text()
     );
 }

@@ -406,7 +406,7 @@ pub fn sipp_result(dir: &TestDir, scenario: &str, out: std::process::Output) -> 
 }
 
 /// Certificates for SIP over TLS tests, made in `dir` with `openssl`: a CA (`ca.pem`, `ca.key`),
-/// a server certificate for 127.0.0.1 signed by it (`server.pem`, `server.key`) and a client
+/// a server certificate for 127.0.0.1 and ::1 signed by it (`server.pem`, `server.key`) and a client
 /// certificate signed by it (`client.pem`, `client.key`; also both in one file,
 /// `client-bundle.pem`, as baresip and Kamailio want them).
 pub fn make_tls_certs(dir: &TestDir) {
@@ -415,7 +415,7 @@ pub fn make_tls_certs(dir: &TestDir) {
         "set -e; cd {d}
 openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext
+printf 'subjectAltName=IP:127.0.0.1,IP:::1\\n' > san.ext
 openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=trunk 2>/dev/null
 printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > client.ext
