@@ -86,6 +86,23 @@ fn options_over_tls_is_answered() {
         "OPTIONS over TLS:\n{}",
         serve.proc.log_text()
     );
+    // The client closed without close_notify (as most SIP peers do): a normal close, no warning.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = serve.proc.log_text();
+        if log.contains("SIP over TLS: the peer closed the session")
+            || std::time::Instant::now() > deadline
+        {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(log.contains("the peer closed the session"), "{log}");
+    let session = &log[log.find("SIP over TLS: session established").unwrap_or(0)..];
+    assert!(
+        !session.contains("WARN"),
+        "a warning for a closed TLS session:\n{log}"
+    );
 }
 
 #[test]

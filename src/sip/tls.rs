@@ -400,7 +400,14 @@ where
                 info!(source = %self.remote, "SIP over TLS: message larger than 64 KiB; closing the connection");
                 return Ok(Vec::new());
             }
-            let n = half.read(&mut chunk).await.map_err(io_err)?;
+            let n = match half.read(&mut chunk).await {
+                Ok(n) => n,
+                // Closed without close_notify: what most SIP peers do; a close like any other
+                // (SIP messages are framed by Content-Length, so nothing can be truncated
+                // unnoticed).
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(io_err(e)),
+            };
             if n == 0 {
                 debug!(peer = %self.remote, "SIP over TLS: the peer closed the session");
                 return Ok(Vec::new());
