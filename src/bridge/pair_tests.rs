@@ -1,5 +1,6 @@
 //! Deterministic pair tests: the call's core ([`Bridge`]) wired to the simulator's sans-IO
-//! [`SimSession`] through the GA [`Codec`], on a virtual clock, with a small network emulator
+//! [`SimSession`] through the GA [`Codec`] (or its [`LiveSimSession`] through the GPT-Live one),
+//! on a virtual clock, with a small network emulator
 //! (loss, jitter, reordering, duplication) between a simulated caller and the core. No sockets,
 //! no sleeping: the harness steps virtual time to the earliest deadline of the caller, the
 //! network, the model link, the simulator, the core and the side effects.
@@ -21,7 +22,7 @@ use crate::media::rtp;
 use crate::realtime::codec::Codec;
 use crate::realtime::model::{ModelCommand, ModelEvent};
 use crate::realtime::protocol::{Dialect, SessionSettings, TurnDetection};
-use crate::realtime::sim::{Scenario, SessionParams, SimSession};
+use crate::realtime::sim::{Core, LiveParams, LiveSimSession, Scenario, SessionParams, SimSession};
 use crate::sdp::{Direction, Negotiated};
 use crate::sip::CallEvent;
 
@@ -94,7 +95,7 @@ struct Pair {
     now: Instant,
     bridge: Bridge,
     codec: Codec,
-    sim: SimSession,
+    sim: Core,
     bridge_timer: Instant,
     rng: Rng,
     net: Netem,
@@ -102,6 +103,9 @@ struct Pair {
     caller_addr: SocketAddr,
     /// When the caller speaks (offsets from t0); silence otherwise.
     speech: Vec<(Duration, Duration)>,
+    /// When the caller sends RTP at all (offsets from t0; `None`: always), e.g. a phone with
+    /// silence suppression that stops at the end of a talkspurt.
+    sends: Option<Vec<(Duration, Duration)>>,
     caller_next: Instant,
     caller_seq: u16,
     caller_ts: u32,
@@ -116,6 +120,10 @@ struct Pair {
     pending: Vec<(Instant, Pending)>,
     // What happened.
     rtp_sent: Vec<Instant>,
+    /// The payload of every RTP packet the core sent, in order.
+    rtp_payloads: Vec<u8>,
+    /// Every audio delta the core received, in order.
+    model_audio: Vec<u8>,
     appends: Vec<Instant>,
     commands: Vec<(Instant, ModelCommand)>,
     tools: Vec<(Instant, ToolRequest)>,
@@ -161,6 +169,18 @@ fn model_plan(greeting: &str) -> ModelPlan {
 
 impl Pair {
     fn new(plan: CallPlan, scenario_text: &str, net: Netem) -> Pair {
+        Pair::with_dialect(Dialect::Ga, plan, scenario_text, net)
+    }
+
+    /// A pair on the GPT-Live dialect: the plan's dialect capabilities and the live simulator.
+    fn live(mut plan: CallPlan, scenario_text: &str, net: Netem) -> Pair {
+        if let CallPlan::Agent(m) | CallPlan::Announcement(m, _) = &mut plan {
+            m.caps = Dialect::Live.capabilities();
+        }
+        Pair::with_dialect(Dialect::Live, plan, scenario_text, net)
+    }
+
+    fn with_dialect(dialect: Dialect, plan: CallPlan, scenario_text: &str, net: Netem) -> Pair {
         let t0 = Instant::now();
         let caller_addr: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
         let setup = CallSetup {
@@ -169,7 +189,7 @@ impl Pair {
                 first_seq: 1,
                 first_ts: 0,
                 rtp_timeout: Some(Duration::from_secs(30)),
-                send_silence: false,
+                send_silence: dialect == Dialect::Live,
             },
             negotiated: Negotiated {
                 law: Law::Mu,
@@ -186,23 +206,36 @@ impl Pair {
             sdes: None,
             plan,
         };
-        let sim = SimSession::new(
-            SessionParams {
-                dialect: Dialect::Ga,
-                model: Some("gpt-realtime".into()),
-                unix_time_s: 1_800_000_000,
-                id_token: "pair".into(),
-                scenario: scenario(scenario_text),
-                echo: false,
-                session_number: 1,
-            },
-            t0,
-        );
+        let sim = if dialect == Dialect::Live {
+            Core::Live(Box::new(LiveSimSession::new(
+                LiveParams {
+                    unix_time_s: 1_800_000_000,
+                    id_token: "pair".into(),
+                    scenario: scenario(scenario_text),
+                    clock_skew_ppm: 0,
+                    session_number: 1,
+                },
+                t0,
+            )))
+        } else {
+            Core::Realtime(Box::new(SimSession::new(
+                SessionParams {
+                    dialect,
+                    model: Some("gpt-realtime".into()),
+                    unix_time_s: 1_800_000_000,
+                    id_token: "pair".into(),
+                    scenario: scenario(scenario_text),
+                    echo: false,
+                    session_number: 1,
+                },
+                t0,
+            )))
+        };
         let mut pair = Pair {
             t0,
             now: t0,
             bridge: Bridge::new(t0, setup),
-            codec: Codec::new(Dialect::Ga),
+            codec: Codec::new(dialect),
             sim,
             bridge_timer: t0,
             rng: Rng(0x9E37_79B9_7F4A_7C15),
@@ -210,6 +243,7 @@ impl Pair {
             effects: Effects::default(),
             caller_addr,
             speech: Vec::new(),
+            sends: None,
             caller_next: t0 + ms(7),
             caller_seq: 1000,
             caller_ts: 0,
@@ -220,6 +254,8 @@ impl Pair {
             model_delay: ms(40),
             pending: Vec::new(),
             rtp_sent: Vec::new(),
+            rtp_payloads: Vec::new(),
+            model_audio: Vec::new(),
             appends: Vec::new(),
             commands: Vec::new(),
             tools: Vec::new(),
@@ -258,6 +294,8 @@ impl Pair {
                 Output::SendRtp { packet, .. } => {
                     assert_eq!(packet.len(), PACKET_BYTES);
                     self.rtp_sent.push(self.now);
+                    self.rtp_payloads
+                        .extend_from_slice(&packet[rtp::HEADER_BYTES..]);
                 }
                 Output::SendRtcp { .. } | Output::AnswerOffer(_) | Output::SetSrtp(_) => {}
                 Output::RunTool(req) => {
@@ -303,12 +341,16 @@ impl Pair {
         }
     }
 
-    fn caller_packet(&mut self) -> Vec<u8> {
+    /// The caller's next packet (`None` outside [`Pair::sends`]: the sequence number stays, the
+    /// timestamp advances).
+    fn caller_packet(&mut self) -> Option<Vec<u8>> {
         let offset = self.now.saturating_duration_since(self.t0);
-        let speaking = self
-            .speech
-            .iter()
-            .any(|&(from, to)| offset >= from && offset < to);
+        let within = |w: &[(Duration, Duration)]| w.iter().any(|&(a, b)| offset >= a && offset < b);
+        let speaking = within(&self.speech);
+        if self.sends.as_deref().is_some_and(|w| !within(w)) {
+            self.caller_ts = self.caller_ts.wrapping_add(160);
+            return None;
+        }
         let mut payload = [0xFFu8; 160];
         if speaking {
             for b in payload.iter_mut() {
@@ -328,7 +370,7 @@ impl Pair {
         );
         self.caller_seq = self.caller_seq.wrapping_add(1);
         self.caller_ts = self.caller_ts.wrapping_add(160);
-        pkt
+        Some(pkt)
     }
 
     /// Runs until `offset` after the start, or until the call ended.
@@ -364,7 +406,7 @@ impl Pair {
             if self.caller_next <= now {
                 let pkt = self.caller_packet();
                 self.caller_next += FRAME;
-                if self.rng.unit() >= self.net.loss {
+                if let Some(pkt) = pkt.filter(|_| self.rng.unit() >= self.net.loss) {
                     let copies = if self.rng.unit() < self.net.duplicate {
                         2
                     } else {
@@ -398,7 +440,15 @@ impl Pair {
                         self.codec
                             .decode(&text, &mut events)
                             .expect("the simulator sends readable events");
+                        // GPT-Live: what the codec held until `session.started` goes now.
+                        let held = self.codec.live().map(|l| l.take_held()).unwrap_or_default();
+                        for text in held {
+                            self.to_sim.push_back((now + self.model_delay, text));
+                        }
                         for event in events {
+                            if let ModelEvent::AudioDelta { audio, .. } = &event {
+                                self.model_audio.extend_from_slice(audio);
+                            }
                             self.input(Input::Model(now, event));
                         }
                     }
@@ -744,4 +794,100 @@ fn a_recording_then_transfer_uses_the_same_transfer_machine() {
     let waited = ended_at.saturating_duration_since(p.refers[0].0);
     assert_eq!(waited, ms(5_300));
     assert!(p.appends.is_empty(), "a recording has no model session");
+}
+
+// ----- GPT-Live: a continuous model stream -------------------------------------------------------
+
+/// Maximal runs of non-quiet 20 ms frames ("words") of a µ-law stream.
+fn words(audio: &[u8]) -> Vec<Vec<u8>> {
+    let mut runs = Vec::new();
+    let mut run = Vec::new();
+    for f in audio.chunks_exact(160) {
+        if crate::media::pacer::is_quiet(Law::Mu, f) {
+            if !run.is_empty() {
+                runs.push(std::mem::take(&mut run));
+            }
+        } else {
+            run.extend_from_slice(f);
+        }
+    }
+    runs
+}
+
+const LIVE_LONG_GREETING: &str = r#"
+greeting = "Thank you for calling Bright Smile Dental. We are open Monday to Friday from eight in the morning to five in the afternoon. How can I help you today?"
+first_audio_delay_ms = 300
+"#;
+
+/// A phone with silence suppression stops sending RTP while the agent talks: our appends stall
+/// for the jitter buffer's clock grace, and so does the model's stream, which is paced by them.
+/// The playout keeps that much in hand, so no word is cut apart (the e2e `live_pcma_call` met
+/// this: one word of the greeting reached the caller as 13 + 7 frames with 3 of silence between).
+#[test]
+fn live_a_caller_whose_packets_stop_while_the_agent_talks_hears_every_word_whole() {
+    for i in 0..8u64 {
+        let stop = ms(1_500 + i * 330);
+        let mut p = Pair::live(agent("Hello"), LIVE_LONG_GREETING, Netem::default());
+        p.sends = Some(vec![(Duration::ZERO, stop)]);
+        p.run_until(Duration::from_secs(12));
+        assert!(p.ended.is_none(), "{:?}", p.ended);
+        let sent = words(&p.model_audio);
+        let heard = words(&p.rtp_payloads);
+        assert!(sent.len() > 20, "the agent spoke {} words", sent.len());
+        assert!(
+            heard.len() + 2 >= sent.len(),
+            "{} of {} words",
+            heard.len(),
+            sent.len()
+        );
+        for (k, (a, b)) in sent.iter().zip(&heard).enumerate() {
+            assert!(
+                a == b,
+                "packets stop at {stop:?}: word {k} differs ({} vs {} bytes)",
+                a.len(),
+                b.len()
+            );
+        }
+    }
+}
+
+/// `end_call` on GPT-Live: the stream never goes idle, so the goodbye is over when its transcript
+/// turn ended and the stream was played that far; the call hangs up then, not at the 30 s limit.
+#[test]
+fn live_end_call_hangs_up_right_after_the_goodbye_was_played() {
+    let mut p = Pair::live(agent(""), GOODBYE, Netem::default());
+    p.speech = vec![(Duration::from_secs(1), Duration::from_secs(2))];
+    p.run_until(Duration::from_secs(40));
+    let (ended_at, reason) = p.ended.clone().expect("the call ends");
+    assert_eq!(
+        reason,
+        EndReason::local(Cause::EndCall("caller said goodbye".into()))
+    );
+    assert!(
+        ended_at < p.at(Duration::from_secs(15)),
+        "hung up {:?} after the start",
+        ended_at - p.t0
+    );
+    // Every word the model said, the goodbye included, was played whole before the hang-up.
+    let sent = words(&p.model_audio);
+    let heard = words(&p.rtp_payloads);
+    assert!(sent.len() >= 3, "the agent spoke {} words", sent.len());
+    assert_eq!(heard, sent[..heard.len()].to_vec());
+    let spoken: usize = sent.iter().map(Vec::len).sum();
+    let played: usize = heard.iter().map(Vec::len).sum();
+    assert_eq!(played, spoken, "the goodbye was cut");
+    // ... and the hang-up came soon after its last word left: within the turn gap (0.8 s) plus
+    // the playout depth and a margin.
+    let last_word = p
+        .rtp_payloads
+        .chunks_exact(160)
+        .rposition(|f| !crate::media::pacer::is_quiet(Law::Mu, f))
+        .expect("speech");
+    let left = p.rtp_sent[last_word];
+    assert!(
+        ended_at.saturating_duration_since(left) <= ms(2_000),
+        "hung up {:?} after the last word",
+        ended_at.saturating_duration_since(left)
+    );
+    assert!(p.tools.is_empty(), "end_call is call control");
 }

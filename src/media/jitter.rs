@@ -760,6 +760,13 @@ impl JitterBuffer {
         s
     }
 
+    /// The clock grace `G` in force, in ms (module docs): how long after its media-clock time
+    /// a silent caller's frame is released, so how long the frames for the model stall when the
+    /// caller's packets stop ([`MIN_CLOCK_GRACE_MS`]–[`MAX_CLOCK_GRACE_MS`]).
+    pub fn clock_grace_ms(&self) -> u64 {
+        whole_ms(self.clock_grace())
+    }
+
     /// Caller audio held ahead of the cursor, in ms (never above [`MAX_BUFFERED_MS`]).
     pub fn buffered_ms(&self) -> u64 {
         self.buffered_samples().unsigned_abs() / SAMPLES_PER_MS as u64

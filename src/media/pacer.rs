@@ -34,6 +34,13 @@
 //!   near): one packet of silence is sent in place of the next *quiet* frame, which stays queued.
 //!   Too deep (delay is building): the next quiet frame is skipped. A frame is quiet when
 //!   [`is_quiet`]; speech frames are never skipped, delayed apart or cut.
+//! - Input lag ([`PlayoutPacer::set_input_lag_ms`]): such a stream is paced by the audio we send
+//!   the model, so a stall of our input (the jitter buffer's clock grace when the caller's
+//!   packets stop at the end of a talkspurt) stalls the stream by as much. Both bounds are raised
+//!   by that lag, so a stall never empties the queue in the middle of a word.
+//! - Pre-roll: with depth bounds, a talkspurt starts only once the queue holds the low bound
+//!   (plus the input lag), at the stream's start and after an underrun alike; until then the
+//!   audio stays queued (and continuous RTP sends silence).
 //!
 //! No I/O: the shell sends the packets and reads the clock.
 
@@ -93,8 +100,9 @@ pub struct DepthBounds {
 
 impl DepthBounds {
     /// For GPT-Live's 100 ms chunks at real time: keep at least 40 ms in hand before each chunk
-    /// arrives, at most 120 ms; measured over 1 s. The queue then stays below 240 ms (120 ms +
-    /// one chunk + one frame) while the server's clock drifts by 0.1 %.
+    /// arrives, at most 120 ms (both plus the input lag, [`PlayoutPacer::set_input_lag_ms`]);
+    /// measured over 1 s. The queue then stays below 240 ms + the input lag (120 ms + one chunk
+    /// + one frame) while the server's clock drifts by 0.1 %.
     pub const CONTINUOUS: DepthBounds = DepthBounds {
         low_ms: 40,
         high_ms: 120,
@@ -215,7 +223,8 @@ pub struct PlayoutPacer {
     audio: VecDeque<u8>,
     /// Item boundaries of `audio`, oldest first; lengths sum to `audio.len()`, none is 0.
     segments: VecDeque<Segment>,
-    /// The active schedule; `Some` exactly when the queue is not empty.
+    /// The active schedule; `Some` only while audio is queued (with depth bounds, from the
+    /// pre-roll on).
     spurt: Option<Spurt>,
     /// Earliest start of the next spurt: where the previous schedule would have sent next.
     next_free: Instant,
@@ -232,6 +241,8 @@ pub struct PlayoutPacer {
     window_min: usize,
     window_packets: u32,
     correction: Option<Correction>,
+    /// How long the stream can stall because our input to the model stalls, in ms.
+    input_lag_ms: u64,
     stats: PacerStats,
 }
 
@@ -269,6 +280,7 @@ impl PlayoutPacer {
             window_min: usize::MAX,
             window_packets: 0,
             correction: None,
+            input_lag_ms: 0,
             stats: PacerStats::default(),
         }
     }
@@ -280,6 +292,21 @@ impl PlayoutPacer {
         self.window_min = usize::MAX;
         self.window_packets = 0;
         self.correction = None;
+    }
+
+    /// With depth bounds: how long (ms) the model's stream can stall because the input it is
+    /// paced by stalls (module docs), e.g. the jitter buffer's clock grace
+    /// ([`crate::media::jitter::JitterStats::clock_grace_ms`]). Raises both bounds and the
+    /// pre-roll by as much; takes effect from the next packet (no window is restarted).
+    pub fn set_input_lag_ms(&mut self, lag_ms: u64) {
+        self.input_lag_ms = lag_ms;
+    }
+
+    /// The low bound in force, in bytes (0 without depth bounds): the pre-roll of a talkspurt.
+    fn low_bytes(&self) -> usize {
+        self.bounds.map_or(0, |b| {
+            usize::try_from((b.low_ms + self.input_lag_ms) * BYTES_PER_MS).unwrap_or(usize::MAX)
+        })
     }
 
     /// Depth bounds: notes the queue depth before a packet and, at the end of a window, decides
@@ -294,9 +321,9 @@ impl PlayoutPacer {
         self.window_packets += 1;
         if self.window_packets >= b.window_frames.max(1) {
             let min_ms = self.window_min as u64 / BYTES_PER_MS;
-            self.correction = if min_ms < b.low_ms {
+            self.correction = if min_ms < b.low_ms + self.input_lag_ms {
                 Some(Correction::Insert)
-            } else if min_ms > b.high_ms {
+            } else if min_ms > b.high_ms + self.input_lag_ms {
                 Some(Correction::Skip)
             } else {
                 None
@@ -334,8 +361,10 @@ impl PlayoutPacer {
     /// accepted.
     ///
     /// Bytes that would take the queue beyond [`MAX_QUEUED_BYTES`] (5 minutes) are dropped and
-    /// counted. If the queue was empty, this starts a talkspurt anchored at
-    /// `max(now, end of the previous schedule)`; its first packet is marked.
+    /// counted. If no talkspurt is running (the queue was empty, or with depth bounds held less
+    /// than the pre-roll), this starts one anchored at `max(now, end of the previous schedule)`;
+    /// its first packet is marked. With depth bounds it starts only once the queue holds the
+    /// pre-roll (module docs).
     pub fn push(&mut self, now: Instant, item: u64, audio: &[u8]) -> usize {
         let now = self.clamp(now);
         let room = MAX_QUEUED_BYTES.saturating_sub(self.audio.len());
@@ -353,7 +382,10 @@ impl PlayoutPacer {
             Some(last) if last.item == item => last.len += take,
             _ => self.segments.push_back(Segment { item, len: take }),
         }
-        if self.spurt.is_none() {
+        if self.spurt.is_none() && self.audio.len() >= self.low_bytes() {
+            // The pre-roll (if any) is in hand: a fresh measurement window.
+            self.window_min = usize::MAX;
+            self.window_packets = 0;
             // With continuous silence, the talkspurt takes the slot of the next silence packet
             // (even if the shell has not sent it yet) and the next timestamp.
             let continuous = self.send_silence
@@ -543,7 +575,7 @@ impl PlayoutPacer {
         if now < due {
             return None;
         }
-        self.measure_depth();
+        // No depth measurement here: between talkspurts the pre-roll restores the low bound.
         // The stream's first packet is marked (it starts the stream, RFC 3551 §4.1), and so is one
         // whose timestamp jumps after a stall; the others continue without a marker.
         let mut marker = self.last_frame.is_none();
@@ -890,6 +922,39 @@ mod tests {
         // Off: idle again once the queue is empty.
         p.set_send_silence(false);
         assert_eq!(p.poll_timeout(), None);
+    }
+
+    #[test]
+    fn depth_bounds_pre_roll_the_low_bound_plus_the_input_lag() {
+        let t0 = Instant::now();
+        let mut p = pacer(t0);
+        p.set_send_silence(true);
+        p.set_depth_bounds(Some(DepthBounds::CONTINUOUS));
+        p.set_input_lag_ms(120);
+        // 40 ms + 120 ms of lag = 1280 bytes before the talkspurt starts: silence until then.
+        p.push(t0, 1, &[0x11; 800]);
+        let before = drain(&mut p, t0);
+        assert_eq!(before.len(), 1);
+        assert_eq!(
+            before[0].t.audio_bytes, 0,
+            "silence while the pre-roll fills"
+        );
+        assert_eq!(p.queued_bytes(), 800);
+        p.push(t0 + MS * 10, 1, &[0x11; 800]);
+        let sent = run_until(&mut p, t0 + MS * 100);
+        assert!(sent[0].marker && sent[0].payload[0] == 0x11);
+        assert_eq!(sent.len(), 5);
+        // An underrun (the stream stalled longer than the lag) pre-rolls again before speaking.
+        let _ = run_until(&mut p, t0 + MS * 400);
+        assert_eq!(p.queued_bytes(), 0);
+        p.push(t0 + MS * 400, 1, &[0x22; 800]);
+        assert!(drain(&mut p, t0 + MS * 420)
+            .iter()
+            .all(|s| s.t.audio_bytes == 0));
+        p.push(t0 + MS * 430, 1, &[0x22; 800]);
+        let resumed = drain(&mut p, t0 + MS * 440);
+        assert_eq!(resumed.len(), 1);
+        assert!(resumed[0].marker && resumed[0].payload[0] == 0x22);
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl Bridge {
             return;
         }
         if let Some(g) = &self.control.goodbye {
-            if self.responses_done() >= g.responses_needed && self.playout_idle() {
+            if self.agent_finished_speaking(g.responses_needed) {
                 info!(reason = %g.reason, "goodbye played; hanging up");
                 let reason = g.reason.clone();
                 self.end(EndReason::local(Cause::EndCall(reason)));
@@ -173,7 +173,8 @@ impl Bridge {
             let played = if self.control.recording {
                 self.pacer.queued_bytes() == 0
             } else {
-                self.responses_done() > 0 && self.playout_idle()
+                // Realtime: the message's response; GPT-Live: its first turn (no response).
+                self.agent_finished_speaking(u64::from(!self.caps.continuous_output))
             };
             if played {
                 info!("message played");

@@ -24,7 +24,7 @@ use crate::realtime::protocol::SessionSettings;
 use crate::telemetry::Pii;
 
 use super::super::transcript::Turn;
-use super::{Bridge, PlayingItem, ToolRequest, REMEMBERED_INTERRUPTED_ITEMS};
+use super::{Bridge, PlayingItem, SpokenTurn, ToolRequest, REMEMBERED_INTERRUPTED_ITEMS};
 
 impl Bridge {
     /// Queues the session configuration and, if `greeting` is not empty, a response that speaks it.
@@ -164,12 +164,28 @@ impl Bridge {
                 self.transcript.handle_caller_text(&item_id, &text, at);
             }
             ModelEvent::AgentTranscriptDelta { item_id, delta } => {
+                if self.caps.continuous_output
+                    && self.spoken.as_ref().is_none_or(|t| t.item_id != item_id)
+                {
+                    self.spoken = Some(SpokenTurn {
+                        item_id: item_id.clone(),
+                        responses_before: self.responses_done,
+                        end: None,
+                    });
+                }
                 let at = self.call_ms(now);
                 self.transcript
                     .handle_agent_text_delta(&item_id, &delta, at);
             }
             ModelEvent::AgentTranscriptDone { item_id, text } => {
                 info!(transcript = %Pii(text.trim()), "agent said");
+                let received = self
+                    .playing
+                    .as_ref()
+                    .map(|p| (p.tag, self.pacer.received_bytes(p.tag)));
+                if let Some(turn) = self.spoken.as_mut().filter(|t| t.item_id == item_id) {
+                    turn.end = received;
+                }
                 let at = self.call_ms(now);
                 self.transcript.handle_agent_text_done(&item_id, &text, at);
             }
@@ -312,6 +328,26 @@ impl Bridge {
     /// True when no response is in progress and all model audio has been sent as RTP.
     pub(super) fn playout_idle(&self) -> bool {
         self.response_active.is_none() && self.pacer.queued_bytes() == 0
+    }
+
+    /// Whether the agent has finished speaking (and the caller has heard it) since at least
+    /// `responses_needed` responses were done ([`Bridge::responses_done`]): the goodbye of
+    /// `end_call`, a message. Per-response audio (Realtime): that many responses are done and the
+    /// playout is idle. A continuous stream (GPT-Live), which is never idle: an agent turn that
+    /// began once that many responses were done has ended
+    /// ([`ModelEvent::AgentTranscriptDone`]) and the stream has been played up to its end.
+    pub(super) fn agent_finished_speaking(&self, responses_needed: u64) -> bool {
+        if self.responses_done < responses_needed {
+            return false;
+        }
+        if !self.caps.continuous_output {
+            return self.playout_idle();
+        }
+        self.spoken.as_ref().is_some_and(|t| {
+            t.responses_before >= responses_needed
+                && t.end
+                    .is_some_and(|(tag, end)| self.pacer.played_bytes(tag) >= end)
+        })
     }
 
     /// Whether a response is in progress (created, not yet done).

@@ -250,6 +250,18 @@ struct PlayingItem {
     content_index: u32,
 }
 
+/// A turn of the agent's speech in a continuous output stream (GPT-Live): when it began and, once
+/// [`ModelEvent::AgentTranscriptDone`](crate::realtime::model::ModelEvent) said it is over, how far
+/// the stream must be played for the caller to have heard all of it.
+#[derive(Debug, Clone)]
+struct SpokenTurn {
+    item_id: String,
+    /// Responses done ([`Bridge::responses_done`]) when its first transcript fragment came.
+    responses_before: u64,
+    /// The pacer item and its received bytes at the end of the turn (`None` while it goes on).
+    end: Option<(u64, u64)>,
+}
+
 /// A function call the model made, for the shell to run (from [`ModelEvent::ToolCall`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolRequest {
@@ -302,6 +314,8 @@ pub struct Bridge {
     response_wanted: bool,
     response_requested: bool,
     responses_done: u64,
+    /// The agent's latest turn of speech (continuous output only).
+    spoken: Option<SpokenTurn>,
     /// Commands handed out by `poll_ws` so far.
     ws_popped: u64,
     /// Appends queued and not yet handed out: (their index among all commands, arrival of the
@@ -411,6 +425,7 @@ impl Bridge {
             response_wanted: false,
             response_requested: false,
             responses_done: 0,
+            spoken: None,
             ws_popped: 0,
             appends_queued: VecDeque::new(),
             appends_handed: Vec::new(),
@@ -647,6 +662,10 @@ impl Bridge {
     }
 
     fn drain_inbound(&mut self, now: Instant) {
+        if self.caps.continuous_output {
+            // The model's stream is paced by our appends: it stalls when they do.
+            self.pacer.set_input_lag_ms(self.inbound.clock_grace_ms());
+        }
         while let Some(frame) = self.inbound.poll_frame(now) {
             if self.model.is_none() {
                 let law = self.negotiated.law;
@@ -794,6 +813,9 @@ impl Bridge {
             now,
         );
         self.pacer.set_send_silence(self.send_silence);
+        if self.caps.continuous_output {
+            self.pacer.set_depth_bounds(Some(DepthBounds::CONTINUOUS));
+        }
         self.playing = None;
         if let Some(m) = &mut self.model {
             m.settings.law = new.law;

@@ -19,6 +19,11 @@
 //! * Output audio is one stream: every delta is [`ModelEvent::AudioDelta`] of item
 //!   [`OUTPUT_ITEM`]. Transcript fragments (200 ms windows, no done events) are grouped into turns
 //!   on the session timeline: a gap of more than [`TURN_GAP_MS`] starts a new turn.
+//! * The agent finished speaking: once the output stream (counted in ms of audio received) has
+//!   passed the end of the agent's last fragment by [`TURN_GAP_MS`] without a new fragment, the
+//!   turn is over and becomes [`ModelEvent::AgentTranscriptDone`] (after that delta's
+//!   [`ModelEvent::AudioDelta`], so every byte of the turn is already queued for playout). The
+//!   core hangs up after `end_call`'s goodbye on it, as it does on Realtime's `response.done`.
 //! * A delegated response's `response.created` / `response.completed` (or `.failed`…) are
 //!   [`ModelEvent::ResponseStarted`] / [`ModelEvent::ResponseDone`] (id: the delegation id), its
 //!   completed `function_call` items [`ModelEvent::ToolCall`]s.
@@ -66,14 +71,17 @@ struct Turns {
     count: u64,
     last_end_ms: Option<u64>,
     text: String,
+    /// The current turn was declared over ([`Turns::end_if_past`]): the next fragment opens one.
+    ended: bool,
 }
 
 impl Turns {
     /// Adds a fragment; returns `(turn number, whether it opened a new turn)`.
     fn push(&mut self, delta: &str, start_ms: u64, end_ms: u64) -> (u64, bool) {
-        let new = self
-            .last_end_ms
-            .is_none_or(|end| start_ms > end.saturating_add(TURN_GAP_MS));
+        let new = std::mem::take(&mut self.ended)
+            || self
+                .last_end_ms
+                .is_none_or(|end| start_ms > end.saturating_add(TURN_GAP_MS));
         if new {
             self.count += 1;
             self.text.clear();
@@ -81,6 +89,17 @@ impl Turns {
         self.text.push_str(delta);
         self.last_end_ms = Some(end_ms.max(start_ms));
         (self.count, new)
+    }
+
+    /// Ends the open turn if the timeline reached `position_ms`, [`TURN_GAP_MS`] past its last
+    /// fragment; returns its number.
+    fn end_if_past(&mut self, position_ms: u64) -> Option<u64> {
+        let end = self.last_end_ms?;
+        if self.ended || self.count == 0 || position_ms < end.saturating_add(TURN_GAP_MS) {
+            return None;
+        }
+        self.ended = true;
+        Some(self.count)
     }
 }
 
@@ -99,6 +118,8 @@ pub struct LiveCodec {
     expires_at: Option<i64>,
     usage_seconds: f64,
     dropped_appends: u64,
+    /// Output audio received, in ms (the stream's position on the session timeline).
+    output_ms: u64,
     caller: Turns,
     agent: Turns,
 }
@@ -117,6 +138,7 @@ impl LiveCodec {
             expires_at: None,
             usage_seconds: 0.0,
             dropped_appends: 0,
+            output_ms: 0,
             caller: Turns::default(),
             agent: Turns::default(),
         }
@@ -239,11 +261,21 @@ impl LiveCodec {
                     session_id: Some(session_id),
                 });
             }
-            LiveEvent::OutputAudio { audio } => out.push_back(ModelEvent::AudioDelta {
-                item_id: OUTPUT_ITEM.to_owned(),
-                content_index: 0,
-                audio,
-            }),
+            LiveEvent::OutputAudio { audio } => {
+                // G.711 at 8 kHz: 8 bytes per ms.
+                self.output_ms += audio.len() as u64 / crate::media::g711::BYTES_PER_MS;
+                out.push_back(ModelEvent::AudioDelta {
+                    item_id: OUTPUT_ITEM.to_owned(),
+                    content_index: 0,
+                    audio,
+                });
+                if let Some(n) = self.agent.end_if_past(self.output_ms) {
+                    out.push_back(ModelEvent::AgentTranscriptDone {
+                        item_id: format!("live-agent-{n}"),
+                        text: self.agent.text.clone(),
+                    });
+                }
+            }
             LiveEvent::InputTranscript {
                 delta,
                 start_ms,

@@ -37,6 +37,8 @@ pub use config::Dialect;
 pub use live::{LiveParams, LiveSimSession, BARGE_IN_STOP_MS, OUTPUT_CHUNK_MS};
 pub use scenario::{Fault, FaultAction, FaultWhen, Scenario, SessionRule};
 pub use server::serve;
+#[cfg(test)]
+pub(crate) use server::Core;
 pub use session::{Close, SessionParams, SimSession, ToolOutput};
 
 /// Errors of the simulator's setup (the protocol itself never fails: bad client input becomes

@@ -425,64 +425,64 @@ async fn connection(
 }
 
 /// The session core of one connection: a Realtime (GA/beta) or a GPT-Live session. Both have
-/// the same sans-IO verbs.
+/// the same sans-IO verbs (also what the bridge's pair tests drive).
 #[derive(Debug)]
-enum Core {
+pub(crate) enum Core {
     Realtime(Box<SimSession>),
     Live(Box<LiveSimSession>),
 }
 
 impl Core {
-    fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         match self {
             Core::Realtime(s) => s.id(),
             Core::Live(s) => s.id(),
         }
     }
 
-    fn poll_event(&mut self) -> Option<String> {
+    pub(crate) fn poll_event(&mut self) -> Option<String> {
         match self {
             Core::Realtime(s) => s.poll_event(),
             Core::Live(s) => s.poll_event(),
         }
     }
 
-    fn poll_close(&mut self) -> Option<Close> {
+    pub(crate) fn poll_close(&mut self) -> Option<Close> {
         match self {
             Core::Realtime(s) => s.poll_close(),
             Core::Live(s) => s.poll_close(),
         }
     }
 
-    fn poll_timeout(&self) -> Option<std::time::Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<std::time::Instant> {
         match self {
             Core::Realtime(s) => s.poll_timeout(),
             Core::Live(s) => s.poll_timeout(),
         }
     }
 
-    fn handle_timeout(&mut self, now: std::time::Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: std::time::Instant) {
         match self {
             Core::Realtime(s) => s.handle_timeout(now),
             Core::Live(s) => s.handle_timeout(now),
         }
     }
 
-    fn handle_client_text(&mut self, now: std::time::Instant, text: &str) {
+    pub(crate) fn handle_client_text(&mut self, now: std::time::Instant, text: &str) {
         match self {
             Core::Realtime(s) => s.handle_client_text(now, text),
             Core::Live(s) => s.handle_client_text(now, text),
         }
     }
 
-    fn handle_client_binary(&mut self, now: std::time::Instant) {
+    pub(crate) fn handle_client_binary(&mut self, now: std::time::Instant) {
         match self {
             Core::Realtime(s) => s.handle_client_binary(now),
             Core::Live(s) => s.handle_client_binary(now),
         }
     }
 
-    fn tool_outputs(&self) -> &[ToolOutput] {
+    pub(crate) fn tool_outputs(&self) -> &[ToolOutput] {
         match self {
             Core::Realtime(s) => s.tool_outputs(),
             Core::Live(s) => s.tool_outputs(),
