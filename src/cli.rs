@@ -576,6 +576,7 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         low: 10_000,
         high: 20_000,
     });
+    let rollover = crate::bridge::call::RolloverSettings::from_file(&file.realtime)?;
     let realtime = realtime_backend(
         &file.realtime,
         args.realtime_url,
@@ -639,6 +640,7 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
             .connect_timeout_secs
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        rollover,
         min_session_expires: file
             .sip
             .min_session_expires_secs

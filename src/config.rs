@@ -157,6 +157,18 @@ pub struct RealtimeFile {
     /// Seconds to wait for a session to open before refusing the call (all endpoints
     /// together).
     pub connect_timeout_secs: Option<u64>,
+    /// Seconds an answered call waits for a new session after its session ended (rollover)
+    /// before the model counts as unavailable [default: 10].
+    pub reconnect_window_secs: Option<u64>,
+    /// A session is replaced by a fresh one (planned rollover, at a silence) after this many
+    /// seconds [default: 3300, i.e. 55 min; 0: never].
+    pub session_max_secs: Option<u64>,
+    /// Without a session for this many ms during a call, the filler recording plays once
+    /// [default: 1500].
+    pub filler_after_ms: Option<u64>,
+    /// The filler recording ("One moment, please."): an 8 kHz mono WAV or raw .ulaw/.alaw
+    /// [default: the built-in dialplans/sounds/one-moment.wav].
+    pub filler_file: Option<PathBuf>,
     /// Several endpoints, tried in order (`[[realtime.endpoints]]`); instead of the
     /// single-endpoint keys above (`url`, `protocol`, `auth`, `key_env`, `key_file`,
     /// `backend_model`).

@@ -76,6 +76,8 @@ pub struct ServeSettings {
     pub realtime: RealtimeBackend,
     /// Session-open timeout.
     pub connect_timeout: Duration,
+    /// What an answered call does when its model session ends (`[realtime]` rollover keys).
+    pub rollover: crate::bridge::call::RolloverSettings,
     /// Calendar file imported at start (services, providers, hours, closures).
     pub calendar: Option<PathBuf>,
     /// No caller RTP for this long ends a call (`rtp-timeout`).
@@ -298,6 +300,7 @@ pub async fn run(
         realtime: endpoints,
         messages_dir: settings.messages_dir.clone(),
         connect_timeout: settings.connect_timeout,
+        rollover: settings.rollover.clone(),
         calendar_tools: !businesses.is_empty(),
         rtp_timeout: settings.rtp_timeout,
         send_silence: settings.send_silence,

@@ -18,7 +18,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::core::{Bridge, CallPlan, CallSetup, MediaParams, ModelPlan};
+use super::core::{Bridge, CallPlan, CallSetup, MediaParams, ModelPlan, RolloverPolicy};
 use super::end::{Cause, EndReason};
 use crate::dialplan::{
     Action, AfterMessage, AgentProfile, AudioSamples, CallInfo, DialplanHandle, MessageAudio,
@@ -72,6 +72,8 @@ pub struct CallContext {
     pub connect_timeout: Duration,
     /// Where `take_message` writes the callers' recordings.
     pub messages_dir: std::path::PathBuf,
+    /// What an answered call does when its model session ends.
+    pub rollover: RolloverSettings,
     /// Whether a calendar is configured, so the calendar tools are offered to the model.
     pub calendar_tools: bool,
     /// No caller RTP for this long ends an answered call with BYE (`rtp-timeout`).
@@ -84,6 +86,90 @@ pub struct CallContext {
     pub prices: crate::pricing::PriceTable,
     /// Whether transcripts are written to `call_turns` (`[privacy] store_transcripts`).
     pub store_transcripts: bool,
+}
+
+/// The built-in filler recording ("One moment, please.", espeak-ng + sox, 8 kHz mono WAV).
+const DEFAULT_FILLER_WAV: &[u8] = include_bytes!("../../dialplans/sounds/one-moment.wav");
+
+/// Session rollover settings of every call (`[realtime] reconnect_window_secs`,
+/// `session_max_secs`, `filler_after_ms`, `filler_file`); see [`RolloverPolicy`].
+#[derive(Debug, Clone)]
+pub struct RolloverSettings {
+    /// Wait this long for a replacement session (default 10 s).
+    pub reconnect_window: Duration,
+    /// Replace a session after this long (default 3300 s; `None`: never).
+    pub session_max: Option<Duration>,
+    /// Play the filler after this long without a session (default 1500 ms).
+    pub filler_after: Duration,
+    /// The filler recording.
+    pub filler: crate::dialplan::MessageAudio,
+}
+
+impl RolloverSettings {
+    /// Reads the `[realtime]` keys; the filler file is loaded now.
+    ///
+    /// # Errors
+    /// The filler file cannot be read or decoded (path and reason in the message).
+    pub fn from_file(file: &crate::config::RealtimeFile) -> anyhow::Result<RolloverSettings> {
+        let default = RolloverPolicy::default();
+        let filler = match &file.filler_file {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("[realtime] filler_file {}: {e}", path.display())
+                })?;
+                crate::dialplan::MessageAudio::decode(path, &bytes).map_err(|e| {
+                    anyhow::anyhow!("[realtime] filler_file {}: {}", path.display(), e.message)
+                })?
+            }
+            None => Self::default_filler(),
+        };
+        Ok(RolloverSettings {
+            reconnect_window: file
+                .reconnect_window_secs
+                .map_or(default.reconnect_window, Duration::from_secs),
+            session_max: match file.session_max_secs {
+                Some(0) => None,
+                Some(s) => Some(Duration::from_secs(s)),
+                None => default.session_max,
+            },
+            filler_after: file
+                .filler_after_ms
+                .map_or(default.filler_after, Duration::from_millis),
+            filler,
+        })
+    }
+
+    fn default_filler() -> crate::dialplan::MessageAudio {
+        let path = std::path::Path::new("one-moment.wav");
+        crate::dialplan::MessageAudio::decode(path, DEFAULT_FILLER_WAV).unwrap_or(
+            crate::dialplan::MessageAudio {
+                path: path.to_owned(),
+                samples: AudioSamples::Linear16(Vec::new().into()),
+            },
+        )
+    }
+
+    /// The core's policy for a call in `law`.
+    fn policy(&self, law: Law) -> RolloverPolicy {
+        RolloverPolicy {
+            reconnect_window: self.reconnect_window,
+            session_max: self.session_max,
+            filler_after: self.filler_after,
+            filler: recording_bytes(&self.filler.samples, law),
+        }
+    }
+}
+
+impl Default for RolloverSettings {
+    fn default() -> RolloverSettings {
+        let p = RolloverPolicy::default();
+        RolloverSettings {
+            reconnect_window: p.reconnect_window,
+            session_max: p.session_max,
+            filler_after: p.filler_after,
+            filler: Self::default_filler(),
+        }
+    }
 }
 
 /// How a call ended, for the call record: why, and the final status of a refused INVITE.
@@ -556,6 +642,8 @@ async fn dialog_phase(
         Plan::Recording(..) => None,
     };
     let mut fallback = None;
+    // Where a replacement session is opened (rollover): the session's endpoint first.
+    let mut reconnect_targets = Vec::new();
     let session = match &profile {
         Some(profile) => {
             let targets = ctx.realtime.select(&profile.endpoints);
@@ -565,6 +653,7 @@ async fn dialog_phase(
                     Ok(opened) => {
                         crate::observe::realtime_session("opened");
                         info!(endpoint = %opened.endpoint, attempts = opened.attempts, "model session open");
+                        reconnect_targets = Endpoints::starting_at(&targets, &opened.endpoint);
                         Some(opened.session)
                     }
                     Err(failed) => {
@@ -691,6 +780,11 @@ async fn dialog_phase(
             rtcp: socket.rtcp.as_ref(),
         },
         session,
+        profile.as_ref().map(|p| super::pump::Opener {
+            targets: reconnect_targets,
+            model: p.model.clone(),
+            timeout: ctx.connect_timeout,
+        }),
         tools,
         handle,
         events,
@@ -797,6 +891,7 @@ fn model_plan(
         dtmf: profile.dtmf.clone(),
         transfers: profile.transfers.clone(),
         max_duration: profile.max_duration,
+        rollover: ctx.rollover.policy(law),
     }
 }
 
@@ -827,6 +922,7 @@ fn finish_record(
     });
     let usage = bridge.usage();
     record.model = Some(profile.model.clone());
+    record.rollovers = u64::from(bridge.rollovers());
     record.cost_usd = match ctx.prices.lookup(&profile.model) {
         Some((_, price)) => Some(usage.cost_usd(price)),
         None => {

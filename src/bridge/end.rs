@@ -78,6 +78,9 @@ pub enum Cause {
     RealtimeUnavailable,
     /// The model session did not open in time (`realtime-timeout`).
     RealtimeTimeout,
+    /// The model session ended during the call and no new one could be opened within
+    /// `[realtime] reconnect_window_secs` (`model-unavailable`).
+    ModelUnavailable,
     /// The 200 OK could not be sent (`gone-before-answer`).
     GoneBeforeAnswer,
     /// The ACK's SDP answer was unacceptable (`bad-sdp-answer`).
@@ -127,6 +130,7 @@ impl Cause {
             Cause::RealtimeClosed => "realtime-closed",
             Cause::RealtimeUnavailable => "realtime-unavailable",
             Cause::RealtimeTimeout => "realtime-timeout",
+            Cause::ModelUnavailable => "model-unavailable",
             Cause::GoneBeforeAnswer => "gone-before-answer",
             Cause::BadSdpAnswer => "bad-sdp-answer",
             Cause::NoSdpAnswer => "no-sdp-answer",

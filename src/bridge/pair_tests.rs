@@ -84,7 +84,12 @@ impl Default for Effects {
 }
 
 enum Pending {
-    Tool { call_id: String, output: String },
+    /// A session asked for by `OpenSession` opened (`true`) or failed.
+    Opened(bool),
+    Tool {
+        call_id: String,
+        output: String,
+    },
     Refer(Result<u16, String>),
     Sip(CallEvent),
 }
@@ -96,6 +101,24 @@ struct Pair {
     bridge: Bridge,
     codec: Codec,
     sim: Core,
+    /// The dialect of every session of the call.
+    dialect: Dialect,
+    /// The current session is usable (not closed by `CloseSession`).
+    link_up: bool,
+    /// The scenario every session of the call gets.
+    scenario: Arc<Scenario>,
+    /// A session opened for `SwitchSession`.
+    next_sim: Option<Core>,
+    /// Sessions the core switched away from (closed by us), in order.
+    old_sims: Vec<Core>,
+    /// Sessions opened so far (numbers them for `[[fault]] session`).
+    sessions_opened: u64,
+    /// How long opening a session takes, and how many attempts fail from now on.
+    open_delay: Duration,
+    open_failures: u32,
+    /// Session operations (`open`, `switch`, `close`) and the model commands after each switch,
+    /// in order: (time, what).
+    session_log: Vec<(Instant, String)>,
     bridge_timer: Instant,
     rng: Rng,
     net: Netem,
@@ -131,6 +154,35 @@ struct Pair {
     ended: Option<(Instant, EndReason)>,
 }
 
+/// Session `number` of the call's simulator, created at `now`.
+fn new_sim(scenario: &Arc<Scenario>, dialect: Dialect, number: u64, now: Instant) -> Core {
+    if dialect == Dialect::Live {
+        Core::Live(Box::new(LiveSimSession::new(
+            LiveParams {
+                unix_time_s: 1_800_000_000,
+                id_token: format!("pair{number}"),
+                scenario: Arc::clone(scenario),
+                clock_skew_ppm: 0,
+                session_number: number,
+            },
+            now,
+        )))
+    } else {
+        Core::Realtime(Box::new(SimSession::new(
+            SessionParams {
+                dialect,
+                model: Some("gpt-realtime".into()),
+                unix_time_s: 1_800_000_000,
+                id_token: format!("pair{number}"),
+                scenario: Arc::clone(scenario),
+                echo: false,
+                session_number: number,
+            },
+            now,
+        )))
+    }
+}
+
 fn scenario(text: &str) -> Arc<Scenario> {
     Arc::new(Scenario::parse(text, Path::new("pair.toml")).expect("scenario"))
 }
@@ -164,6 +216,7 @@ fn model_plan(greeting: &str) -> ModelPlan {
         dtmf: BTreeMap::new(),
         transfers: BTreeMap::from([("reception".to_owned(), "sip:reception@pbx.test".to_owned())]),
         max_duration: Duration::from_secs(3_600),
+        rollover: Default::default(),
     }
 }
 
@@ -206,37 +259,23 @@ impl Pair {
             sdes: None,
             plan,
         };
-        let sim = if dialect == Dialect::Live {
-            Core::Live(Box::new(LiveSimSession::new(
-                LiveParams {
-                    unix_time_s: 1_800_000_000,
-                    id_token: "pair".into(),
-                    scenario: scenario(scenario_text),
-                    clock_skew_ppm: 0,
-                    session_number: 1,
-                },
-                t0,
-            )))
-        } else {
-            Core::Realtime(Box::new(SimSession::new(
-                SessionParams {
-                    dialect,
-                    model: Some("gpt-realtime".into()),
-                    unix_time_s: 1_800_000_000,
-                    id_token: "pair".into(),
-                    scenario: scenario(scenario_text),
-                    echo: false,
-                    session_number: 1,
-                },
-                t0,
-            )))
-        };
+        let scenario = scenario(scenario_text);
+        let sim = new_sim(&scenario, dialect, 1, t0);
         let mut pair = Pair {
             t0,
             now: t0,
             bridge: Bridge::new(t0, setup),
             codec: Codec::new(dialect),
             sim,
+            dialect,
+            link_up: true,
+            scenario,
+            next_sim: None,
+            old_sims: Vec::new(),
+            sessions_opened: 1,
+            open_delay: ms(250),
+            open_failures: 0,
+            session_log: Vec::new(),
             bridge_timer: t0,
             rng: Rng(0x9E37_79B9_7F4A_7C15),
             net,
@@ -282,6 +321,17 @@ impl Pair {
             match self.bridge.poll_output() {
                 Output::SendModel(cmd) => {
                     fed = true;
+                    if self.session_log.iter().any(|(_, l)| l == "switch") {
+                        let label = match &cmd {
+                            ModelCommand::AppendAudio(_) => "audio".to_owned(),
+                            ModelCommand::SeedHistory(_) => "seed".to_owned(),
+                            ModelCommand::Configure(_) => "configure".to_owned(),
+                            other => format!("{other:?}").chars().take(40).collect(),
+                        };
+                        if self.session_log.len() < 2000 {
+                            self.session_log.push((self.now, label));
+                        }
+                    }
                     if let Some(text) = self.codec.encode_to_string(&cmd) {
                         self.to_sim.push_back((self.now + self.model_delay, text));
                     }
@@ -324,6 +374,34 @@ impl Pair {
                         ));
                     }
                     self.refers.push((self.now, target));
+                }
+                Output::OpenSession => {
+                    self.session_log.push((self.now, "open".into()));
+                    let ok = if self.open_failures > 0 {
+                        self.open_failures -= 1;
+                        false
+                    } else {
+                        true
+                    };
+                    self.pending
+                        .push((self.now + self.open_delay, Pending::Opened(ok)));
+                }
+                Output::SwitchSession => {
+                    self.session_log.push((self.now, "switch".into()));
+                    if let Some(next) = self.next_sim.take() {
+                        let old = std::mem::replace(&mut self.sim, next);
+                        self.old_sims.push(old);
+                        self.codec = Codec::new(self.dialect);
+                        self.to_sim.clear();
+                        self.to_core.clear();
+                        self.link_up = true;
+                    }
+                }
+                Output::CloseSession => {
+                    self.session_log.push((self.now, "close".into()));
+                    self.link_up = false;
+                    self.to_sim.clear();
+                    self.to_core.clear();
                 }
                 Output::Hangup(reason) => {
                     if self.ended.is_none() {
@@ -377,16 +455,16 @@ impl Pair {
     fn run_until(&mut self, offset: Duration) {
         let end = self.t0 + offset;
         while self.ended.is_none() {
-            while let Some(text) = self.sim.poll_event() {
+            while let Some(text) = self.sim.poll_event().filter(|_| self.link_up) {
                 self.to_core
                     .push_back((self.now + self.model_delay, Some(text)));
             }
-            if self.sim.poll_close().is_some() {
+            if self.link_up && self.sim.poll_close().is_some() {
                 self.to_core.push_back((self.now + self.model_delay, None));
             }
             let next = [
                 Some(self.bridge_timer),
-                self.sim.poll_timeout(),
+                self.sim.poll_timeout().filter(|_| self.link_up),
                 self.uplink.iter().map(|(t, _)| *t).min(),
                 self.to_sim.front().map(|(t, _)| *t),
                 self.to_core.front().map(|(t, _)| *t),
@@ -464,6 +542,20 @@ impl Pair {
             while let Some(i) = self.pending.iter().position(|(t, _)| *t <= now) {
                 let (_, p) = self.pending.swap_remove(i);
                 let input = match p {
+                    Pending::Opened(true) => {
+                        self.sessions_opened += 1;
+                        self.next_sim = Some(new_sim(
+                            &self.scenario,
+                            self.dialect,
+                            self.sessions_opened,
+                            now,
+                        ));
+                        Input::SessionOpened(now)
+                    }
+                    Pending::Opened(false) => Input::SessionOpenFailed {
+                        now,
+                        error: "refused (test)".into(),
+                    },
                     Pending::Tool { call_id, output } => Input::ToolDone {
                         now,
                         call_id,
@@ -474,8 +566,15 @@ impl Pair {
                 };
                 self.input(input);
             }
-            if self.sim.poll_timeout().is_some_and(|t| t <= now) {
+            if self.link_up && self.sim.poll_timeout().is_some_and(|t| t <= now) {
                 self.sim.handle_timeout(now);
+            }
+            if let Some(next) = self.next_sim.as_mut() {
+                // An idle session opened for a switch: only its clock runs.
+                if next.poll_timeout().is_some_and(|t| t <= now) {
+                    next.handle_timeout(now);
+                }
+                while next.poll_event().is_some() {}
             }
             if self.bridge_timer <= now {
                 self.input(Input::Timeout(now));
@@ -726,14 +825,199 @@ fn a_transfer_that_fails_is_reported_to_the_model_and_the_call_goes_on() {
 }
 
 #[test]
-fn a_session_closed_by_the_server_ends_the_call() {
+fn a_session_that_cannot_be_replaced_ends_the_call_as_model_unavailable() {
     let text = "greeting = \"Hello.\"\nmax_session_s = 5\n";
-    let mut p = Pair::new(agent("Hello."), text, Netem::default());
+    let mut plan = model_plan("Hello.");
+    plan.rollover.filler = vec![0x11; 8_000]; // 1 s
+    let mut p = Pair::new(CallPlan::Agent(plan), text, Netem::default());
+    p.open_failures = 1_000;
     p.run_until(Duration::from_secs(30));
     let (ended_at, reason) = p.ended.clone().expect("ended");
-    assert_eq!(reason, EndReason::local(Cause::RealtimeClosed));
+    assert_eq!(reason, EndReason::local(Cause::ModelUnavailable));
     let at = ended_at.saturating_duration_since(p.t0);
-    assert!(at >= Duration::from_secs(5) && at <= ms(5_200), "{at:?}");
+    // The session ends at 5 s; the reconnect window is 10 s (the call ends once no further
+    // attempt fits in it).
+    assert!(at >= ms(13_000) && at <= ms(15_300), "{at:?}");
+    let opens = p.session_log.iter().filter(|(_, l)| l == "open").count();
+    assert!(opens >= 4, "retried: {opens} attempts");
+    // The filler ("One moment, please.") was played after 1.5 s without a session.
+    assert!(p.rtp_between(ms(6_500), ms(7_500)) > 45);
+    assert_eq!(p.rtp_between(ms(8_000), ms(13_000)), 0, "played once");
+}
+
+/// The commands the core sent after the `n`th switch (0-based), up to the next session op.
+fn after_switch(p: &Pair, n: usize) -> Vec<(Instant, String)> {
+    let start = p
+        .session_log
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, l))| l == "switch")
+        .nth(n)
+        .map(|(i, _)| i + 1)
+        .expect("switched");
+    p.session_log[start..]
+        .iter()
+        .take_while(|(_, l)| !matches!(l.as_str(), "open" | "switch" | "close"))
+        .cloned()
+        .collect()
+}
+
+const TWO_TURNS: &str = r#"
+greeting = "Thank you for calling Bright Smile Dental."
+realtime_factor = 5.0
+max_session_s = 20
+[[turn]]
+say = "We are open Monday to Friday."
+[[turn]]
+say = "Yes, we take new patients."
+"#;
+
+#[test]
+fn an_expired_session_rolls_over_while_the_caller_talks() {
+    let mut p = Pair::new(agent("Thank you for calling."), TWO_TURNS, Netem::default());
+    // The caller talks before and across the end of the first session (20 s).
+    p.speech = vec![(ms(6_000), ms(8_000)), (ms(18_500), ms(21_500))];
+    p.run_until(Duration::from_secs(35));
+    assert!(p.ended.is_none(), "{:?}", p.ended);
+    assert_eq!(p.bridge.rollovers(), 1);
+    let ops: Vec<&str> = p
+        .session_log
+        .iter()
+        .map(|(_, l)| l.as_str())
+        .filter(|l| matches!(*l, "open" | "switch" | "close"))
+        .collect();
+    assert_eq!(ops, ["close", "open", "switch"]);
+    let (closed_at, _) = p.session_log[0].clone();
+    let at = closed_at.saturating_duration_since(p.t0);
+    assert!(at >= ms(20_000) && at <= ms(20_200), "{at:?}");
+    // History first, then the configuration, then the caller's audio from the gap.
+    let sent = after_switch(&p, 0);
+    let labels: Vec<&str> = sent.iter().map(|(_, l)| l.as_str()).collect();
+    let first_audio = labels.iter().position(|l| *l == "audio").expect("audio");
+    let configure = labels
+        .iter()
+        .position(|l| *l == "configure")
+        .expect("configure");
+    assert!(
+        labels[..configure].iter().all(|l| *l == "seed") && configure >= 1,
+        "{labels:?}"
+    );
+    assert!(configure < first_audio);
+    // Every gap frame (about 250 ms at 20 ms each) is appended at the switch.
+    let switch_at = sent[0].0;
+    let gap_frames = sent
+        .iter()
+        .filter(|(t, l)| *t == switch_at && l == "audio")
+        .count();
+    assert!((10..=16).contains(&gap_frames), "{gap_frames} gap frames");
+    // The seeded history holds the greeting and the agent's first answer, and ends with the
+    // continuation note; no greeting is requested again.
+    let seeds: Vec<String> = p
+        .commands
+        .iter()
+        .filter_map(|(_, c)| match c {
+            ModelCommand::SeedHistory(crate::realtime::model::HistoryItem::Message {
+                text,
+                ..
+            }) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        seeds.iter().any(|t| t.contains("Thank you for calling")),
+        "{seeds:?}"
+    );
+    assert!(
+        seeds.iter().any(|t| t.contains("Monday to Friday")),
+        "{seeds:?}"
+    );
+    assert_eq!(
+        seeds.last().map(String::as_str),
+        Some(super::core::CONTINUATION_NOTE)
+    );
+    let greetings = p
+        .commands
+        .iter()
+        .filter(|(_, c)| {
+            matches!(
+                c,
+                ModelCommand::CreateResponse {
+                    instructions: Some(_)
+                }
+            )
+        })
+        .count();
+    assert_eq!(greetings, 1, "the greeting is asked for once");
+    // The new session heard the caller's turn that spanned the gap and answered it.
+    assert!(
+        p.rtp_between(ms(22_000), ms(30_000)) > 50,
+        "the second session answers"
+    );
+}
+
+#[test]
+fn a_planned_rollover_switches_at_a_silence() {
+    let mut plan = model_plan("Thank you for calling.");
+    plan.rollover.session_max = Some(Duration::from_secs(30));
+    let text = "greeting = \"Thank you for calling Bright Smile Dental.\"\n[[turn]]\nsay = \"We are open Monday to Friday from eight to five, and on Saturday mornings.\"\n";
+    let mut p = Pair::new(CallPlan::Agent(plan), text, Netem::default());
+    // The caller asks at 27 s; the answer plays past the 30 s mark.
+    p.speech = vec![(ms(27_000), ms(28_500))];
+    p.run_until(Duration::from_secs(45));
+    assert!(p.ended.is_none(), "{:?}", p.ended);
+    assert_eq!(p.bridge.rollovers(), 1);
+    let at = |what: &str| {
+        p.session_log
+            .iter()
+            .find(|(_, l)| l == what)
+            .map(|(t, _)| t.saturating_duration_since(p.t0))
+            .expect(what)
+    };
+    assert!(at("open") >= ms(30_000) && at("open") < ms(30_100));
+    assert!(
+        !p.session_log.iter().any(|(_, l)| l == "close"),
+        "no unplanned close"
+    );
+    let switched = at("switch");
+    assert!(switched > at("open"));
+    // At the switch nothing is playing: no RTP in the 100 ms before or after it.
+    assert_eq!(p.rtp_between(switched - ms(100), switched + ms(100)), 0);
+    // The answer was played in full before the switch (it started before 30 s).
+    assert!(p.rtp_between(ms(29_000), switched) > 50);
+    assert_eq!(
+        p.old_sims.len(),
+        1,
+        "the old session was switched away from (closed by us)"
+    );
+}
+
+#[test]
+fn a_tool_call_in_flight_during_an_unplanned_rollover_runs_once() {
+    let text = r#"
+greeting = "Hello."
+realtime_factor = 20.0
+[[turn]]
+call = { name = "check_availability", arguments = { service = "cleaning", date = "2026-03-02" } }
+say = "The first opening is {output.slots[0].start}."
+[[fault]]
+after_turn = 1
+action = "close"
+"#;
+    let mut p = Pair::new(agent("Hello."), text, Netem::default());
+    p.effects.tool = (
+        ms(2_000),
+        r#"{"ok":true,"slots":[{"start":"nine"}]}"#.into(),
+    );
+    p.speech = vec![(ms(3_000), ms(4_500))];
+    p.run_until(Duration::from_secs(20));
+    assert!(p.ended.is_none(), "{:?}", p.ended);
+    assert_eq!(p.bridge.rollovers(), 1);
+    assert_eq!(p.tools.len(), 1, "the tool ran once");
+    let outputs = p.sim.tool_outputs();
+    assert_eq!(outputs.len(), 1, "its output went to the new session");
+    assert_eq!(outputs[0].call_id, p.tools[0].1.call_id);
+    assert_eq!(outputs[0].name.as_deref(), Some("check_availability"));
+    assert!(p.old_sims[0].tool_outputs().is_empty());
 }
 
 #[test]

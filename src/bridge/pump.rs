@@ -18,6 +18,8 @@ use tracing::{debug, info, warn, Instrument as _};
 use super::core::{Bridge, CallSetup, Input, Output, ToolRequest};
 use super::end::EndReason;
 use crate::media::socket::MediaSocket;
+use crate::realtime::client::RealtimeTarget;
+use crate::realtime::failover;
 use crate::realtime::{ModelEvent, Session};
 use crate::sip::{CallEvents, CallHandle};
 use crate::tools::{self, ToolContext};
@@ -40,6 +42,43 @@ pub(super) struct Sockets<'a> {
     pub(super) rtcp: Option<&'a MediaSocket>,
 }
 
+/// How the call opens a replacement model session (rollover): the agent's endpoints, the one
+/// its current session is on first ([`failover::open`]), one attempt bounded by the connect
+/// timeout.
+#[derive(Clone)]
+pub(super) struct Opener {
+    /// Where sessions are opened, in order.
+    pub(super) targets: Vec<RealtimeTarget>,
+    /// The profile's model.
+    pub(super) model: String,
+    /// One attempt's bound over all endpoints (`[realtime] connect_timeout_secs`).
+    pub(super) timeout: Duration,
+}
+
+impl Opener {
+    async fn open(&self) -> Result<Session, String> {
+        match failover::open(&self.targets, &self.model, self.timeout).await {
+            Ok(opened) => {
+                info!(endpoint = %opened.endpoint, attempts = opened.attempts, "new model session open");
+                Ok(opened.session)
+            }
+            Err(failed) => Err(failed.to_string()),
+        }
+    }
+}
+
+/// Closes a session beside the call (bounded by [`SIDE_EFFECTS_DRAIN`]).
+fn close_beside(tasks: &TaskTracker, session: Option<Session>) {
+    if let Some(mut s) = session {
+        tasks.spawn(
+            async move {
+                let _ = tokio::time::timeout(SIDE_EFFECTS_DRAIN, s.close()).await;
+            }
+            .in_current_span(),
+        );
+    }
+}
+
 /// A finished side effect.
 enum Done {
     Tool { call_id: String, output: String },
@@ -56,6 +95,7 @@ pub(super) async fn run(
     setup: CallSetup,
     sockets: Sockets<'_>,
     mut session: Option<Session>,
+    opener: Option<Opener>,
     tool_ctx: Option<ToolContext>,
     handle: &CallHandle,
     events: &mut CallEvents,
@@ -64,6 +104,9 @@ pub(super) async fn run(
     let mut bridge = Bridge::new(now(), setup);
     let tasks = TaskTracker::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(SIDE_EFFECTS_CAPACITY);
+    // Replacement sessions being opened (rollover); the one opened waits in `next`.
+    let (open_tx, mut open_rx) = mpsc::channel::<Result<Session, String>>(2);
+    let mut next: Option<Session> = None;
     let mut buf = vec![0u8; RTP_READ_BUFFER];
     let mut rtcp_buf = vec![0u8; RTP_READ_BUFFER];
     let timer = tokio::time::sleep(Duration::ZERO);
@@ -76,7 +119,7 @@ pub(super) async fn run(
                 Output::SendModel(command) => {
                     if let Some(s) = session.as_mut() {
                         if let Err(e) = s.feed(&command).await {
-                            warn!(error = %e, "Realtime session failed; hanging up");
+                            warn!(error = %e, "Realtime session failed");
                             bridge.handle_input(Input::ModelFailed(now()));
                             continue;
                         }
@@ -116,6 +159,29 @@ pub(super) async fn run(
                         warn!(error = %e, "cannot re-key SRTP after the re-offer; the media keeps the old keys");
                     }
                 }
+                Output::OpenSession => match &opener {
+                    Some(opener) => {
+                        let opener = opener.clone();
+                        let tx = open_tx.clone();
+                        tasks.spawn(
+                            async move {
+                                let _ = tx.send(opener.open().await).await;
+                            }
+                            .in_current_span(),
+                        );
+                    }
+                    None => bridge.handle_input(Input::SessionOpenFailed {
+                        now: now(),
+                        error: "no model target for a new session".into(),
+                    }),
+                },
+                Output::SwitchSession => {
+                    if let Some(n) = next.take() {
+                        let old = session.replace(n);
+                        close_beside(&tasks, old);
+                    }
+                }
+                Output::CloseSession => close_beside(&tasks, session.take()),
                 Output::Hangup(end) => break 'call end,
                 Output::Timeout(at) => {
                     timer.as_mut().reset(at.into());
@@ -129,7 +195,7 @@ pub(super) async fn run(
                 match s.flush().await {
                     Ok(()) => bridge.handle_input(Input::ModelFlushed(now())),
                     Err(e) => {
-                        warn!(error = %e, "Realtime session failed; hanging up");
+                        warn!(error = %e, "Realtime session failed");
                         bridge.handle_input(Input::ModelFailed(now()));
                     }
                 }
@@ -139,6 +205,13 @@ pub(super) async fn run(
 
         tokio::select! {
             _ = cancel.cancelled() => bridge.handle_input(Input::Shutdown(now())),
+            Some(opened) = open_rx.recv() => match opened {
+                Ok(s) => {
+                    close_beside(&tasks, next.replace(s));
+                    bridge.handle_input(Input::SessionOpened(now()));
+                }
+                Err(error) => bridge.handle_input(Input::SessionOpenFailed { now: now(), error }),
+            },
             Some(done) = done_rx.recv() => bridge.handle_input(match done {
                 Done::Tool { call_id, output } => Input::ToolDone { now: now(), call_id, output },
                 Done::Refer(result) => Input::ReferDone { now: now(), result },
@@ -166,7 +239,7 @@ pub(super) async fn run(
                     }
                 }
                 Err(e) => {
-                    warn!(error = %e, "Realtime connection failed; hanging up");
+                    warn!(error = %e, "Realtime connection failed");
                     bridge.handle_input(Input::ModelFailed(now()));
                 }
             },
@@ -188,7 +261,7 @@ pub(super) async fn run(
     {
         debug!("side effects still running after the call; leaving them");
     }
-    if let Some(mut s) = session {
+    for mut s in [session, next].into_iter().flatten() {
         let _ = tokio::time::timeout(SIDE_EFFECTS_DRAIN, s.close()).await;
     }
     (end, bridge)

@@ -97,6 +97,9 @@ impl Codec {
             ModelCommand::CreateResponse { instructions } => {
                 out.push_str(&protocol::response_create(instructions.as_deref()))
             }
+            ModelCommand::SeedHistory(item) => {
+                out.push_str(&protocol::history_item(self.dialect, item))
+            }
         }
         !out.is_empty()
     }

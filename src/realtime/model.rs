@@ -172,6 +172,54 @@ pub enum ModelCommand {
         /// Per-response instructions.
         instructions: Option<String>,
     },
+    /// One item of the conversation so far, for a session that replaces another mid-call
+    /// (rollover). Sent before the session's first [`ModelCommand::Configure`] and before any
+    /// audio: GA/beta encode it as `conversation.item.create` (realtime-protocol.md §2.2, §5.5);
+    /// GPT-Live collects the items into `session.start`'s `input` (live-protocol.md §2.1).
+    SeedHistory(HistoryItem),
+}
+
+/// One item of the conversation a replacement session is seeded with
+/// ([`ModelCommand::SeedHistory`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryItem {
+    /// A text message: what the caller said, what the agent said (as heard), or context from
+    /// the application (a `system` message; GPT-Live `developer`).
+    Message {
+        /// Who.
+        role: HistoryRole,
+        /// The text.
+        text: String,
+    },
+    /// A function call the model made earlier in the call (its output follows as
+    /// [`HistoryItem::ToolOutput`], or later as a [`ModelCommand::ToolResult`] when it is still
+    /// running). GPT-Live has no such item: it becomes a developer message.
+    ToolCall {
+        /// The call's id (a later [`ModelCommand::ToolResult`] answers it).
+        call_id: String,
+        /// Function name.
+        name: String,
+        /// Arguments, a JSON object as text.
+        arguments: String,
+    },
+    /// The output of an earlier function call. GPT-Live: a developer message.
+    ToolOutput {
+        /// The call answered.
+        call_id: String,
+        /// Its output (JSON text).
+        output: String,
+    },
+}
+
+/// Who a [`HistoryItem::Message`] is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRole {
+    /// The caller (`user`).
+    Caller,
+    /// The agent (`assistant`).
+    Agent,
+    /// The application (`system`; GPT-Live `developer`).
+    System,
 }
 
 impl ModelCommand {

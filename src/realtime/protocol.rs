@@ -31,6 +31,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::model::{HistoryItem, HistoryRole};
 use crate::media::g711::Law;
 
 // ---------------------------------------------------------------------------------------------
@@ -626,6 +627,39 @@ pub fn user_text_message(dialect: Dialect, text: &str) -> String {
             },
         }),
     }
+}
+
+/// `conversation.item.create` with one item of a replacement session's history (§2.2, §5.5):
+/// a `message` (`user` `input_text`, `assistant` `output_text` — beta `text` —, `system`
+/// `input_text`), a `function_call` (`call_id`, `name`, `arguments`) or a
+/// `function_call_output`. GPT-Live has no items (its history goes into `session.start`):
+/// returns an empty string there.
+pub fn history_item(dialect: Dialect, item: &HistoryItem) -> String {
+    if dialect == Dialect::Live {
+        return String::new();
+    }
+    let value = match item {
+        HistoryItem::Message { role, text } => {
+            let (role, part) = match (role, dialect) {
+                (HistoryRole::Caller, _) => ("user", "input_text"),
+                (HistoryRole::Agent, Dialect::Beta) => ("assistant", "text"),
+                (HistoryRole::Agent, _) => ("assistant", "output_text"),
+                (HistoryRole::System, _) => ("system", "input_text"),
+            };
+            serde_json::json!({"type": "message", "role": role,
+                               "content": [{"type": part, "text": text}]})
+        }
+        HistoryItem::ToolCall {
+            call_id,
+            name,
+            arguments,
+        } => serde_json::json!({"type": "function_call", "call_id": call_id, "name": name,
+                                "arguments": arguments}),
+        HistoryItem::ToolOutput { call_id, output } => {
+            return function_call_output(call_id, output)
+        }
+    };
+    serde_json::json!({"type": "conversation.item.create", "item": value}).to_string()
 }
 
 /// `conversation.item.create` with a function result (§2.2, §5.4):

@@ -108,6 +108,8 @@ pub struct MediaRow {
     pub barge_ins: Option<i64>,
     /// Key presses received.
     pub dtmf_digits: Option<i64>,
+    /// Times the call moved to a new model session (session rollover).
+    pub rollovers: i64,
 }
 
 /// One call in full: summary, end, media, usage, transcript and tool calls.
@@ -259,7 +261,7 @@ impl Store {
             "SELECT {SUMMARY_COLUMNS}, c.answered_at, c.end_initiator, c.sip_status, c.codec,
                     c.packets_in, c.packets_out, c.packets_lost, c.packets_late,
                     c.concealed_frames, c.jitter_ms, c.remote_fraction_lost, c.barge_ins,
-                    c.dtmf_digits, c.model, c.responses, c.input_text_tokens,
+                    c.dtmf_digits, c.rollovers, c.model, c.responses, c.input_text_tokens,
                     c.input_audio_tokens, c.cached_text_tokens, c.cached_audio_tokens,
                     c.output_text_tokens, c.output_audio_tokens, c.billed_seconds
              FROM calls c WHERE c.call_id = ? ORDER BY c.id DESC LIMIT 1"
@@ -310,6 +312,7 @@ impl Store {
                 remote_fraction_lost: row.try_get("remote_fraction_lost")?,
                 barge_ins: row.try_get("barge_ins")?,
                 dtmf_digits: row.try_get("dtmf_digits")?,
+                rollovers: row.try_get("rollovers")?,
             },
             usage: UsageRow {
                 model: row.try_get("model")?,

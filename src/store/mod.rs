@@ -176,6 +176,8 @@ pub struct CallEnd {
     pub usage: Option<crate::pricing::CallUsage>,
     /// Estimated cost in USD (`None`: no session, or no price for the model).
     pub cost_usd: Option<f64>,
+    /// Times the call moved to a new model session (session rollover).
+    pub rollovers: u64,
     /// The conversation (empty when `[privacy] store_transcripts = false`).
     pub turns: Vec<crate::bridge::transcript::Turn>,
 }
@@ -242,6 +244,8 @@ pub struct CallRow {
     pub dtmf_digits: Option<i64>,
     /// Times the caller interrupted the agent.
     pub barge_ins: Option<i64>,
+    /// Times the call moved to a new model session.
+    pub rollovers: i64,
 }
 
 impl Store {
@@ -412,7 +416,7 @@ impl Store {
                  dtmf_digits = ?, barge_ins = ?, model = ?, responses = ?,
                  input_text_tokens = ?, input_audio_tokens = ?, cached_text_tokens = ?,
                  cached_audio_tokens = ?, output_text_tokens = ?, output_audio_tokens = ?,
-                 billed_seconds = ?, cost_usd = ?
+                 billed_seconds = ?, cost_usd = ?, rollovers = ?
              WHERE id = ?"
         ))
         .bind(rfc3339(at))
@@ -443,6 +447,7 @@ impl Store {
         .bind(u.map(|u| int(u.output_audio_tokens)))
         .bind(u.map(|u| u.billed_seconds))
         .bind(end.cost_usd)
+        .bind(int(end.rollovers))
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -525,7 +530,7 @@ impl Store {
             self.backend,
             "SELECT call_id, from_uri, caller, called, profile, started_at, answered_at, ended_at,
                     end_reason, sip_status, codec, packets_in, packets_out, packets_lost,
-                    dtmf_digits, barge_ins
+                    dtmf_digits, barge_ins, rollovers
              FROM calls WHERE call_id = ? ORDER BY id"
         ))
         .bind(call_id)
@@ -542,7 +547,7 @@ impl Store {
             self.backend,
             "SELECT call_id, from_uri, caller, called, profile, started_at, answered_at, ended_at,
                     end_reason, sip_status, codec, packets_in, packets_out, packets_lost,
-                    dtmf_digits, barge_ins
+                    dtmf_digits, barge_ins, rollovers
              FROM calls ORDER BY id DESC LIMIT ?"
         ))
         .bind(i64::from(limit))
@@ -709,6 +714,7 @@ pub(crate) mod tests {
                     barge_ins: 2,
                     ..MediaRecord::default()
                 }),
+                rollovers: 1,
                 ..CallEnd::default()
             };
             store.call_ended(id, &end, t0).await.expect("end");
@@ -721,6 +727,7 @@ pub(crate) mod tests {
             assert_eq!((r.packets_in, r.packets_out), (10, 20));
             assert_eq!(r.profile.as_deref(), Some("receptionist"));
             assert_eq!(r.barge_ins, Some(2));
+            assert_eq!(r.rollovers, 1);
             assert_eq!(store.recent_calls(5).await.expect("recent").len(), 1);
             // Re-opening applies no migration twice.
             store.close().await;

@@ -140,7 +140,7 @@ pub fn show_text(d: &CallDetail) -> String {
     let m = &d.media;
     let _ = writeln!(
         out,
-        "  media      {}: {} packets in, {} out; {} lost, {} late, {} concealed frames; jitter {} ms; caller-reported loss {}; {} barge-in(s), {} key press(es)",
+        "  media      {}: {} packets in, {} out; {} lost, {} late, {} concealed frames; jitter {} ms; caller-reported loss {}; {} barge-in(s), {} key press(es), {} session rollover(s)",
         m.codec.as_deref().unwrap_or("-"),
         m.packets_in,
         m.packets_out,
@@ -152,6 +152,7 @@ pub fn show_text(d: &CallDetail) -> String {
             .map_or_else(|| "-".into(), |f| format!("{:.1} %", f * 100.0)),
         m.barge_ins.unwrap_or(0),
         m.dtmf_digits.unwrap_or(0),
+        m.rollovers,
     );
     let u = &d.usage;
     let n = |v: Option<i64>| v.unwrap_or(0);

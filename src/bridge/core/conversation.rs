@@ -99,6 +99,7 @@ impl Bridge {
                 debug!(audio_start_ms, "caller started speaking");
                 let at = self.audio_to_call_ms(now, audio_start_ms);
                 self.transcript.handle_speech_started(&item_id, at);
+                self.caller_speaking = true;
                 if self.caps.truncates_on_barge_in {
                     self.barge_in();
                 }
@@ -109,6 +110,7 @@ impl Bridge {
             } => {
                 let at = self.audio_to_call_ms(now, audio_end_ms);
                 self.transcript.handle_speech_stopped(&item_id, at);
+                self.caller_speaking = false;
                 self.speech_stopped_at = Some(now);
             }
             ModelEvent::ResponseStarted { response_id } => {
@@ -136,6 +138,8 @@ impl Bridge {
                 arguments,
             } => {
                 info!(tool = %name, %call_id, "the model called a tool");
+                let at = self.call_ms(now);
+                self.rollover.tool_called(at, &call_id, &name, &arguments);
                 self.tools_in_flight.push(call_id.clone());
                 self.tool_requests.push_back(ToolRequest {
                     call_id,
@@ -278,6 +282,7 @@ impl Bridge {
             return;
         };
         self.tools_in_flight.remove(pos);
+        self.rollover.tool_done(call_id, output);
         self.ws_out.push_back(ModelCommand::ToolResult {
             call_id: call_id.to_owned(),
             output: output.to_owned(),
@@ -286,7 +291,7 @@ impl Bridge {
         self.maybe_request_response();
     }
 
-    fn maybe_request_response(&mut self) {
+    pub(super) fn maybe_request_response(&mut self) {
         if self.response_wanted
             && self.tools_in_flight.is_empty()
             && self.response_active.is_none()

@@ -33,6 +33,7 @@
 
 mod control;
 mod conversation;
+mod rollover;
 #[cfg(test)]
 mod srtp_tests;
 mod stats;
@@ -60,6 +61,7 @@ use crate::telemetry::Pii;
 use super::end::{Cause, EndReason};
 use super::transcript::Transcript;
 
+pub use rollover::{RolloverPolicy, CONTINUATION_NOTE, MAX_GAP_FRAMES};
 pub use stats::{BridgeStats, LatencyHistogram, Percentiles};
 pub use stats::{
     HISTOGRAM_COARSE_NS, HISTOGRAM_FINE_LIMIT_NS, HISTOGRAM_FINE_NS, HISTOGRAM_LIMIT_NS,
@@ -139,6 +141,8 @@ pub struct ModelPlan {
     pub transfers: BTreeMap<String, String>,
     /// The longest the call may last.
     pub max_duration: Duration,
+    /// What happens when the model session ends during the call (`rollover.rs`).
+    pub rollover: RolloverPolicy,
 }
 
 /// One input to the core. Every variant carries the shell's `now`.
@@ -166,6 +170,16 @@ pub enum Input<'a> {
     ModelFlushed(Instant),
     /// The model session's connection failed (write, flush or read).
     ModelFailed(Instant),
+    /// The session asked for by [`Output::OpenSession`] is open (the shell holds it until
+    /// [`Output::SwitchSession`]).
+    SessionOpened(Instant),
+    /// The session asked for by [`Output::OpenSession`] could not be opened.
+    SessionOpenFailed {
+        /// When the attempt failed.
+        now: Instant,
+        /// Why, for the log.
+        error: String,
+    },
     /// A SIP event of the call's dialog.
     Sip(Instant, CallEvent),
     /// The SIP event stream ended (the dialog is gone).
@@ -226,6 +240,14 @@ pub enum Output {
     /// A re-negotiation changed the SRTP keys: key the sockets with these (`None`: plain RTP;
     /// `media::socket::set_srtp`).
     SetSrtp(Option<SrtpKeys>),
+    /// Open a new model session beside the call (the current one, if any, keeps running);
+    /// report [`Input::SessionOpened`] or [`Input::SessionOpenFailed`].
+    OpenSession,
+    /// Make the session opened last the current one (model commands from now on go to it) and
+    /// close the previous one beside the call.
+    SwitchSession,
+    /// The current session is gone: close it beside the call and send nothing more to it.
+    CloseSession,
     /// The call is over.
     Hangup(EndReason),
     /// Nothing more to do until this time (or the next input).
@@ -331,6 +353,12 @@ pub struct Bridge {
     first_audio_latency: Option<Duration>,
     transcript: Transcript,
     usage: CallUsage,
+    /// The caller is speaking (between the model's speech started and stopped).
+    caller_speaking: bool,
+    /// An announcement (not rolled over).
+    announcement: bool,
+    // --- rollover (rollover.rs)
+    rollover: rollover::Rollover,
     // --- call control (control.rs)
     control: control::Control,
     /// Side effects and the hang-up, in order.
@@ -391,6 +419,7 @@ impl Bridge {
             // A continuous model stream drifts against our clock (GPT-Live).
             pacer.set_depth_bounds(Some(DepthBounds::CONTINUOUS));
         }
+        let announcement = model.is_some() && after.is_some();
         let control = control::Control::new(now, model.as_ref(), after, recording.is_some());
         let mut bridge = Bridge {
             now,
@@ -434,6 +463,15 @@ impl Bridge {
             first_audio_latency: None,
             transcript: Transcript::new(),
             usage: CallUsage::default(),
+            caller_speaking: false,
+            announcement,
+            rollover: rollover::Rollover::new(
+                now,
+                model
+                    .as_ref()
+                    .map(|m| m.rollover.clone())
+                    .unwrap_or_default(),
+            ),
             control,
             effects: VecDeque::new(),
             ended: false,
@@ -473,18 +511,23 @@ impl Bridge {
             Input::Model(now, event) => {
                 self.advance(now);
                 if let ModelEvent::SessionClosed { reason } = &event {
-                    tracing::warn!(close = %reason, "Realtime session closed by the server; hanging up");
-                    self.end(EndReason::local(Cause::RealtimeClosed));
-                    return;
-                }
-                if self.model.is_some() {
+                    self.session_lost(now, "closed", reason);
+                } else if self.model.is_some() && self.rollover.is_up() {
                     self.handle_model_event(now, event);
                 }
             }
             Input::ModelFlushed(now) => self.ws_written(now),
             Input::ModelFailed(now) => {
                 self.advance(now);
-                self.end(EndReason::local(Cause::RealtimeFailed));
+                self.session_lost(now, "failed", "connection error");
+            }
+            Input::SessionOpened(now) => {
+                self.advance(now);
+                self.session_opened(now);
+            }
+            Input::SessionOpenFailed { now, error } => {
+                self.advance(now);
+                self.session_open_failed(now, &error);
             }
             Input::Sip(now, event) => {
                 self.advance(now);
@@ -522,6 +565,11 @@ impl Bridge {
     pub fn poll_output(&mut self) -> Output {
         loop {
             if !self.ended {
+                if let Some(op) = self.rollover.ops.pop_front() {
+                    return op;
+                }
+            }
+            if !self.ended && self.rollover.is_up() {
                 if let Some(command) = self.poll_ws() {
                     return Output::SendModel(command);
                 }
@@ -571,6 +619,7 @@ impl Bridge {
             self.rtcp.poll_timeout(),
             self.rtp_timeout.map(|t| self.last_rtp + t),
             self.control.poll_timeout(),
+            self.rollover.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -659,6 +708,7 @@ impl Bridge {
             }
         }
         self.control_timeout(now);
+        self.rollover_timeout(now);
     }
 
     fn drain_inbound(&mut self, now: Instant) {
@@ -670,6 +720,10 @@ impl Bridge {
             if self.model.is_none() {
                 let law = self.negotiated.law;
                 self.message_frame(law, &frame.audio);
+                continue;
+            }
+            if !self.rollover.is_up() {
+                self.rollover.keep_audio(frame.audio.to_vec());
                 continue;
             }
             if let Some(arrived) = frame.arrived {
@@ -921,6 +975,7 @@ mod tests {
             dtmf: BTreeMap::new(),
             transfers: BTreeMap::new(),
             max_duration: Duration::from_secs(900),
+            rollover: Default::default(),
         }
     }
 

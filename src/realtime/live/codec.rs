@@ -34,9 +34,9 @@ use std::collections::VecDeque;
 
 use tracing::{debug, info, warn};
 
-use super::{LiveEvent, LiveSessionSettings, ResponseStream};
+use super::{HistoryMessage, LiveEvent, LiveSessionSettings, ResponseStream};
 use crate::media::g711::Law;
-use crate::realtime::model::{ModelCommand, ModelError, ModelEvent};
+use crate::realtime::model::{HistoryItem, HistoryRole, ModelCommand, ModelError, ModelEvent};
 use crate::realtime::protocol::{self, SessionSettings};
 
 /// The item id of every [`ModelEvent::AudioDelta`] of a GPT-Live session (its output has no items).
@@ -122,6 +122,37 @@ pub struct LiveCodec {
     output_ms: u64,
     caller: Turns,
     agent: Turns,
+    /// History for `session.start`'s `input`, from [`ModelCommand::SeedHistory`] (rollover).
+    seed: Vec<HistoryMessage>,
+}
+
+/// Most messages `session.start` takes in `input` (live-protocol.md §2.1).
+const MAX_HISTORY_MESSAGES: usize = 128;
+
+/// A seeded history item as a GPT-Live startup message: function calls and their outputs,
+/// which Live has no items for, become developer messages.
+fn history_message(item: &HistoryItem) -> HistoryMessage {
+    let (role, text) = match item {
+        HistoryItem::Message { role, text } => (
+            match role {
+                HistoryRole::Caller => super::HistoryRole::User,
+                HistoryRole::Agent => super::HistoryRole::Assistant,
+                HistoryRole::System => super::HistoryRole::Developer,
+            },
+            text.clone(),
+        ),
+        HistoryItem::ToolCall {
+            name, arguments, ..
+        } => (
+            super::HistoryRole::Developer,
+            format!("Earlier in this call the function {name} was called with {arguments}."),
+        ),
+        HistoryItem::ToolOutput { output, .. } => (
+            super::HistoryRole::Developer,
+            format!("That function returned: {output}"),
+        ),
+    };
+    HistoryMessage { role, text }
 }
 
 impl LiveCodec {
@@ -139,6 +170,7 @@ impl LiveCodec {
             usage_seconds: 0.0,
             dropped_appends: 0,
             output_ms: 0,
+            seed: Vec::new(),
             caller: Turns::default(),
             agent: Turns::default(),
         }
@@ -180,11 +212,22 @@ impl LiveCodec {
                 }
                 self.start_sent = true;
                 self.law = Some(s.law);
-                out.push_str(&super::session_start(&LiveSessionSettings::from_realtime(
-                    s,
-                    &self.backend_model,
-                )));
+                let mut settings = LiveSessionSettings::from_realtime(s, &self.backend_model);
+                settings.history = std::mem::take(&mut self.seed);
+                out.push_str(&super::session_start(&settings));
                 return true;
+            }
+            ModelCommand::SeedHistory(item) => {
+                if self.start_sent {
+                    debug!("history after session.start cannot be added to a GPT-Live session");
+                    return false;
+                }
+                // At most 128 startup messages (live-protocol.md §2.1): keep the latest.
+                if self.seed.len() == MAX_HISTORY_MESSAGES {
+                    self.seed.remove(0);
+                }
+                self.seed.push(history_message(item));
+                return false;
             }
             ModelCommand::AppendAudio(audio) => {
                 if !self.started {

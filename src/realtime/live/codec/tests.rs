@@ -300,6 +300,7 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
             dtmf: std::collections::BTreeMap::new(),
             transfers: std::collections::BTreeMap::new(),
             max_duration: Duration::from_secs(3600),
+            rollover: Default::default(),
         }),
     };
     let caller: std::net::SocketAddr = "127.0.0.1:40000".parse().expect("addr");
