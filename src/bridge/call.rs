@@ -892,6 +892,7 @@ fn model_plan(
         transfers: profile.transfers.clone(),
         max_duration: profile.max_duration,
         rollover: ctx.rollover.policy(law),
+        echo_gate: profile.echo_gate,
     }
 }
 
@@ -949,11 +950,17 @@ fn finish_record(
         remote_jitter_ms: stats.remote_report.map(|r| r.jitter_ms),
         dtmf_digits: stats.dtmf_digits,
         barge_ins: stats.barge_ins,
+        echo_gated_frames: stats.echo_gated_frames,
+        false_barge_ins: stats.false_barge_ins,
+        true_barge_ins: stats.true_barge_ins,
     });
     info!(
         appends = stats.appends,
         barge_ins = stats.barge_ins,
         truncates = stats.truncates,
+        echo_gated_frames = stats.echo_gated_frames,
+        false_barge_ins = stats.false_barge_ins,
+        true_barge_ins = stats.true_barge_ins,
         server_errors = stats.server_errors,
         late = stats.inbound.late,
         duplicates = stats.inbound.duplicates,

@@ -217,6 +217,7 @@ fn model_plan(greeting: &str) -> ModelPlan {
         transfers: BTreeMap::from([("reception".to_owned(), "sip:reception@pbx.test".to_owned())]),
         max_duration: Duration::from_secs(3_600),
         rollover: Default::default(),
+        echo_gate: true,
     }
 }
 

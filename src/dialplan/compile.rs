@@ -682,6 +682,9 @@ impl<'f> Compiler<'f> {
         }
         profile.calendar = self.non_empty(s, ra.calendar.as_ref(), "calendar");
         profile.vad = self.vad(s, ra);
+        if let Some(g) = &ra.echo_gate {
+            profile.echo_gate = g.value;
+        }
         for (tname, uri) in &ra.transfers {
             match check_uri(uri.value.trim()) {
                 Ok(()) => {
@@ -1215,6 +1218,7 @@ transcription_model = "gpt-4o-mini-transcribe"
 tools = ["book_appointment", "check_availability", "transfer_call", "check_availability"]
 calendar = "bright-smile"
 max_duration = "20m"
+echo_gate = false
 [agents.rec.vad]
 threshold = 0.6
 silence_duration_ms = 700
@@ -1244,6 +1248,7 @@ front_desk = "sip:desk@pbx.example.com"
         );
         assert_eq!(a.calendar.as_deref(), Some("bright-smile"));
         assert_eq!(a.max_duration, std::time::Duration::from_secs(1200));
+        assert!(!a.echo_gate);
         assert_eq!(
             a.vad,
             VadSettings {
@@ -1273,6 +1278,7 @@ front_desk = "sip:desk@pbx.example.com"
         assert_eq!(a.model, DEFAULT_MODEL);
         assert_eq!(a.greeting, "");
         assert_eq!(a.vad, VadSettings::default());
+        assert!(a.echo_gate, "the echo gate is on by default");
         assert!(
             !a.allows(Tool::TransferCall),
             "no transfer targets, no transfer tool"

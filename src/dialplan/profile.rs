@@ -188,6 +188,10 @@ pub struct AgentProfile {
     /// Further caller silence after the check-in after which the agent says goodbye and hangs up
     /// (end reason `idle`); `None`: never.
     pub idle_hangup: Option<Duration>,
+    /// `echo_gate`: caller audio explained by the echo of the agent's own voice reaches the model
+    /// as silence (`media::echo`), so line echo neither interrupts the agent nor becomes a caller
+    /// turn. On by default; `false` relays the caller's audio byte-exact at all times.
+    pub echo_gate: bool,
 }
 
 /// Default `idle_prompt_secs`.
@@ -232,6 +236,7 @@ impl Default for AgentProfile {
             on_model_failure: None,
             idle_prompt: Some(DEFAULT_IDLE_PROMPT),
             idle_hangup: Some(DEFAULT_IDLE_HANGUP),
+            echo_gate: true,
         }
     }
 }

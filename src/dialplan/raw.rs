@@ -60,6 +60,7 @@ pub(crate) const AGENT_KEYS: &[&str] = &[
     "on_model_failure",
     "idle_prompt_secs",
     "idle_hangup_secs",
+    "echo_gate",
 ];
 /// The keys of an agent's `on_model_failure` table.
 pub(crate) const FAILURE_KEYS: &[&str] = &["action", "audio", "max_message_secs"];
@@ -188,6 +189,7 @@ pub(crate) struct RawAgent {
     pub(crate) on_model_failure: Option<Sp<RawFailure>>,
     pub(crate) idle_prompt_secs: Option<Sp<i64>>,
     pub(crate) idle_hangup_secs: Option<Sp<i64>>,
+    pub(crate) echo_gate: Option<Sp<bool>>,
 }
 
 /// An agent's `on_model_failure` (a string is shorthand for `{ action = "…" }`).
@@ -329,6 +331,20 @@ impl Walker<'_> {
             }),
             _ => {
                 self.wrong_type(v, key, what, "a string");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, t: &DeTable<'_>, key: &str, what: &str) -> Option<Sp<bool>> {
+        let v = get(t, key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(Sp {
+                value: *b,
+                span: v.span(),
+            }),
+            _ => {
+                self.wrong_type(v, key, what, "true or false");
                 None
             }
         }
@@ -814,6 +830,7 @@ impl Walker<'_> {
             transfers,
             max_duration,
             dtmf,
+            echo_gate: self.boolean(t, "echo_gate", what),
             name,
         }
     }

@@ -22,6 +22,7 @@
 //! Outputs are drained with `poll_*` until they return `None`; the next deadline is `poll_timeout()`.
 
 pub mod dtmf;
+pub mod echo;
 pub mod g711;
 pub mod jitter;
 pub mod pacer;

@@ -110,6 +110,12 @@ pub struct MediaRow {
     pub dtmf_digits: Option<i64>,
     /// Times the call moved to a new model session (session rollover).
     pub rollovers: i64,
+    /// Caller frames the echo gate replaced with silence (issue 15).
+    pub echo_gated_frames: Option<i64>,
+    /// `speech_started` during agent audio explained by its echo.
+    pub false_barge_ins: Option<i64>,
+    /// `speech_started` during agent audio with the caller's own voice.
+    pub true_barge_ins: Option<i64>,
 }
 
 /// One call in full: summary, end, media, usage, transcript and tool calls.
@@ -261,7 +267,8 @@ impl Store {
             "SELECT {SUMMARY_COLUMNS}, c.answered_at, c.end_initiator, c.sip_status, c.codec,
                     c.packets_in, c.packets_out, c.packets_lost, c.packets_late,
                     c.concealed_frames, c.jitter_ms, c.remote_fraction_lost, c.barge_ins,
-                    c.dtmf_digits, c.rollovers, c.model, c.responses, c.input_text_tokens,
+                    c.dtmf_digits, c.rollovers, c.echo_gated_frames, c.false_barge_ins,
+                    c.true_barge_ins, c.model, c.responses, c.input_text_tokens,
                     c.input_audio_tokens, c.cached_text_tokens, c.cached_audio_tokens,
                     c.output_text_tokens, c.output_audio_tokens, c.billed_seconds
              FROM calls c WHERE c.call_id = ? ORDER BY c.id DESC LIMIT 1"
@@ -313,6 +320,9 @@ impl Store {
                 barge_ins: row.try_get("barge_ins")?,
                 dtmf_digits: row.try_get("dtmf_digits")?,
                 rollovers: row.try_get("rollovers")?,
+                echo_gated_frames: row.try_get("echo_gated_frames")?,
+                false_barge_ins: row.try_get("false_barge_ins")?,
+                true_barge_ins: row.try_get("true_barge_ins")?,
             },
             usage: UsageRow {
                 model: row.try_get("model")?,

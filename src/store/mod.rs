@@ -207,6 +207,12 @@ pub struct MediaRecord {
     pub dtmf_digits: u64,
     /// Times the caller interrupted the agent.
     pub barge_ins: u64,
+    /// Caller frames the echo gate replaced with silence.
+    pub echo_gated_frames: u64,
+    /// `speech_started` during agent audio explained by its echo.
+    pub false_barge_ins: u64,
+    /// `speech_started` during agent audio with the caller's own voice.
+    pub true_barge_ins: u64,
 }
 
 /// A stored call, as read back (for tests and the staff tools).
@@ -413,7 +419,8 @@ impl Store {
                  concealed_frames = ?, packets_lost = ?, packets_late = ?, packets_duplicated = ?,
                  packets_reordered = ?, jitter_ms = ?, max_jitter_buffer_ms = ?,
                  remote_fraction_lost = ?, remote_cumulative_lost = ?, remote_jitter_ms = ?,
-                 dtmf_digits = ?, barge_ins = ?, model = ?, responses = ?,
+                 dtmf_digits = ?, barge_ins = ?, echo_gated_frames = ?, false_barge_ins = ?,
+                 true_barge_ins = ?, model = ?, responses = ?,
                  input_text_tokens = ?, input_audio_tokens = ?, cached_text_tokens = ?,
                  cached_audio_tokens = ?, output_text_tokens = ?, output_audio_tokens = ?,
                  billed_seconds = ?, cost_usd = ?, rollovers = ?
@@ -437,6 +444,9 @@ impl Store {
         .bind(m.and_then(|m| m.remote_jitter_ms))
         .bind(m.map(|m| int(m.dtmf_digits)))
         .bind(m.map(|m| int(m.barge_ins)))
+        .bind(m.map(|m| int(m.echo_gated_frames)))
+        .bind(m.map(|m| int(m.false_barge_ins)))
+        .bind(m.map(|m| int(m.true_barge_ins)))
         .bind(end.model.as_deref())
         .bind(u.map(|u| int(u.responses)))
         .bind(u.map(|u| int(u.input_text_tokens)))
@@ -712,6 +722,9 @@ pub(crate) mod tests {
                     jitter_ms: 1.5,
                     remote_fraction_lost: None,
                     barge_ins: 2,
+                    echo_gated_frames: 40,
+                    false_barge_ins: 1,
+                    true_barge_ins: 3,
                     ..MediaRecord::default()
                 }),
                 rollovers: 1,
@@ -728,6 +741,20 @@ pub(crate) mod tests {
             assert_eq!(r.profile.as_deref(), Some("receptionist"));
             assert_eq!(r.barge_ins, Some(2));
             assert_eq!(r.rollovers, 1);
+            let d = store
+                .call_detail("abc@host")
+                .await
+                .expect("detail")
+                .expect("the call");
+            assert_eq!(
+                (
+                    d.media.echo_gated_frames,
+                    d.media.false_barge_ins,
+                    d.media.true_barge_ins
+                ),
+                (Some(40), Some(1), Some(3)),
+                "{target}"
+            );
             assert_eq!(store.recent_calls(5).await.expect("recent").len(), 1);
             // Re-opening applies no migration twice.
             store.close().await;

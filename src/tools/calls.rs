@@ -154,6 +154,13 @@ pub fn show_text(d: &CallDetail) -> String {
         m.dtmf_digits.unwrap_or(0),
         m.rollovers,
     );
+    let _ = writeln!(
+        out,
+        "  echo gate  {} frame(s) of echo replaced with silence; {} false barge-in(s) (echo), {} true barge-in(s)",
+        m.echo_gated_frames.unwrap_or(0),
+        m.false_barge_ins.unwrap_or(0),
+        m.true_barge_ins.unwrap_or(0),
+    );
     let u = &d.usage;
     let n = |v: Option<i64>| v.unwrap_or(0);
     let _ = writeln!(

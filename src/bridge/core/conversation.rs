@@ -8,6 +8,11 @@
 //! was cut), late deltas of that item are discarded, and a cancel is sent only when a response is
 //! in progress and the server will not cancel it itself (`interrupt_response: false`).
 //!
+//! Echo (issue 15): every `speech_started` during agent audio is classified with the call's
+//! [`EchoGate`](crate::media::echo::EchoGate) estimate as a false barge-in (only the echo of our
+//! own audio was on the line) or a true one, and counted. When frontdesk decides interruptions
+//! (`interrupt_response: false`) and the gate is on, a false one does not stop the agent.
+//!
 //! Function calls: each [`ModelEvent::ToolCall`] becomes an [`Output::RunTool`](super::Output)
 //! (or a call-control action, `control.rs`); its output goes back as a tool result, and a response
 //! is requested once no call is outstanding and no response is in progress (never colliding with a
@@ -100,7 +105,7 @@ impl Bridge {
                 let at = self.audio_to_call_ms(now, audio_start_ms);
                 self.transcript.handle_speech_started(&item_id, at);
                 self.caller_speaking = true;
-                if self.caps.truncates_on_barge_in {
+                if self.echo_barge_in(now) && self.caps.truncates_on_barge_in {
                     self.barge_in();
                 }
             }
@@ -226,6 +231,31 @@ impl Bridge {
             content_index,
         });
         self.pacer.push(now, tag, audio);
+    }
+
+    /// Classifies a `speech_started` with the echo gate's estimate: during agent audio it is a
+    /// false barge-in when the caller's own voice is not in the last 640 ms of frames (only our
+    /// echo was), else a true one (both counted). Returns whether to treat it as an
+    /// interruption: always, unless frontdesk decides interruptions (`interrupt_response:
+    /// false`, the gate enabled) and it was echo, in which case the agent keeps talking.
+    fn echo_barge_in(&mut self, now: Instant) -> bool {
+        let agent_audio = self.echo.agent_active(now)
+            || (self.playing.is_some() && self.pacer.queued_bytes() > 0);
+        if !agent_audio {
+            return true;
+        }
+        if !self.echo.speech_explained_by_echo() {
+            self.stats.true_barge_ins += 1;
+            return true;
+        }
+        self.stats.false_barge_ins += 1;
+        let ignore = !self.interrupt_response && self.echo.enabled();
+        info!(
+            ignored = ignore,
+            echo_path = ?self.echo.path(),
+            "speech_started explained by the echo of the agent's audio"
+        );
+        !ignore
     }
 
     /// The caller started speaking: stop the agent at once and tell the server what was heard.

@@ -46,6 +46,7 @@ use tracing::{debug, info};
 
 use crate::dialplan::{AfterMessage, DtmfAction};
 use crate::media::dtmf::DtmfReceiver;
+use crate::media::echo::{EchoGate, EchoPath, Verdict};
 use crate::media::jitter::{Disposition, JitterBuffer};
 use crate::media::pacer::{DepthBounds, PlayoutPacer, Transmit, PACKET_BYTES};
 use crate::media::rtcp::RtcpSession;
@@ -143,6 +144,9 @@ pub struct ModelPlan {
     pub max_duration: Duration,
     /// What happens when the model session ends during the call (`rollover.rs`).
     pub rollover: RolloverPolicy,
+    /// Replace caller frames explained by the echo of our own audio with silence
+    /// ([`EchoGate`]; the dialplan's `echo_gate`, on by default). Off, the gate only counts.
+    pub echo_gate: bool,
 }
 
 /// One input to the core. Every variant carries the shell's `now`.
@@ -318,6 +322,8 @@ pub struct Bridge {
     configured_rtp_timeout: Option<Duration>,
     last_rtp: Instant,
     pacer: PlayoutPacer,
+    /// Keeps the echo of our audio away from the model (caller frames → silence).
+    echo: EchoGate,
     send_silence: bool,
     /// A caller packet woke the shell: the next RTP packet may leave up to [`RTP_AHEAD`] early.
     rtp_wake: bool,
@@ -421,6 +427,7 @@ impl Bridge {
         }
         let announcement = model.is_some() && after.is_some();
         let control = control::Control::new(now, model.as_ref(), after, recording.is_some());
+        let negotiated_law = negotiated.law;
         let mut bridge = Bridge {
             now,
             started: now,
@@ -439,6 +446,7 @@ impl Bridge {
             configured_rtp_timeout: rtp_timeout,
             last_rtp: now,
             pacer,
+            echo: EchoGate::new(negotiated_law, model.as_ref().is_some_and(|m| m.echo_gate)),
             send_silence: media.send_silence,
             rtp_wake: false,
             caps,
@@ -583,6 +591,7 @@ impl Bridge {
             let now = self.now;
             if let Some(t) = self.poll_rtp(now) {
                 if self.negotiated.should_send() {
+                    self.echo.on_sent(now, &t.packet[rtp::HEADER_BYTES..]);
                     return Output::SendRtp {
                         to: self.remote,
                         packet: t.packet,
@@ -716,11 +725,21 @@ impl Bridge {
             // The model's stream is paced by our appends: it stalls when they do.
             self.pacer.set_input_lag_ms(self.inbound.clock_grace_ms());
         }
-        while let Some(frame) = self.inbound.poll_frame(now) {
+        while let Some(mut frame) = self.inbound.poll_frame(now) {
             if self.model.is_none() {
                 let law = self.negotiated.law;
                 self.message_frame(law, &frame.audio);
                 continue;
+            }
+            // Concealed frames are our own silence: nothing of the line to judge.
+            if !frame.concealed
+                && self
+                    .echo
+                    .process(frame.arrived.unwrap_or(now), &mut frame.audio)
+                    == Verdict::Gated
+                && self.echo.enabled()
+            {
+                self.stats.echo_gated_frames += 1;
             }
             if !self.rollover.is_up() {
                 self.rollover.keep_audio(frame.audio.to_vec());
@@ -870,6 +889,7 @@ impl Bridge {
         if self.caps.continuous_output {
             self.pacer.set_depth_bounds(Some(DepthBounds::CONTINUOUS));
         }
+        self.echo.set_law(new.law);
         self.playing = None;
         if let Some(m) = &mut self.model {
             m.settings.law = new.law;
@@ -892,6 +912,11 @@ impl Bridge {
         self.rtcp
             .on_rtp_sent(now, ts, t.packet.len() - rtp::HEADER_BYTES);
         Some(t)
+    }
+
+    /// What the echo gate learned about the caller's line.
+    pub fn echo_path(&self) -> EchoPath {
+        self.echo.path()
     }
 
     /// Counters so far.
@@ -976,6 +1001,7 @@ mod tests {
             transfers: BTreeMap::new(),
             max_duration: Duration::from_secs(900),
             rollover: Default::default(),
+            echo_gate: true,
         }
     }
 
@@ -1248,5 +1274,147 @@ mod tests {
         assert!((p.p50_ms - 2.05).abs() < 1e-9, "{p:?}");
         assert!((p.p99_ms - 7.0).abs() < 1e-9, "{p:?}");
         assert!((p.max_ms - 7.0).abs() < 1e-9, "{p:?}");
+    }
+
+    /// Speech-like µ-law agent audio: 20 ms frames of a 150 Hz tone whose loudness changes per
+    /// frame (about -40 to -16 dBFS) with silent gaps.
+    fn agent_audio(frames: usize) -> Vec<u8> {
+        let levels = [
+            0.0, 3_000.0, 6_000.0, 5_000.0, 0.0, 8_000.0, 2_000.0, 4_500.0, 0.0, 0.0, 7_000.0,
+        ];
+        (0..frames * 160)
+            .map(|n| {
+                let amp = levels[(n / 160 * 7) % levels.len()];
+                let v = amp * (2.0 * std::f64::consts::PI * 150.0 * n as f64 / 8_000.0).sin();
+                crate::media::g711::linear_to_ulaw(v as i16)
+            })
+            .collect()
+    }
+
+    /// Plays 2.8 s of a 3 s agent reply while the caller's line returns it 14 dB quieter and
+    /// 100 ms later; returns the payloads the caller sent and the audio appended to the session.
+    fn echo_call(
+        echo_gate: bool,
+        interrupt_response: bool,
+    ) -> (Bridge, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let t0 = Instant::now();
+        let mut plan = agent_plan(Dialect::Ga);
+        plan.echo_gate = echo_gate;
+        plan.settings.turn_detection.interrupt_response = interrupt_response;
+        let mut b = Bridge::new(t0, setup(CallPlan::Agent(plan)));
+        while b.poll_ws().is_some() {}
+        server(&mut b, t0, created("resp_1"));
+        server(&mut b, t0, delta("item_a", 0));
+        let audio = agent_audio(150);
+        b.handle_input(Input::Model(
+            t0,
+            ModelEvent::AudioDelta {
+                item_id: "item_a".into(),
+                content_index: 0,
+                audio,
+            },
+        ));
+        // Our RTP payloads go to `sent_out`, the session's appends to `appended`.
+        let drain = |b: &mut Bridge, sent_out: &mut Vec<Vec<u8>>, appended: &mut Vec<Vec<u8>>| loop {
+            match b.poll_output() {
+                Output::SendRtp { packet, .. } => sent_out.push(packet[12..].to_vec()),
+                Output::SendModel(ModelCommand::AppendAudio(a)) => appended.push(a),
+                Output::Timeout(_) => break,
+                _ => {}
+            }
+        };
+        let from: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let (mut sent_out, mut sent_in, mut appended) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pkt = Vec::new();
+        // 2.8 s: the agent is still speaking at the end.
+        for n in 0..140u64 {
+            let now = t0 + Duration::from_millis(20 * n);
+            b.handle_input(Input::Timeout(now));
+            drain(&mut b, &mut sent_out, &mut appended);
+            // The caller's frame n: the echo of our frame n - 5, 14 dB down, 20 ms after its start.
+            let echo: Vec<u8> = match n.checked_sub(5).and_then(|k| sent_out.get(k as usize)) {
+                Some(p) => p
+                    .iter()
+                    .map(|&x| {
+                        let v = f64::from(crate::media::g711::ulaw_to_linear(x)) * 0.2;
+                        crate::media::g711::linear_to_ulaw(v as i16)
+                    })
+                    .collect(),
+                None => vec![0xFF; 160],
+            };
+            crate::media::rtp::write_packet(&mut pkt, 0, false, n as u16, n as u32 * 160, 9, &echo);
+            sent_in.push(echo);
+            b.handle_input(Input::Rtp {
+                now: now + Duration::from_millis(3),
+                from,
+                datagram: &pkt,
+            });
+            drain(&mut b, &mut sent_out, &mut appended);
+        }
+        (b, sent_in, appended)
+    }
+
+    fn dbfs(frame: &[u8]) -> f64 {
+        20.0 * crate::media::g711::rms(crate::media::g711::Law::Mu, frame)
+            .max(1e-9)
+            .log10()
+    }
+
+    #[test]
+    fn the_echo_of_the_agent_reaches_the_session_as_silence() {
+        let (b, sent_in, appended) = echo_call(true, true);
+        assert_eq!(appended.len(), sent_in.len());
+        let loud_in = sent_in.iter().filter(|f| dbfs(f) > -40.0).count();
+        assert!(
+            loud_in > 50,
+            "the line returned {loud_in} loud frames of echo"
+        );
+        let loud: Vec<usize> = (0..appended.len())
+            .filter(|&i| dbfs(&appended[i]) > -40.0)
+            .collect();
+        assert!(
+            loud.is_empty(),
+            "echo reached the session in frames {loud:?}"
+        );
+        assert!(b.stats().echo_gated_frames > 50, "{:?}", b.stats());
+        match b.echo_path() {
+            EchoPath::Echo { delay_ms, erl_db } => {
+                assert!((100..=140).contains(&delay_ms), "{delay_ms}");
+                assert!((erl_db - 14.0).abs() < 4.0, "{erl_db}");
+            }
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn with_the_echo_gate_off_caller_audio_reaches_the_session_byte_exact() {
+        let (b, sent_in, appended) = echo_call(false, true);
+        assert_eq!(appended, sent_in);
+        assert_eq!(b.stats().echo_gated_frames, 0);
+    }
+
+    fn speech_started() -> ServerEvent {
+        ServerEvent::SpeechStarted {
+            audio_start_ms: 2_000,
+            item_id: "u1".into(),
+        }
+    }
+
+    #[test]
+    fn a_speech_started_explained_by_echo_does_not_stop_the_agent_when_frontdesk_decides() {
+        // interrupt_response = false: frontdesk decides; the server's VAD heard only our echo.
+        let (mut b, _, _) = echo_call(true, false);
+        let now = b.now;
+        server(&mut b, now, speech_started());
+        assert!(drain_ws(&mut b).is_empty(), "no truncate, no cancel");
+        assert_eq!(
+            (b.stats().false_barge_ins, b.stats().true_barge_ins),
+            (1, 0)
+        );
+        // The server cancelling itself (interrupt_response = true) is followed, but counted false.
+        let (mut b, _, _) = echo_call(true, true);
+        let now = b.now;
+        server(&mut b, now, speech_started());
+        assert_eq!(b.stats().false_barge_ins, 1);
     }
 }

@@ -143,6 +143,13 @@ pub struct BridgeStats {
     pub appends: u64,
     /// Times the caller interrupted the agent.
     pub barge_ins: u64,
+    /// Caller frames the echo gate replaced with silence while the agent spoke.
+    pub echo_gated_frames: u64,
+    /// `speech_started` events during agent audio that the echo estimate explains (our own
+    /// voice returned by the line; with the gate on, at most what slipped through while it learned).
+    pub false_barge_ins: u64,
+    /// `speech_started` events during agent audio with the caller's own voice in the last 640 ms.
+    pub true_barge_ins: u64,
     /// `conversation.item.truncate` events sent.
     pub truncates: u64,
     /// `error` events received.

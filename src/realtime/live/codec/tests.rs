@@ -301,6 +301,7 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
             transfers: std::collections::BTreeMap::new(),
             max_duration: Duration::from_secs(3600),
             rollover: Default::default(),
+            echo_gate: true,
         }),
     };
     let caller: std::net::SocketAddr = "127.0.0.1:40000".parse().expect("addr");
