@@ -14,7 +14,7 @@
 //!
 //! **Echo path.** Learned per call from the frames that arrive while the agent speaks and the
 //! caller is quiet (a frame at most as loud as our loudest recent frame, outside a double-talk
-//! hold): for each lag of 0–300 ms in 20 ms steps, the Pearson correlation of the caller's frame
+//! hold): for each lag of 0–400 ms in 20 ms steps, the Pearson correlation of the caller's frame
 //! RMS with our frame RMS that long before the frame's arrival (exponential averages over about
 //! 1 s of such frames). The lag with the best correlation (≥ [`ECHO_CORRELATION`]) is the echo
 //! delay (network round trip plus the line's own delay); the echo's gain is the least-squares
@@ -22,15 +22,18 @@
 //! When the caller's frames stay below [`NO_ECHO_RMS`] while we speak, or never correlate, the
 //! line has no echo and every frame passes.
 //!
-//! **Gate.** While the agent speaks (one of our frames in the last 340 ms is above
+//! **Gate.** While the agent speaks (one of our frames in the last 440 ms is above
 //! [`ACTIVE_RMS`]), a caller frame is gated when its RMS is at most [`MARGIN`] (6 dB) above the
 //! echo estimate: gain × the loudest of our frames within one slot of the learned delay. Before
 //! the path is learned (the first ~0.5 s of agent speech) the estimate assumes G.168's minimum
-//! ERL of 6 dB at any lag up to 300 ms. A frame more than 12 dB above the estimate is the caller
+//! ERL of 6 dB at any lag up to 400 ms, but only on a line whose caller was quiet for 640 ms when
+//! the agent started and has not been louder than the agent since (so a caller already talking is never
+//! gated on a guess: the echo of the first words then passes until the path is learned). A frame more than 12 dB above the estimate is the caller
 //! talking (double talk): it passes, and so do the next [`DOUBLE_TALK_HOLD_FRAMES`] frames, so a
 //! real interruption reaches the model whole and at once.
 //!
-//! **Guarantees.** Outside agent speech, on a line learned to have no echo, for frames below
+//! **Guarantees.** Outside agent speech, on a line learned to have no echo, while learning on a
+//! line whose caller already spoke (or started sending during agent speech), for frames below
 //! [`GATE_FLOOR_RMS`] (inaudible to any VAD) and when the gate is disabled, the caller's bytes are
 //! not touched. A disabled gate still learns and classifies, so the call's counters show what it
 //! would have done. No allocation after [`EchoGate::new`]; O(16) work per frame.
@@ -41,11 +44,11 @@ use std::time::{Duration, Instant};
 
 use super::g711::{Law, FRAME_BYTES, FRAME_MS};
 
-/// Longest echo delay learned: 300 ms, in 20 ms slots.
-pub const MAX_LAG_SLOTS: usize = 15;
-/// Candidate lags: 0, 20, …, 300 ms.
+/// Longest echo delay learned: 400 ms (a 300 ms line delay plus the round trip), in 20 ms slots.
+pub const MAX_LAG_SLOTS: usize = 20;
+/// Candidate lags: 0, 20, …, 400 ms.
 const LAGS: usize = MAX_LAG_SLOTS + 1;
-/// Slots of reference kept (640 ms ≥ the longest lag plus the window around it).
+/// Slots of reference kept (640 ms > the longest lag plus the window around it).
 const RING: usize = 32;
 /// Duration of one reference slot.
 const SLOT: Duration = Duration::from_millis(FRAME_MS);
@@ -149,6 +152,9 @@ pub struct EchoGate {
     lag: usize,
     gain: f64,
     hold: u8,
+    /// While learning, gate with the default estimate: the caller was quiet for 640 ms when the
+    /// agent started and has not spoken louder than the agent since.
+    default_gate: bool,
     /// One bit per caller frame, newest in bit 0: the caller's voice.
     voice_history: u32,
     stats: EchoStats,
@@ -178,6 +184,7 @@ impl EchoGate {
             lag: 0,
             gain: DEFAULT_GAIN,
             hold: 0,
+            default_gate: false,
             voice_history: 0,
             stats: EchoStats::default(),
         }
@@ -256,7 +263,7 @@ impl EchoGate {
     }
 
     /// Whether the agent's audio (or its echo) may be on the line at `now`: one of our frames of
-    /// the last 340 ms was above [`ACTIVE_RMS`].
+    /// the last 440 ms was above [`ACTIVE_RMS`].
     pub fn agent_active(&mut self, now: Instant) -> bool {
         let s = self.slot(now);
         (0..=LAGS as u64).any(|k| s >= k && self.reference(s - k) >= ACTIVE_RMS)
@@ -274,6 +281,8 @@ impl EchoGate {
         let refmax = r.iter().copied().fold(0.0, f64::max);
         let verdict = if refmax < ACTIVE_RMS {
             self.hold = 0;
+            // Quiet now and for the last 640 ms.
+            self.default_gate = x < VOICE_RMS && self.voice_history == 0;
             if x >= VOICE_RMS {
                 Verdict::Voice
             } else {
@@ -304,8 +313,13 @@ impl EchoGate {
         if x <= refmax {
             self.learn(x, r);
         }
+        if x > refmax {
+            // Louder than anything we played: the caller, not echo.
+            self.default_gate = false;
+        }
         let estimate = match self.path {
             EchoPath::NoEcho => 0.0,
+            EchoPath::Learning if !self.default_gate => 0.0,
             EchoPath::Learning => DEFAULT_GAIN * refmax,
             EchoPath::Echo { .. } => {
                 let lo = self.lag.saturating_sub(1);
@@ -313,7 +327,7 @@ impl EchoGate {
                 self.gain * r[lo..=hi].iter().copied().fold(0.0, f64::max)
             }
         };
-        if x > estimate * DOUBLE_TALK && x >= VOICE_RMS {
+        if estimate > 0.0 && x > estimate * DOUBLE_TALK && x >= VOICE_RMS {
             self.hold = DOUBLE_TALK_HOLD_FRAMES;
             return Verdict::Voice;
         }
@@ -325,7 +339,7 @@ impl EchoGate {
                 Verdict::Passed
             };
         }
-        if self.path == EchoPath::NoEcho || x < GATE_FLOOR_RMS {
+        if estimate == 0.0 || x < GATE_FLOOR_RMS {
             return if x >= VOICE_RMS {
                 Verdict::Voice
             } else {
@@ -422,8 +436,9 @@ mod tests {
 
     const MU_SILENCE: u8 = 0xFF;
 
-    /// Speech-like agent audio: voiced bursts of 60–400 ms with gaps, varying loudness (around
-    /// −20 dBFS), deterministic from `seed`. One entry per 20 ms frame, linear samples.
+    /// Speech-like agent audio after 200 ms of silence (the caller waits quietly): voiced bursts
+    /// of 60–400 ms with gaps, varying loudness (around −20 dBFS), deterministic from `seed`.
+    /// One entry per 20 ms frame, linear samples.
     fn agent_speech(seed: u64, frames: usize) -> Vec<[i16; FRAME_BYTES]> {
         let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
         let mut next = || {
@@ -432,7 +447,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (rng >> 33) as u32
         };
-        let mut out = Vec::with_capacity(frames);
+        let mut out = vec![[0i16; FRAME_BYTES]; 10];
         let mut phase = 0.0f64;
         while out.len() < frames {
             let burst = 3 + (next() % 18) as usize;
@@ -652,6 +667,21 @@ mod tests {
     }
 
     #[test]
+    fn a_caller_already_talking_when_the_agent_starts_is_never_gated_on_a_guess() {
+        // No echo; the caller talks (around -20 dBFS, with quiet onsets and decays) from before
+        // the agent's first word until well into its speech.
+        let agent = agent_speech(11, 300);
+        let caller_voice = agent_speech(12, 300);
+        let talk = |i: usize| (i < 150).then(|| caller_voice[(i + 10) % 300]);
+        let mut gate = EchoGate::new(Law::Mu, true);
+        let r = run(&mut gate, &agent, None, 0, &talk);
+        let changed: Vec<usize> = (0..r.out.len())
+            .filter(|&i| r.out[i] != r.sent_in[i])
+            .collect();
+        assert!(changed.is_empty(), "changed: {changed:?}");
+    }
+
+    #[test]
     fn outside_agent_speech_frames_pass_byte_exact() {
         let mut gate = EchoGate::new(Law::A, true);
         let t0 = Instant::now();
@@ -698,7 +728,14 @@ mod tests {
                 std::array::from_fn(|k| enc(if k % 40 < 20 { amp } else { -amp }))
             };
             let mut gated = 0;
-            for i in 0..100u64 {
+            // The caller is quiet before we speak.
+            for i in 0..5u64 {
+                let now = t0 + Duration::from_millis(20 * i);
+                gate.on_sent(now, &[law.silence_byte(); FRAME_BYTES]);
+                let mut frame = [law.silence_byte(); FRAME_BYTES];
+                gate.process(now + Duration::from_millis(5), &mut frame);
+            }
+            for i in 5..100u64 {
                 let now = t0 + Duration::from_millis(20 * i);
                 let amp = 2_000 + (i as i16 * 37 % 7) * 800;
                 gate.on_sent(now, &wave(amp));
