@@ -1,0 +1,330 @@
+//! End to end: line echo (issue 15, "Echo"). `tests/echo_caller.py` is a caller whose line returns
+//! frontdesk's own audio, attenuated and delayed, for the whole call; the session is
+//! `frontdesk sim`, whose energy VAD hears that echo like the real service does. With the echo
+//! gate (the default) the echo neither interrupts the agent nor becomes a caller turn, while a
+//! caller speaking over the agent still barges in at once; with `echo_gate = false` the echo
+//! reaches the session byte-exact and interrupts the agent.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn dialplan(dir: &TestDir, extra: &str) -> PathBuf {
+    let d = dir.join("dialplans");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::write(
+        d.join("test.toml"),
+        format!(
+            r#"
+[[routes]]
+to = "*"
+agent = "tester"
+
+[agents.tester]
+voice = "alloy"
+greeting = "Hello."
+instructions = "You are a test receptionist."
+{extra}
+"#
+        ),
+    )
+    .expect("write");
+    d
+}
+
+/// What the echo caller did and heard.
+struct EchoRun {
+    /// Every payload it sent, in order.
+    sent: Vec<Vec<u8>>,
+    /// `[start, end]` of each agent reply it heard, s.
+    replies: Vec<Value>,
+    /// `[start, end]` of each of its own utterances, s.
+    spoke: Vec<Value>,
+    /// Wall-clock time of its time 0, s since the epoch.
+    epoch: f64,
+}
+
+fn echo_caller(dir: &TestDir, sip: std::net::SocketAddr, args: &[&str]) -> EchoRun {
+    let out_file = dir.join("echo-caller.json");
+    let out = Command::new("python3")
+        .arg(Path::new(ROOT).join("tests/echo_caller.py"))
+        .arg("--sip")
+        .arg(sip.to_string())
+        .arg("--out")
+        .arg(&out_file)
+        .args(args)
+        .output()
+        .expect("run python3 tests/echo_caller.py");
+    assert!(
+        out.status.success(),
+        "the echo caller failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).expect("caller output"))
+            .expect("caller JSON");
+    let hex = |s: &str| {
+        (0..s.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+            .collect::<Vec<u8>>()
+    };
+    EchoRun {
+        sent: v["sent"]
+            .as_array()
+            .map(|a| a.iter().map(|s| hex(s.as_str().unwrap_or(""))).collect())
+            .unwrap_or_default(),
+        replies: v["replies"].as_array().cloned().unwrap_or_default(),
+        spoke: v["spoke"].as_array().cloned().unwrap_or_default(),
+        epoch: v["epoch"].as_f64().unwrap_or_default(),
+    }
+}
+
+/// The echo columns of the call's row: gated frames, false and true barge-ins.
+fn echo_row(db: &Path) -> (i64, i64, i64) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = frontdesk::store::Store::open(db).await.expect("open db");
+        sqlx::query_as(
+            "SELECT echo_gated_frames, false_barge_ins, true_barge_ins
+             FROM calls ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("the call's row")
+    })
+}
+
+/// Counts the server events of `ty`.
+fn count(events: &[Value], ty: &str) -> usize {
+    events.iter().filter(|e| e["type"] == ty).count()
+}
+
+/// Responses that did not complete (cancelled by a barge-in: the server's `turn_detected`).
+fn interrupted(events: &[Value]) -> usize {
+    events
+        .iter()
+        .filter(|e| e["type"] == "response.done")
+        .filter(|e| e["response"]["status"] == "cancelled")
+        .count()
+}
+
+/// The caller, on a line that returns the agent 12 dB down and 200 ms late, answers 19 times:
+/// over 20 agent replies (the greeting and 19 answers) nothing interrupts the agent, and the
+/// session's caller turns are exactly the caller's 19 utterances, none made of echo.
+#[test]
+fn line_echo_neither_interrupts_the_agent_nor_becomes_a_caller_turn() {
+    let dir = TestDir::new("echo-gated");
+    let (ul, _) = speech(&dir, "okay", "Okay.");
+    let utterance = dir.join("okay.ul");
+    std::fs::write(&utterance, &ul).expect("write");
+    let sim = Sim::start(
+        &dir,
+        Some(&Path::new(ROOT).join("tests/scenarios/echo.toml")),
+    );
+    let plans = dialplan(&dir, "");
+    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
+    let utterance = utterance.to_string_lossy().into_owned();
+    let run = echo_caller(
+        &dir,
+        serve.sip,
+        &[
+            "--erl-db",
+            "12",
+            "--delay-ms",
+            "200",
+            "--utterance",
+            &utterance,
+            "--turns",
+            "19",
+        ],
+    );
+    serve.proc.terminate(Duration::from_secs(15));
+    let server = read_jsonl(&sim.record_server);
+    let client = read_jsonl(&sim.record);
+    let (gated, false_barge_ins, true_barge_ins) = echo_row(&serve.db);
+    eprintln!(
+        "{} replies heard, {} utterances; {} speech_started, {} committed, {} interrupted; \
+         row: {gated} gated frames, {false_barge_ins} false and {true_barge_ins} true barge-ins",
+        run.replies.len(),
+        run.spoke.len(),
+        count(&server, "input_audio_buffer.speech_started"),
+        count(&server, "input_audio_buffer.committed"),
+        interrupted(&server),
+    );
+    assert_eq!(run.spoke.len(), 19, "the caller could not answer 19 times");
+    assert!(run.replies.len() >= 20, "{} replies", run.replies.len());
+    assert_eq!(interrupted(&server), 0, "a reply was interrupted");
+    assert_eq!(count(&client, "conversation.item.truncate"), 0);
+    assert_eq!(count(&client, "response.cancel"), 0);
+    assert_eq!(
+        count(&server, "input_audio_buffer.committed"),
+        19,
+        "caller turns made of echo"
+    );
+    assert_eq!(count(&server, "input_audio_buffer.speech_started"), 19);
+    assert_eq!(false_barge_ins, 0);
+    assert!(gated > 200, "{gated} frames gated");
+}
+
+/// The same line with `echo_gate = false`: the caller's audio (its echo included) reaches the
+/// session byte-exact, and the simulator's VAD takes the echo for the caller (the test above
+/// would fail): replies are interrupted by the agent's own voice.
+#[test]
+fn without_the_echo_gate_the_echo_reaches_the_session_byte_exact_and_interrupts() {
+    let dir = TestDir::new("echo-off");
+    let (ul, _) = speech(&dir, "okay", "Okay.");
+    let utterance = dir.join("okay.ul");
+    std::fs::write(&utterance, &ul).expect("write");
+    let sim = Sim::start(
+        &dir,
+        Some(&Path::new(ROOT).join("tests/scenarios/echo.toml")),
+    );
+    let plans = dialplan(&dir, "echo_gate = false");
+    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
+    let utterance = utterance.to_string_lossy().into_owned();
+    let run = echo_caller(
+        &dir,
+        serve.sip,
+        &[
+            "--erl-db",
+            "12",
+            "--delay-ms",
+            "200",
+            "--utterance",
+            &utterance,
+            "--turns",
+            "3",
+            "--max-s",
+            "40",
+        ],
+    );
+    serve.proc.terminate(Duration::from_secs(15));
+    let server = read_jsonl(&sim.record_server);
+    let appended = appended_audio(&read_jsonl(&sim.record));
+    let (gated, false_barge_ins, _) = echo_row(&serve.db);
+    eprintln!(
+        "{} frames sent, {} appended; {} speech_started, {} interrupted; {false_barge_ins} false barge-ins",
+        run.sent.len(),
+        appended.len() / 160,
+        count(&server, "input_audio_buffer.speech_started"),
+        interrupted(&server),
+    );
+    // Byte-exact: everything the caller sent (but the last frames, which may follow the BYE's
+    // teardown) is in the session's input, in order, unchanged.
+    let sent: Vec<u8> = run.sent[..run.sent.len().saturating_sub(25)].concat();
+    assert!(
+        sent.len() > 160 * 500,
+        "only {} frames sent",
+        run.sent.len()
+    );
+    assert!(
+        find(&appended, &sent).is_some(),
+        "the caller's audio did not reach the session byte-exact"
+    );
+    assert_eq!(gated, 0);
+    assert!(
+        interrupted(&server) > 0,
+        "the simulator's VAD did not hear the echo: the echo test proves nothing"
+    );
+    assert!(false_barge_ins > 0, "the gate did not classify the echo");
+}
+
+/// On the echoing line, the caller speaks over the agent's third reply at a normal level: the
+/// simulator's VAD hears it, and on the wire the agent's audio stops within 100 ms of its
+/// `speech_started`; the call's row counts a true barge-in and no false one.
+#[test]
+fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
+    let dir = TestDir::new("echo-barge-in");
+    let (ul, _) = speech(&dir, "okay", "Okay.");
+    let utterance = dir.join("okay.ul");
+    std::fs::write(&utterance, &ul).expect("write");
+    let (barge, _) = speech(
+        &dir,
+        "barge",
+        "Sorry to interrupt, I only need your opening hours.",
+    );
+    let barge_file = dir.join("barge.ul");
+    std::fs::write(&barge_file, &barge).expect("write");
+    let sim = Sim::start(
+        &dir,
+        Some(&Path::new(ROOT).join("tests/scenarios/echo.toml")),
+    );
+    let plans = dialplan(&dir, "");
+    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
+    let rtp_port = free_port();
+    let sim_port = sim.addr.port();
+    let capture = Capture::start_filter(
+        &dir,
+        "echo-barge-in",
+        &format!("udp dst port {rtp_port} or tcp src port {sim_port}"),
+    );
+    let utterance = utterance.to_string_lossy().into_owned();
+    let barge_file = barge_file.to_string_lossy().into_owned();
+    let port_arg = rtp_port.to_string();
+    let run = echo_caller(
+        &dir,
+        serve.sip,
+        &[
+            "--rtp-port",
+            &port_arg,
+            "--erl-db",
+            "14",
+            "--delay-ms",
+            "150",
+            "--utterance",
+            &utterance,
+            "--turns",
+            "2",
+            "--barge-in-reply",
+            "3",
+            "--barge-audio",
+            &barge_file,
+            "--barge-after-ms",
+            "500",
+        ],
+    );
+    let pcap = capture.finish();
+    serve.proc.terminate(Duration::from_secs(15));
+    let client = read_jsonl(&sim.record);
+    let (_, false_barge_ins, true_barge_ins) = echo_row(&serve.db);
+    let barge_at = run.epoch
+        + run
+            .spoke
+            .last()
+            .and_then(|s| s[0].as_f64())
+            .expect("the caller barged in");
+    let started = tcp_text_times(&pcap, sim_port, "input_audio_buffer.speech_started");
+    let speech_started = *started
+        .iter()
+        .find(|&&t| t >= barge_at - 0.05)
+        .unwrap_or_else(|| panic!("no speech_started after the barge-in: {started:?}"));
+    let rtp = read_rtp(&pcap, rtp_port);
+    let audio_after: Vec<f64> = rtp
+        .iter()
+        .filter(|p| p.time > speech_started && p.time < speech_started + 1.0)
+        .filter(|p| p.payload.iter().any(|&b| b != 0xFF))
+        .map(|p| (p.time - speech_started) * 1000.0)
+        .collect();
+    eprintln!(
+        "speech_started {:.0} ms after the caller started; agent audio after it at {audio_after:.1?} ms; \
+         {false_barge_ins} false, {true_barge_ins} true barge-ins",
+        (speech_started - barge_at) * 1000.0
+    );
+    assert!(
+        audio_after.iter().all(|&ms| ms <= 100.0),
+        "the agent's RTP went on after speech_started: {audio_after:.1?} ms"
+    );
+    assert!(
+        speech_started - barge_at < 1.0,
+        "the simulator heard the caller {:.0} ms late",
+        (speech_started - barge_at) * 1000.0
+    );
+    assert!(count(&client, "conversation.item.truncate") >= 1);
+    assert_eq!((false_barge_ins, true_barge_ins), (0, 1));
+}
