@@ -237,7 +237,7 @@ fn without_the_echo_gate_the_echo_reaches_the_session_byte_exact_and_interrupts(
 
 /// On the echoing line, the caller speaks over the agent's third reply at a normal level: the
 /// simulator's VAD hears it, and on the wire the agent's audio stops within 100 ms of its
-/// `speech_started`; the call's row counts a true barge-in and no false one.
+/// `speech_started`; the call's row counts true barge-ins and no false one.
 #[test]
 fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
     let dir = TestDir::new("echo-barge-in");
@@ -326,5 +326,8 @@ fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
         (speech_started - barge_at) * 1000.0
     );
     assert!(count(&client, "conversation.item.truncate") >= 1);
-    assert_eq!((false_barge_ins, true_barge_ins), (0, 1));
+    // The caller may also speak over the answer to the first half of its sentence: more than one
+    // true barge-in is fine, a false one is not.
+    assert_eq!(false_barge_ins, 0);
+    assert!(true_barge_ins >= 1);
 }
