@@ -100,6 +100,20 @@ fn echo_row(db: &Path) -> (i64, i64, i64) {
     })
 }
 
+/// Caller frames the relay concealed (lost or late), from the call's row.
+fn concealed_frames(db: &Path) -> usize {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = frontdesk::store::Store::open(db).await.expect("open db");
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT concealed_frames FROM calls ORDER BY id DESC LIMIT 1")
+                .fetch_one(store.pool())
+                .await
+                .expect("the call's row");
+        usize::try_from(n).unwrap_or(0)
+    })
+}
+
 /// Counts the server events of `ty`.
 fn count(events: &[Value], ty: &str) -> usize {
     events.iter().filter(|e| e["type"] == ty).count()
@@ -215,17 +229,38 @@ fn without_the_echo_gate_the_echo_reaches_the_session_byte_exact_and_interrupts(
         count(&server, "input_audio_buffer.speech_started"),
         interrupted(&server),
     );
-    // Byte-exact: everything the caller sent (but the last frames, which may follow the BYE's
-    // teardown) is in the session's input, in order, unchanged.
-    let sent: Vec<u8> = run.sent[..run.sent.len().saturating_sub(25)].concat();
+    // Byte-exact: every frame the caller sent (but the last ones, which may follow the BYE's
+    // teardown) is in the session's input at its place, unchanged; only a packet the relay had
+    // to conceal (it came too late on this loaded machine) may be G.711 silence instead.
+    let sent = &run.sent[..run.sent.len().saturating_sub(25)];
+    assert!(sent.len() > 500, "only {} frames sent", run.sent.len());
+    let silence = [0xFFu8; 160];
+    let j = (0..sent.len())
+        .find(|&j| sent[j] != silence && sent.iter().filter(|f| **f == sent[j]).count() == 1)
+        .expect("a distinctive frame");
+    let start = find(&appended, &sent[j])
+        .and_then(|p| p.checked_sub(j * 160))
+        .expect("the caller's audio reached the session");
+    let mut replaced = 0;
+    for (k, f) in sent.iter().enumerate() {
+        let got = appended
+            .get(start + k * 160..start + (k + 1) * 160)
+            .unwrap_or_else(|| panic!("the session got only {k} of {} frames", sent.len()));
+        if got != &f[..] {
+            assert_eq!(got, silence, "frame {k} was altered");
+            replaced += 1;
+        }
+    }
+    let concealed = concealed_frames(&serve.db);
+    eprintln!("{replaced} frames concealed as late or lost (the row: {concealed})");
     assert!(
-        sent.len() > 160 * 500,
-        "only {} frames sent",
-        run.sent.len()
+        replaced <= concealed,
+        "{replaced} frames replaced, {concealed} concealed"
     );
     assert!(
-        find(&appended, &sent).is_some(),
-        "the caller's audio did not reach the session byte-exact"
+        replaced * 50 <= sent.len(),
+        "{replaced} of {} frames replaced",
+        sent.len()
     );
     assert_eq!(gated, 0);
     assert!(

@@ -324,6 +324,9 @@ pub struct Bridge {
     pacer: PlayoutPacer,
     /// Keeps the echo of our audio away from the model (caller frames → silence).
     echo: EchoGate,
+    /// The caller's media clock for the echo gate: the arrival of its first frame, and the
+    /// frames released since (each 20 ms of the caller's media, concealed ones included).
+    echo_clock: Option<(Instant, u32)>,
     send_silence: bool,
     /// A caller packet woke the shell: the next RTP packet may leave up to [`RTP_AHEAD`] early.
     rtp_wake: bool,
@@ -447,6 +450,7 @@ impl Bridge {
             last_rtp: now,
             pacer,
             echo: EchoGate::new(negotiated_law, model.as_ref().is_some_and(|m| m.echo_gate)),
+            echo_clock: None,
             send_silence: media.send_silence,
             rtp_wake: false,
             caps,
@@ -591,7 +595,9 @@ impl Bridge {
             let now = self.now;
             if let Some(t) = self.poll_rtp(now) {
                 if self.negotiated.should_send() {
-                    self.echo.on_sent(now, &t.packet[rtp::HEADER_BYTES..]);
+                    // On the media clock: the caller's phone plays by timestamp, so its echo
+                    // follows the packet's schedule, not a late wake-up of ours.
+                    self.echo.on_sent(t.due, &t.packet[rtp::HEADER_BYTES..]);
                     return Output::SendRtp {
                         to: self.remote,
                         packet: t.packet,
@@ -731,12 +737,15 @@ impl Bridge {
                 self.message_frame(law, &frame.audio);
                 continue;
             }
+            // The frame's place on the caller's media clock (robust to late wake-ups of ours).
+            let (first, n) = *self
+                .echo_clock
+                .get_or_insert((frame.arrived.unwrap_or(now), 0));
+            self.echo_clock = Some((first, n.saturating_add(1)));
+            let media_time = first + Duration::from_millis(20 * u64::from(n));
             // Concealed frames are our own silence: nothing of the line to judge.
             if !frame.concealed
-                && self
-                    .echo
-                    .process(frame.arrived.unwrap_or(now), &mut frame.audio)
-                    == Verdict::Gated
+                && self.echo.process(media_time, &mut frame.audio) == Verdict::Gated
                 && self.echo.enabled()
             {
                 self.stats.echo_gated_frames += 1;
