@@ -228,6 +228,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         offer,
         source,
         transport,
+        local,
         invite,
     } = call;
     info!(
@@ -271,6 +272,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         caller_user.as_deref(),
         source,
         transport,
+        local,
         offer,
         invite,
         &cancel,
@@ -436,6 +438,7 @@ async fn drive(
     caller: Option<&str>,
     source: Option<SocketAddr>,
     transport: crate::sip::Transport,
+    local: Option<SocketAddr>,
     offer: Option<Vec<u8>>,
     invite: PendingInvite,
     cancel: &CancellationToken,
@@ -503,6 +506,7 @@ async fn drive(
     let media_ip = ctx.media_ip_for(offer.as_deref());
     let (srtp_policy, from) = ctx.srtp.for_call(
         source.map(|s| s.ip()),
+        local,
         transport == crate::sip::Transport::Tls,
     );
     debug!(srtp = %srtp_policy, from = %from, "SRTP policy");
