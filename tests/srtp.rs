@@ -43,6 +43,8 @@ instructions = "You are the receptionist of a test clinic."
 /// A baresip user agent that dials `target` once, plays `wav` and hangs up after `secs`.
 struct Baresip {
     dir: PathBuf,
+    /// Its UDP RTP/RTCP port range (low, high).
+    rtp_ports: (u16, u16),
 }
 
 impl Baresip {
@@ -88,7 +90,10 @@ impl Baresip {
             format!("<sip:tester@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMU{enc}\n"),
         )
         .expect("write baresip accounts");
-        Baresip { dir: conf }
+        Baresip {
+            dir: conf,
+            rtp_ports: (rtp_low, rtp_low + 20),
+        }
     }
 
     /// Dials `uri`, stays `secs` seconds, quits; returns baresip's output with its SIP trace
@@ -377,8 +382,21 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
             String::new(),
         )
     };
-    let capture = Capture::start_filter(&dir, "srtp", "(udp or tcp) and host 127.0.0.1");
     let caller = Baresip::new(&dir, "baresip", &wav, Some(mediaenc), &caller_tls);
+    // Only this call's packets: the SIP port it dials and its media ports (frontdesk's media
+    // goes to and comes from them). A wider filter takes in every other test's loopback traffic
+    // and the capture drops packets on a busy machine.
+    let sip_port = if tls {
+        tls_addr.port()
+    } else {
+        serve.sip.port()
+    };
+    let (low, high) = caller.rtp_ports;
+    let capture = Capture::start_filter(
+        &dir,
+        "srtp",
+        &format!("host 127.0.0.1 and (port {sip_port} or portrange {low}-{high})"),
+    );
     let out = caller.call(&target, 10);
     let pcap = capture.finish();
     let status = serve.proc.terminate(Duration::from_secs(15));
