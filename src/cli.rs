@@ -440,6 +440,30 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `[sip.srtp_per_listen]` as (address, policy) pairs.
+///
+/// # Errors
+/// A key that is not `ADDR:PORT`, or not one of the SIP listen addresses (UDP/TCP or TLS).
+fn srtp_per_listen(
+    map: Option<&std::collections::BTreeMap<String, crate::sdp::sdes::Policy>>,
+    listen: &[SocketAddr],
+    tls_listen: &[SocketAddr],
+) -> anyhow::Result<Vec<(SocketAddr, crate::sdp::sdes::Policy)>> {
+    let mut out = Vec::new();
+    for (key, policy) in map.into_iter().flatten() {
+        let addr: SocketAddr = key.trim().parse().map_err(|_| {
+            anyhow::anyhow!("[sip.srtp_per_listen]: `{key}` is not ADDR:PORT (IPv6 in brackets)")
+        })?;
+        if !listen.contains(&addr) && !tls_listen.contains(&addr) {
+            anyhow::bail!(
+                "[sip.srtp_per_listen]: {addr} is not a SIP listen address (--sip-listen / [sip] listen, --sip-tls-listen / [sip.tls] listen)"
+            );
+        }
+        out.push((addr, *policy));
+    }
+    Ok(out)
+}
+
 /// Where sessions go: the `[[realtime.endpoints]]` list, else one endpoint from `--realtime-url`
 /// / `--realtime-protocol` / the single-endpoint `[realtime]` keys (named `default`), else (no
 /// key, no URL) the built-in simulator. `--realtime-url` overrides an endpoint list.
@@ -583,17 +607,23 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         args.realtime_protocol.as_deref(),
         args.sim_scenario,
     )?;
+    let sip_tls_listen = if args.sip_tls_listen.is_empty() {
+        file.sip
+            .tls
+            .listen
+            .clone()
+            .map(config::OneOrMany::into_vec)
+            .unwrap_or_default()
+    } else {
+        args.sip_tls_listen
+    };
+    let srtp_listen = srtp_per_listen(
+        file.sip.srtp_per_listen.as_ref(),
+        &sip_listen,
+        &sip_tls_listen,
+    )?;
     Ok(ServeSettings {
-        sip_tls_listen: if args.sip_tls_listen.is_empty() {
-            file.sip
-                .tls
-                .listen
-                .clone()
-                .map(config::OneOrMany::into_vec)
-                .unwrap_or_default()
-        } else {
-            args.sip_tls_listen
-        },
+        sip_tls_listen,
         sip_tls: crate::sip::tls::TlsSettings {
             cert: args.sip_tls_cert.or(file.sip.tls.cert.clone()),
             key: args.sip_tls_key.or(file.sip.tls.key.clone()),
@@ -633,6 +663,7 @@ pub fn serve_settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
             args.sip_tls_srtp
                 .or(file.sip.tls.srtp)
                 .unwrap_or(crate::sdp::sdes::Policy::Require),
+            srtp_listen,
             file.admission.as_ref(),
         ),
         connect_timeout: file
@@ -951,5 +982,46 @@ name = "openai"
             "[[realtime.endpoints]]\nname = \"a\"\n[[realtime.endpoints]]\nname = \"a\"\n",
         );
         assert!(format!("{:#}", twice.expect_err("duplicate")).contains("used twice"));
+    }
+
+    #[test]
+    fn srtp_per_listen_keys_must_be_listen_addresses() {
+        use crate::sdp::sdes::Policy;
+        let file: config::ConfigFile = toml::from_str(
+            "[sip.srtp_per_listen]\n\"203.0.113.5:5061\" = \"require\"\n\"[::]:5060\" = \"off\"\n",
+        )
+        .expect("toml");
+        let map = file.sip.srtp_per_listen.as_ref();
+        let udp: Vec<SocketAddr> = vec![
+            "0.0.0.0:5060".parse().unwrap(),
+            "[::]:5060".parse().unwrap(),
+        ];
+        let tls: Vec<SocketAddr> = vec!["203.0.113.5:5061".parse().unwrap()];
+        let got = srtp_per_listen(map, &udp, &tls).expect("valid");
+        assert_eq!(
+            got,
+            vec![
+                ("203.0.113.5:5061".parse().unwrap(), Policy::Require),
+                ("[::]:5060".parse().unwrap(), Policy::Off),
+            ]
+        );
+        let err = srtp_per_listen(map, &udp, &[]).expect_err("not a listener");
+        assert!(
+            err.to_string()
+                .contains("203.0.113.5:5061 is not a SIP listen address"),
+            "{err}"
+        );
+        let bad: config::ConfigFile =
+            toml::from_str("[sip.srtp_per_listen]\n\"pbx:5060\" = \"offer\"\n").expect("toml");
+        let err =
+            srtp_per_listen(bad.sip.srtp_per_listen.as_ref(), &udp, &tls).expect_err("bad key");
+        assert!(
+            err.to_string().contains("`pbx:5060` is not ADDR:PORT"),
+            "{err}"
+        );
+        assert!(toml::from_str::<config::ConfigFile>(
+            "[sip.srtp_per_listen]\n\"[::]:5060\" = \"always\"\n"
+        )
+        .is_err());
     }
 }

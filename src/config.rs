@@ -100,6 +100,10 @@ pub struct SipFile {
     /// `[sip.tls]`: SIP over TLS.
     #[serde(default)]
     pub tls: SipTlsFile,
+    /// `[sip.srtp_per_listen]`: SRTP policy per listen address (`"ADDR:PORT" = "require"`), for
+    /// calls outside every trunk with its own `srtp`; the key must be a `listen` or
+    /// `tls.listen` address.
+    pub srtp_per_listen: Option<std::collections::BTreeMap<String, crate::sdp::sdes::Policy>>,
 }
 
 /// The `[sip.tls]` section (see `sip::tls::TlsSettings`).

@@ -276,3 +276,60 @@ fn live_pcma_call() {
     let run = booking_call(dir, "uac_talk_pcma.xml");
     assert_live_media(&run, Law::A, 8, &al);
 }
+
+/// The server refuses `session.start` (here: the agent names a Realtime model, which GPT-Live
+/// answers with `model_not_found`): the call is refused with 503 before it is answered, as when
+/// a Realtime session is not created, instead of being answered with a dead session.
+#[test]
+fn a_refused_session_start_is_a_503_before_the_answer() {
+    let dir = TestDir::new("live-refused");
+    let sim = Sim::start(&dir, None);
+    let plans = dir.join("dialplans");
+    std::fs::create_dir_all(&plans).expect("mkdir");
+    std::fs::write(
+        plans.join("clinic.toml"),
+        r#"
+[[routes]]
+name = "clinic"
+to = "*"
+agent = "receptionist"
+
+[agents.receptionist]
+model = "gpt-realtime-mini"
+greeting = "Thank you for calling."
+instructions = "You are the receptionist."
+"#,
+    )
+    .expect("write");
+    let url = format!("ws://{}/v1/live/sessions", sim.addr);
+    let mut serve = Serve::start(
+        &dir,
+        &plans,
+        &["--realtime-url", &url, "--realtime-protocol", "live"],
+    );
+    let run = run_sipp(
+        &dir,
+        "invite_expect_503.xml",
+        serve.sip,
+        free_port(),
+        0,
+        false,
+    );
+    let log = serve.proc.log_text();
+    assert!(
+        run.success,
+        "no 503:\n{}\n---- frontdesk ----\n{log}",
+        run.output
+    );
+    assert!(
+        log.contains("model_not_found") || log.contains("does not exist"),
+        "{log}"
+    );
+    assert!(!log.contains("call answered"), "{log}");
+    let client = read_jsonl(&sim.record);
+    assert_eq!(client.len(), 1, "only session.start was sent: {client:?}");
+    assert_eq!(client[0]["type"], "session.start");
+    assert_eq!(client[0]["session"]["model"], "gpt-realtime-mini");
+    let status = serve.proc.terminate(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

@@ -43,6 +43,8 @@ instructions = "You are the receptionist of a test clinic."
 /// A baresip user agent that dials `target` once, plays `wav` and hangs up after `secs`.
 struct Baresip {
     dir: PathBuf,
+    /// Its UDP RTP/RTCP port range (low, high).
+    rtp_ports: (u16, u16),
 }
 
 impl Baresip {
@@ -88,7 +90,10 @@ impl Baresip {
             format!("<sip:tester@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMU{enc}\n"),
         )
         .expect("write baresip accounts");
-        Baresip { dir: conf }
+        Baresip {
+            dir: conf,
+            rtp_ports: (rtp_low, rtp_low + 20),
+        }
     }
 
     /// Dials `uri`, stays `secs` seconds, quits; returns baresip's output with its SIP trace
@@ -377,8 +382,21 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
             String::new(),
         )
     };
-    let capture = Capture::start_filter(&dir, "srtp", "(udp or tcp) and host 127.0.0.1");
     let caller = Baresip::new(&dir, "baresip", &wav, Some(mediaenc), &caller_tls);
+    // Only this call's packets: the SIP port it dials and its media ports (frontdesk's media
+    // goes to and comes from them). A wider filter takes in every other test's loopback traffic
+    // and the capture drops packets on a busy machine.
+    let sip_port = if tls {
+        tls_addr.port()
+    } else {
+        serve.sip.port()
+    };
+    let (low, high) = caller.rtp_ports;
+    let capture = Capture::start_filter(
+        &dir,
+        "srtp",
+        &format!("host 127.0.0.1 and (port {sip_port} or portrange {low}-{high})"),
+    );
     let out = caller.call(&target, 10);
     let pcap = capture.finish();
     let status = serve.proc.terminate(Duration::from_secs(15));
@@ -649,6 +667,60 @@ fn plain_rtp_offer_over_tls_gets_488_while_udp_takes_it() {
     assert!(
         out.contains("Call established") && !out.contains("SRTP is Enabled"),
         "a plain-RTP offer over UDP was not answered with plain RTP:\n{out}\n---- frontdesk ----\n{}",
+        serve.proc.log_text()
+    );
+}
+
+#[test]
+fn per_listen_address_policy_refuses_plain_rtp_on_that_address_only() {
+    // Two TLS listeners (UDP/TCP take one address per IP family): TLS calls may use plain RTP
+    // (`--sip-tls-srtp offer`), except on the carrier-facing one, which `[sip.srtp_per_listen]`
+    // makes `require`.
+    let dir = TestDir::new("srtp-per-listen");
+    make_tls_certs(&dir);
+    let strict: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let relaxed = format!("127.0.0.1:{}", free_port());
+    let config = dir.join("frontdesk.toml");
+    std::fs::write(
+        &config,
+        format!("[sip.srtp_per_listen]\n\"{strict}\" = \"require\"\n"),
+    )
+    .expect("write config");
+    let config_arg = config.display().to_string();
+    let mut args = tls_listener_args(&dir, strict, false);
+    args.extend(
+        [
+            "--sip-tls-listen",
+            &relaxed,
+            "--sip-tls-srtp",
+            "offer",
+            "--config",
+            &config_arg,
+        ]
+        .map(str::to_owned),
+    );
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Sessions go to the built-in simulator (no key, no URL).
+    let serve = Serve::start(&dir, &dialplans(&dir), &extra);
+    let wav = silence_wav(&dir);
+    let trust = format!("sip_cafile {}", dir.join("ca.pem").display());
+    let caller = Baresip::new(&dir, "plain-strict", &wav, None, &trust);
+    let out = caller.call(&format!("sip:agent@{strict};transport=tls"), 3);
+    let log = strip_ansi(&serve.proc.log_text());
+    assert!(
+        out.contains("SIP/2.0 488 ") && out.contains("SRTP is required"),
+        "a plain-RTP offer to {strict} was not refused with 488:\n{out}\n---- frontdesk ----\n{log}"
+    );
+    assert!(
+        log.contains(&format!("srtp_from=[sip.srtp_per_listen] {strict}")),
+        "{log}"
+    );
+    // The same offer to the other TLS listener is answered with plain RTP.
+    let caller = Baresip::new(&dir, "plain-relaxed", &wav, None, &trust);
+    let out = caller.call(&format!("sip:agent@{relaxed};transport=tls"), 3);
+    assert!(
+        out.contains("Call established") && !out.contains("SRTP is Enabled"),
+        "a plain-RTP offer to {relaxed} was not answered:\n{out}\n---- frontdesk ----\n{}",
         serve.proc.log_text()
     );
 }

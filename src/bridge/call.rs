@@ -228,6 +228,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         offer,
         source,
         transport,
+        local,
         invite,
     } = call;
     info!(
@@ -271,6 +272,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
         caller_user.as_deref(),
         source,
         transport,
+        local,
         offer,
         invite,
         &cancel,
@@ -436,6 +438,7 @@ async fn drive(
     caller: Option<&str>,
     source: Option<SocketAddr>,
     transport: crate::sip::Transport,
+    local: Option<SocketAddr>,
     offer: Option<Vec<u8>>,
     invite: PendingInvite,
     cancel: &CancellationToken,
@@ -503,6 +506,7 @@ async fn drive(
     let media_ip = ctx.media_ip_for(offer.as_deref());
     let (srtp_policy, from) = ctx.srtp.for_call(
         source.map(|s| s.ip()),
+        local,
         transport == crate::sip::Transport::Tls,
     );
     debug!(srtp = %srtp_policy, from = %from, "SRTP policy");
@@ -647,7 +651,19 @@ async fn dialog_phase(
     let session = match &profile {
         Some(profile) => {
             let targets = ctx.realtime.select(&profile.endpoints);
-            let opening = failover::open(&targets, &profile.model, ctx.connect_timeout);
+            // GPT-Live's `session.start` carries the call's audio format: with the codec known
+            // (an offer in the INVITE) it is started before the answer, so that a refused start
+            // is a 503 too, as a Realtime session that is not created.
+            let announcement = matches!(plan, Plan::Announcement(..));
+            let start = negotiated
+                .as_ref()
+                .map(|n| plan_settings(ctx, profile, n.law, announcement));
+            let opening = open_and_start(
+                &targets,
+                &profile.model,
+                start.as_ref(),
+                ctx.connect_timeout,
+            );
             tokio::select! {
                 r = opening => match r {
                     Ok(opened) => {
@@ -864,15 +880,43 @@ async fn save_message(ctx: &CallContext, of: &MessageOf, audio: &[u8]) {
     }
 }
 
-/// The model session plan of a profile: its settings and tools, its greeting and the
-/// dialplan's call-control data.
-fn model_plan(
+/// Opens the agent's model session ([`failover::open`] across its endpoints) and, with `start`,
+/// starts it ([`crate::realtime::session::Session::start`]: GPT-Live `session.start` until
+/// `session.started`; nothing for the Realtime dialects), all within `budget`.
+///
+/// # Errors
+/// No endpoint gave a session, or the session's start was refused or took too long (then the
+/// endpoint it was opened on is the one attempt reported).
+async fn open_and_start(
+    targets: &[crate::realtime::client::RealtimeTarget],
+    model: &str,
+    start: Option<&SessionSettings>,
+    budget: Duration,
+) -> Result<failover::Opened, failover::AllFailed> {
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut opened = failover::open(targets, model, budget).await?;
+    let Some(settings) = start else {
+        return Ok(opened);
+    };
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let err = match tokio::time::timeout(left, opened.session.start(settings)).await {
+        Ok(Ok(())) => return Ok(opened),
+        Ok(Err(e)) => failover::AttemptError::Failed(e),
+        Err(_) => failover::AttemptError::Timeout(left),
+    };
+    Err(failover::AllFailed {
+        timed_out: matches!(err, failover::AttemptError::Timeout(_)),
+        attempts: vec![(opened.endpoint, err)],
+    })
+}
+
+/// The session settings of a profile's call: [`session_settings`] and the tools it may call.
+fn plan_settings(
     ctx: &CallContext,
     profile: &AgentProfile,
     law: Law,
     announcement: bool,
-    caps: crate::realtime::Capabilities,
-) -> ModelPlan {
+) -> SessionSettings {
     let mut settings = session_settings(profile, law, announcement);
     let allowed: Vec<String> = profile.tools.iter().map(|t| t.name().to_owned()).collect();
     if !announcement && ctx.calendar_tools {
@@ -884,6 +928,19 @@ fn model_plan(
             .tools
             .extend(tools::call_control::definitions(&allowed, &targets));
     }
+    settings
+}
+
+/// The model session plan of a profile: its settings and tools, its greeting and the
+/// dialplan's call-control data.
+fn model_plan(
+    ctx: &CallContext,
+    profile: &AgentProfile,
+    law: Law,
+    announcement: bool,
+    caps: crate::realtime::Capabilities,
+) -> ModelPlan {
+    let settings = plan_settings(ctx, profile, law, announcement);
     ModelPlan {
         caps,
         settings,

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! connect ─► (handshake) ─► wait for SessionCreated ─► feed* flush ─► next_event* ─► close
+//! GPT-Live: connect ─► (handshake) ─► start: session.start, wait for session.started ─► …
 //! ```
 
 use std::collections::VecDeque;
@@ -18,7 +19,7 @@ use tracing::{debug, info, warn};
 use super::client::{self, RealtimeSocket, RealtimeTarget};
 use super::codec::Codec;
 use super::model::{Capabilities, ModelCommand, ModelEvent};
-use super::protocol::Dialect;
+use super::protocol::{Dialect, SessionSettings};
 
 /// Errors of a model session.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +63,10 @@ impl Session {
     /// # Errors
     /// [`Error::Connect`] (URL, TCP, TLS, HTTP upgrade), [`Error::Refused`] (an `error` event
     /// first), [`Error::Closed`] (closed before creation), [`Error::Transport`].
-    /// GPT-Live ([`Dialect::Live`]) speaks only after the client's `session.start`, which is the
-    /// first [`ModelCommand::Configure`]: its session is returned once the WebSocket is open, and
-    /// [`ModelEvent::SessionCreated`] follows as an event (a refused start as
-    /// [`ModelEvent::SessionClosed`]).
+    /// GPT-Live ([`Dialect::Live`]) speaks only after the client's `session.start`: its session
+    /// is returned once the WebSocket is open; [`Session::start`] then starts it (or the first
+    /// [`ModelCommand::Configure`] does, [`ModelEvent::SessionCreated`] following as an event
+    /// and a refused start as [`ModelEvent::SessionClosed`]).
     pub async fn connect(target: &RealtimeTarget, model: &str) -> Result<Session, Error> {
         let ws = target.connect(model).await?;
         let backend = target
@@ -100,6 +101,48 @@ impl Session {
                 _ => continue,
             }
         }
+    }
+
+    /// GPT-Live: sends `session.start` with `settings` (the call's audio format, instructions,
+    /// voice, tools) and waits for `session.started`, so that a refused start fails the call
+    /// before it is answered, as a Realtime session that is not created does. Events that arrive
+    /// meanwhile stay queued for [`Session::next_event`]; the core's later `Configure` with the
+    /// same audio format is then not sent again. Other dialects: nothing to do (their
+    /// configuration is a `session.update` the core sends). No timeout here: the caller bounds
+    /// it (the rest of the connect timeout).
+    ///
+    /// # Errors
+    /// [`Error::Refused`] (an `error` before `session.started`, e.g. `unknown_parameter` or
+    /// `model_not_found`), [`Error::Closed`], [`Error::Transport`].
+    pub async fn start(&mut self, settings: &SessionSettings) -> Result<(), Error> {
+        if self.codec.live().is_none_or(|l| l.start_sent()) {
+            return Ok(());
+        }
+        self.feed(&ModelCommand::Configure(Box::new(settings.clone())))
+            .await?;
+        self.flush().await?;
+        let mut kept = Vec::new();
+        let result = loop {
+            match self.next_event().await? {
+                ModelEvent::SessionCreated { session_id } => {
+                    info!(
+                        session_id = session_id.as_deref().unwrap_or("-"),
+                        "GPT-Live session started"
+                    );
+                    self.session_id = session_id;
+                    break Ok(());
+                }
+                ModelEvent::Error(e) => break Err(Error::Refused { message: e.message }),
+                ModelEvent::SessionClosed { reason } => {
+                    break Err(Error::Closed { detail: reason })
+                }
+                other => kept.push(other),
+            }
+        };
+        for event in kept.into_iter().rev() {
+            self.events.push_front(event);
+        }
+        result
     }
 
     /// What the session's dialect can do.

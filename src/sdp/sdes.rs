@@ -18,6 +18,7 @@
 )]
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 use sdp_types as sdp;
@@ -88,7 +89,8 @@ impl<'de> serde::Deserialize<'de> for Policy {
 }
 
 /// The SRTP policy of each call, most specific first: the first `[[admission.trunks]]` entry
-/// with its own `srtp` whose `allow` networks hold the INVITE's source; else, for an INVITE that
+/// with its own `srtp` whose `allow` networks hold the INVITE's source; else the policy of the
+/// listen address the INVITE came in on (`[sip.srtp_per_listen]`); else, for an INVITE that
 /// came over TLS, the TLS listeners' policy (`[sip.tls] srtp` / `--sip-tls-srtp`, `require` by
 /// default: a carrier that encrypts the signalling expects the media encrypted too); else the
 /// default (`[media] srtp` / `--srtp`, itself `offer` by default).
@@ -98,6 +100,9 @@ pub struct PolicyTable {
     pub default: Policy,
     /// The policy outside every trunk with its own, over TLS.
     pub tls: Policy,
+    /// Listen addresses with their own policy (`[sip.srtp_per_listen]`); an unspecified IP
+    /// (`0.0.0.0`, `[::]`) matches every local address of its family on that port.
+    pub listen: Vec<(SocketAddr, Policy)>,
     /// Trunks with their own policy, in config order: (name, networks, policy).
     pub trunks: Vec<(String, Vec<crate::sip::admission::Cidr>, Policy)>,
 }
@@ -108,6 +113,7 @@ impl Default for PolicyTable {
         PolicyTable {
             default: Policy::Offer,
             tls: Policy::Require,
+            listen: Vec::new(),
             trunks: Vec::new(),
         }
     }
@@ -118,6 +124,8 @@ impl Default for PolicyTable {
 pub enum PolicySource<'a> {
     /// The trunk of this name (`[[admission.trunks]] srtp`).
     Trunk(&'a str),
+    /// The policy of the listen address the INVITE came in on (`[sip.srtp_per_listen]`).
+    Listen(SocketAddr),
     /// The TLS listeners' policy (`[sip.tls] srtp`).
     Tls,
     /// The default (`[media] srtp`).
@@ -128,6 +136,7 @@ impl fmt::Display for PolicySource<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PolicySource::Trunk(name) => write!(f, "trunk {name}"),
+            PolicySource::Listen(addr) => write!(f, "[sip.srtp_per_listen] {addr}"),
             PolicySource::Tls => f.write_str("[sip.tls] srtp"),
             PolicySource::Default => f.write_str("[media] srtp"),
         }
@@ -135,12 +144,13 @@ impl fmt::Display for PolicySource<'_> {
 }
 
 impl PolicyTable {
-    /// The table from the config: `default` (UDP, TCP), `tls` (TLS listeners), and each trunk of
-    /// `admission` that sets `srtp`. Networks that do not parse are skipped here (admission
-    /// refuses them at start anyway).
+    /// The table from the config: `default` (UDP, TCP), `tls` (TLS listeners), `listen` (per
+    /// listen address), and each trunk of `admission` that sets `srtp`. Networks that do not
+    /// parse are skipped here (admission refuses them at start anyway).
     pub fn new(
         default: Policy,
         tls: Policy,
+        listen: Vec<(SocketAddr, Policy)>,
         admission: Option<&crate::config::AdmissionFile>,
     ) -> PolicyTable {
         let trunks = admission
@@ -156,15 +166,17 @@ impl PolicyTable {
         PolicyTable {
             default,
             tls,
+            listen,
             trunks,
         }
     }
 
-    /// The policy for a call from `source` whose INVITE came over TLS (`over_tls`) or not, and
-    /// where it came from.
+    /// The policy for a call from `source` whose INVITE came in on the local address `local`
+    /// (`None`: unknown) over TLS (`over_tls`) or not, and where it came from.
     pub fn for_call(
         &self,
         source: Option<std::net::IpAddr>,
+        local: Option<SocketAddr>,
         over_tls: bool,
     ) -> (Policy, PolicySource<'_>) {
         let trunk = source.and_then(|ip| {
@@ -172,8 +184,22 @@ impl PolicyTable {
                 .iter()
                 .find(|(_, nets, _)| nets.iter().any(|n| n.contains(ip)))
         });
-        match trunk {
-            Some((name, _, p)) => (*p, PolicySource::Trunk(name)),
+        if let Some((name, _, p)) = trunk {
+            return (*p, PolicySource::Trunk(name));
+        }
+        let listener = local.and_then(|local| {
+            let on = |l: &SocketAddr| {
+                *l == local
+                    || (l.ip().is_unspecified()
+                        && l.port() == local.port()
+                        && l.is_ipv6() == local.is_ipv6())
+            };
+            // An exact address wins over a wildcard one.
+            let exact = self.listen.iter().find(|(l, _)| *l == local);
+            exact.or_else(|| self.listen.iter().find(|(l, _)| on(l)))
+        });
+        match listener {
+            Some((addr, p)) => (*p, PolicySource::Listen(*addr)),
             None if over_tls => (self.tls, PolicySource::Tls),
             None => (self.default, PolicySource::Default),
         }
@@ -388,34 +414,62 @@ mod tests {
             "#,
         )
         .unwrap();
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let public = addr("203.0.113.5:5060");
+        let any6 = addr("[::]:5070");
         let table = PolicyTable::new(
             file.media.srtp.unwrap(),
             file.sip.tls.srtp.unwrap(),
+            vec![(public, Policy::Require), (any6, Policy::Offer)],
             file.admission.as_ref(),
         );
         let ip = |s: &str| Some(s.parse().unwrap());
         let carrier = (Policy::Require, PolicySource::Trunk("carrier"));
         for tls in [false, true] {
-            assert_eq!(table.for_call(ip("198.51.100.7"), tls), carrier);
-            assert_eq!(table.for_call(ip("2001:db8::1"), tls), carrier);
+            for local in [None, Some(public)] {
+                assert_eq!(table.for_call(ip("198.51.100.7"), local, tls), carrier);
+                assert_eq!(table.for_call(ip("2001:db8::1"), local, tls), carrier);
+            }
         }
-        // The "lan" trunk has no policy of its own: the listener's applies.
+        // The "lan" trunk has no policy of its own: the listen address's, else the transport's.
         assert_eq!(
-            table.for_call(ip("10.1.2.3"), false),
+            table.for_call(ip("10.1.2.3"), None, false),
             (Policy::Off, PolicySource::Default)
         );
         assert_eq!(
-            table.for_call(ip("10.1.2.3"), true),
+            table.for_call(ip("10.1.2.3"), None, true),
             (Policy::Offer, PolicySource::Tls)
         );
         assert_eq!(
-            table.for_call(None, false),
+            table.for_call(ip("10.1.2.3"), Some(public), false),
+            (Policy::Require, PolicySource::Listen(public))
+        );
+        // Another local address or port: not that listener.
+        assert_eq!(
+            table
+                .for_call(ip("10.1.2.3"), Some(addr("203.0.113.5:5080")), false)
+                .1,
+            PolicySource::Default
+        );
+        // A wildcard listener matches its family's addresses on its port.
+        assert_eq!(
+            table.for_call(ip("10.1.2.3"), Some(addr("[2001:db8::10]:5070")), true),
+            (Policy::Offer, PolicySource::Listen(any6))
+        );
+        assert_eq!(
+            table
+                .for_call(ip("10.1.2.3"), Some(addr("192.0.2.1:5070")), true)
+                .1,
+            PolicySource::Tls
+        );
+        assert_eq!(
+            table.for_call(None, None, false),
             (Policy::Off, PolicySource::Default)
         );
         assert!(toml::from_str::<crate::config::ConfigFile>("[media]\nsrtp = \"always\"").is_err());
         let defaults = PolicyTable::default();
-        assert_eq!(defaults.for_call(None, false).0, Policy::Offer);
-        assert_eq!(defaults.for_call(None, true).0, Policy::Require);
+        assert_eq!(defaults.for_call(None, None, false).0, Policy::Offer);
+        assert_eq!(defaults.for_call(None, None, true).0, Policy::Require);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct IncomingCall {
     pub source: Option<SocketAddr>,
     /// Transport the INVITE used.
     pub transport: Transport,
+    /// Our local address the INVITE came in on (the listener's, or the connection's local
+    /// address over TCP/TLS), when the stack knows it.
+    pub local: Option<SocketAddr>,
     /// The INVITE transaction, waiting for a decision: redirect, reject, or start the dialog.
     pub invite: PendingInvite,
 }
@@ -239,6 +242,7 @@ impl SipEndpoint {
             offer,
             source,
             transport,
+            local,
             invite: PendingInvite {
                 tx,
                 dialogs: self.dialogs.clone(),

@@ -206,6 +206,12 @@ impl LiveCodec {
         out.clear();
         let text = match cmd {
             ModelCommand::Configure(s) => {
+                if self.start_sent && self.law == Some(s.law) {
+                    debug!(
+                        "session.start was sent at connect; the call's configuration is in force"
+                    );
+                    return false;
+                }
                 if self.start_sent {
                     warn!("a GPT-Live session cannot be reconfigured (format, voice and instructions are fixed at session.start); keeping it as started");
                     return false;

@@ -7,7 +7,8 @@
 //!
 //! * Nothing is sent before the client's `session.start`, which is validated strictly: an unknown
 //!   field anywhere is refused with `error{code:"unknown_parameter", param:"session.<path>"}`, as
-//!   the real server does; so are wrong audio rates and a second `session.start`.
+//!   the real server does; so are wrong audio rates, a second `session.start` and a model that
+//!   is not a GPT-Live model (`model_not_found`, e.g. a Realtime model name).
 //! * `session.started` carries the resolved session (`id` `live_…`, `expires_at`, defaults).
 //! * The **session timeline advances with input audio**: every 100 ms of appended audio (scaled by
 //!   [`LiveParams::clock_skew_ppm`], which lets tests run the server's clock fast or slow) yields
@@ -58,6 +59,9 @@ pub const BARGE_IN_STOP_MS: u64 = 300;
 const APPEND_ACK_MS: u64 = 600;
 /// Session cap when the scenario sets none (the real cap is unverified, §3.7).
 const DEFAULT_MAX_SESSION: Duration = Duration::from_secs(60 * 60);
+/// Every GPT-Live model's name starts so (`gpt-live-1`, `gpt-live-1.1`, dated snapshots);
+/// `session.start` with another model is refused with `model_not_found`.
+pub const LIVE_MODEL_PREFIX: &str = "gpt-live";
 /// Default voice of the service.
 const DEFAULT_VOICE: &str = "marin";
 /// Instructions reported when the client sent none.
@@ -594,6 +598,15 @@ impl LiveSimSession {
             .as_object()
             .ok_or_else(|| ClientError::invalid_type("session", "an object", session))?;
         let model = req_str(s, "model", "session.model")?;
+        if !model.starts_with(LIVE_MODEL_PREFIX) {
+            // The error the service sends for a model the key cannot use (live-protocol.md §3.8:
+            // `model_not_found`; its exact text is unverified).
+            return Err(ClientError::new(
+                Some("model_not_found"),
+                format!("The model `{model}` does not exist or you do not have access to it."),
+                Some("session.model"),
+            ));
+        }
         let format = match session.pointer("/audio/format") {
             None | Some(Value::Null) => AudioFormat::Pcm16,
             Some(f) => {

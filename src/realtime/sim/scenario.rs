@@ -210,6 +210,18 @@ impl Scenario {
         }
     }
 
+    /// The first `[[turn]]` (or the fallback, as the turn after the last) whose `call` is
+    /// function `name`, 0-based.
+    pub(crate) fn turn_calling(&self, name: &str) -> Option<usize> {
+        let calls = |t: &Turn| t.call.as_ref().is_some_and(|c| c.name == name);
+        self.turns.iter().position(calls).or_else(|| {
+            self.fallback
+                .as_ref()
+                .filter(|t| calls(t))
+                .map(|_| self.turns.len())
+        })
+    }
+
     /// Sets the session cap (`frontdesk sim --session-max-secs`), overriding `max_session_s`.
     pub fn set_max_session(&mut self, cap: Duration) {
         self.max_session =

@@ -1096,7 +1096,7 @@ impl SimSession {
         tracing::debug!(call_id, output, "tool output");
         self.tool_outputs.push(ToolOutput {
             call_id: call_id.to_string(),
-            name,
+            name: name.clone(),
             output: output.to_string(),
         });
         if let Some((awaited, index)) = &self.awaiting_call {
@@ -1107,6 +1107,13 @@ impl SimSession {
                 });
                 self.awaiting_call = None;
             }
+        } else if let Some(index) = name.as_deref().and_then(|n| self.scenario.turn_calling(n)) {
+            // The output of a call an earlier session made, seeded into this one (a client's
+            // session rollover): answered as the turn that makes that call.
+            self.pending = Some(Plan::AfterCall {
+                index,
+                output: output.to_string(),
+            });
         }
     }
 

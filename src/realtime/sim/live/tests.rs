@@ -191,6 +191,12 @@ fn nothing_before_session_start_and_unknown_fields_are_refused() {
         h.log.pop().expect("error")["error"]["param"],
         "session.audio.format.rate"
     );
+    let mut realtime_model = start.clone();
+    realtime_model["session"]["model"] = json!("gpt-realtime");
+    h.send(&realtime_model.to_string());
+    let e = h.log.pop().expect("error");
+    assert_eq!(e["error"]["code"], "model_not_found");
+    assert_eq!(e["error"]["param"], "session.model");
     assert!(h.of_type("session.started").is_empty());
 
     start["event_id"] = json!("evt_start");
