@@ -28,7 +28,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::protocol::{write_audio_event, Error, FunctionCall, ToolDefinition, Usage, AUDIO_B64};
+use super::protocol::{
+    fields, write_audio_event, Error, ErrorEventWire, FunctionCall, ToolDefinition, Usage,
+    AUDIO_B64,
+};
 use crate::media::g711::{Law, CLOCK_RATE_HZ};
 
 pub mod codec;
@@ -587,20 +590,6 @@ struct ClosedWire {
 }
 
 #[derive(Deserialize)]
-struct ErrorEnvelopeWire {
-    error: ErrorBodyWire,
-}
-
-#[derive(Deserialize)]
-struct ErrorBodyWire {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    code: Option<String>,
-    message: Option<String>,
-    param: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct InfoWire {
     code: String,
     message: String,
@@ -628,13 +617,6 @@ struct ResponsesUsageWire {
 #[derive(Deserialize)]
 struct CachedWire {
     cached_tokens: Option<u64>,
-}
-
-fn field<T: for<'de> Deserialize<'de>>(kind: &str, text: &str) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|e| Error::Malformed {
-        kind: kind.to_owned(),
-        detail: e.to_string(),
-    })
 }
 
 fn inner_field<T: for<'de> Deserialize<'de>>(kind: &str, v: Value) -> Result<T, Error> {
@@ -738,7 +720,7 @@ pub fn parse_server_event(text: &str) -> Result<LiveEvent, Error> {
             LiveEvent::OutputAudio { audio }
         }
         "session.started" => {
-            let w: StartedWire = field(kind, text)?;
+            let w: StartedWire = fields(text, kind)?;
             LiveEvent::SessionStarted {
                 session_id: w.session.id,
                 expires_at: w.session.expires_at,
@@ -747,7 +729,7 @@ pub fn parse_server_event(text: &str) -> Result<LiveEvent, Error> {
         }
         "session.updated" => LiveEvent::SessionUpdated,
         "session.input_transcript.delta" | "session.output_transcript.delta" => {
-            let w: TranscriptWire = field(kind, text)?;
+            let w: TranscriptWire = fields(text, kind)?;
             if kind == "session.input_transcript.delta" {
                 LiveEvent::InputTranscript {
                     delta: w.delta,
@@ -763,7 +745,7 @@ pub fn parse_server_event(text: &str) -> Result<LiveEvent, Error> {
             }
         }
         "session.delegation.created" => {
-            let w: DelegationCreatedWire = field(kind, text)?;
+            let w: DelegationCreatedWire = fields(text, kind)?;
             LiveEvent::DelegationCreated {
                 id: w.delegation.id,
                 target: w.delegation.target,
@@ -772,7 +754,7 @@ pub fn parse_server_event(text: &str) -> Result<LiveEvent, Error> {
             }
         }
         "response.event" => {
-            let w: ResponseEnvelopeWire = field(kind, text)?;
+            let w: ResponseEnvelopeWire = fields(text, kind)?;
             LiveEvent::Response {
                 delegation_id: w.delegation_id,
                 event: parse_response_stream(w.event)?,
@@ -781,7 +763,7 @@ pub fn parse_server_event(text: &str) -> Result<LiveEvent, Error> {
         "session.instructions.appended"
         | "session.thinking.appended"
         | "session.commentary.appended" => {
-            let w: AppendedWire = field(kind, text)?;
+            let w: AppendedWire = fields(text, kind)?;
             LiveEvent::ContextAppended {
                 kind: kind.to_owned(),
                 start_ms: w.start_ms,
@@ -789,30 +771,36 @@ pub fn parse_server_event(text: &str) -> Result<LiveEvent, Error> {
             }
         }
         "session.usage.updated" => {
-            let w: UsageUpdatedWire = field(kind, text)?;
+            let w: UsageUpdatedWire = fields(text, kind)?;
             LiveEvent::UsageUpdated {
                 seconds: w.usage.seconds,
                 context_usage_ratio: w.context_window.map(|c| c.usage_ratio),
             }
         }
         "session.closed" => {
-            let w: ClosedWire = field(kind, text)?;
+            let w: ClosedWire = fields(text, kind)?;
             LiveEvent::Closed {
                 reason: w.reason,
                 seconds: w.usage.seconds,
             }
         }
         "error" => {
-            let w: ErrorEnvelopeWire = field(kind, text)?;
+            let w: ErrorEventWire = fields(text, kind)?;
+            let Some(error) = w.error else {
+                return Err(Error::Malformed {
+                    kind: kind.to_owned(),
+                    detail: "missing field `error`".to_owned(),
+                });
+            };
             LiveEvent::Error {
-                error_type: w.error.kind.unwrap_or_default(),
-                code: w.error.code,
-                message: w.error.message.unwrap_or_default(),
-                param: w.error.param,
+                error_type: error.kind.unwrap_or_default(),
+                code: error.code,
+                message: error.message.unwrap_or_default(),
+                param: error.param,
             }
         }
         "info" => {
-            let w: InfoWire = field(kind, text)?;
+            let w: InfoWire = fields(text, kind)?;
             LiveEvent::Info {
                 code: w.code,
                 message: w.message,

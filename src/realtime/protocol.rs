@@ -1151,19 +1151,22 @@ struct FunctionArgsDoneWire {
     arguments: String,
 }
 
+/// An `error` event (Realtime and GPT-Live share the shape: realtime-protocol.md, live-protocol.md
+/// §3.8).
 #[derive(Deserialize)]
-struct ErrorEventWire {
-    error: Option<ErrorBodyWire>,
+pub(super) struct ErrorEventWire {
+    pub(super) error: Option<ErrorBodyWire>,
 }
 
+/// The `error` object of an `error` event.
 #[derive(Deserialize, Default)]
-struct ErrorBodyWire {
+pub(super) struct ErrorBodyWire {
     #[serde(rename = "type")]
-    kind: Option<String>,
-    code: Option<String>,
-    message: Option<String>,
-    param: Option<String>,
-    event_id: Option<String>,
+    pub(super) kind: Option<String>,
+    pub(super) code: Option<String>,
+    pub(super) message: Option<String>,
+    pub(super) param: Option<String>,
+    pub(super) event_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1173,7 +1176,11 @@ struct TruncatedWire {
 }
 
 /// Deserialises the event-specific fields of an already-tagged frame.
-fn fields<'a, T: Deserialize<'a>>(text: &'a str, kind: &str) -> Result<T, Error> {
+/// Reads the wire struct of a server event of type `kind` from its text (Realtime and GPT-Live).
+///
+/// # Errors
+/// [`Error::Malformed`] naming the event type when the text does not fit the struct.
+pub(super) fn fields<'a, T: Deserialize<'a>>(text: &'a str, kind: &str) -> Result<T, Error> {
     serde_json::from_str(text).map_err(|e| Error::Malformed {
         kind: kind.to_owned(),
         detail: e.to_string(),

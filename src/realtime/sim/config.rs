@@ -89,6 +89,48 @@ impl ClientError {
     }
 }
 
+/// The string at `key` of a client event, required (`path` names it in the error).
+pub(crate) fn req_str<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<&'a str, ClientError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Err(ClientError::missing(path)),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(ClientError::invalid_type(path, "a string", other)),
+    }
+}
+
+/// Refuses a key of `obj` not in `allowed` with `unknown_parameter` (its path: `prefix` + key).
+pub(crate) fn only_keys(
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+    prefix: &str,
+) -> Result<(), ClientError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ClientError::unknown_parameter(&format!("{prefix}{k}"))),
+        None => Ok(()),
+    }
+}
+
+/// The audio bytes of an append event (Realtime `input_audio_buffer.append`, GPT-Live
+/// `session.input_audio.append`: `type`, `event_id`, base64 `audio`), or the service's error.
+pub(crate) fn append_audio(obj: &Map<String, Value>) -> Result<Vec<u8>, ClientError> {
+    use base64::Engine as _;
+    only_keys(obj, &["type", "event_id", "audio"], "")?;
+    let audio = req_str(obj, "audio", "audio")?;
+    base64::engine::general_purpose::STANDARD
+        .decode(audio)
+        .map_err(|_| {
+            ClientError::new(
+                Some("invalid_value"),
+                "Invalid 'audio': expected base64-encoded audio bytes.".into(),
+                Some("audio"),
+            )
+        })
+}
+
 /// How a JSON value's type is named in error messages.
 pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {

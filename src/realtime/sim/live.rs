@@ -39,13 +39,13 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::audio::AudioFormat;
-use super::config::{as_int, check, ClientError, S};
+use super::config::{append_audio, as_int, check, only_keys, req_str, ClientError, S};
 use super::scenario::{
     server_error_fields, FaultAction, FaultSchedule, Scenario, Speech, TemplateCtx,
     FAULT_CLOSE_CODE,
 };
 use super::session::{Close, ToolOutput};
-use super::vad::{Vad, VadEvent, VadParams};
+use super::vad::{Framer, Vad, VadEvent, VadParams};
 
 /// Output chunk: one `session.output_audio.delta` per 100 ms of timeline (§3.3).
 pub const OUTPUT_CHUNK_MS: u64 = 100;
@@ -241,7 +241,7 @@ pub struct LiveSimSession {
     started: Option<Started>,
     // Input timeline.
     vad: Vad,
-    carry: Vec<u8>,
+    framer: Framer,
     in_bytes: u64,
     muted: bool,
     next_turn: usize,
@@ -273,21 +273,6 @@ fn window_start(ms: u64) -> u64 {
     ms / TRANSCRIPT_WINDOW_MS * TRANSCRIPT_WINDOW_MS
 }
 
-fn req_str<'a>(obj: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a str, ClientError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Err(ClientError::missing(path)),
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(ClientError::invalid_type(path, "a string", other)),
-    }
-}
-
-fn only_keys(obj: &Map<String, Value>, allowed: &[&str], prefix: &str) -> Result<(), ClientError> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(ClientError::unknown_parameter(&format!("{prefix}{k}"))),
-        None => Ok(()),
-    }
-}
-
 fn responses_only(ty: &str) -> ClientError {
     ClientError::new(
         None,
@@ -316,7 +301,7 @@ impl LiveSimSession {
             expires_at: params.unix_time_s + max.as_secs(),
             started: None,
             vad: Vad::new(Some(VAD)),
-            carry: Vec::new(),
+            framer: Framer::default(),
             in_bytes: 0,
             muted: false,
             next_turn: 0,
@@ -773,37 +758,20 @@ impl LiveSimSession {
     // ----- input timeline -----
 
     fn on_append(&mut self, obj: &Map<String, Value>) -> Result<(), ClientError> {
-        only_keys(obj, &["type", "event_id", "audio"], "")?;
-        let audio = req_str(obj, "audio", "audio")?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(audio)
-            .map_err(|_| {
-                ClientError::new(
-                    Some("invalid_value"),
-                    "Invalid 'audio'. Expected base64-encoded audio bytes.".into(),
-                    Some("audio"),
-                )
-            })?;
+        let bytes = append_audio(obj)?;
         let Some(format) = self.started.as_ref().map(|s| s.format) else {
             return Ok(());
         };
-        self.carry.extend_from_slice(&bytes);
-        let frame = format.frame_10ms_bytes();
-        let mut offset = 0;
-        while self.carry.len() - offset >= frame {
-            let rms = if self.muted {
-                0.0
-            } else {
-                format.rms(self.carry.get(offset..offset + frame).unwrap_or(&[]))
-            };
-            offset += frame;
-            self.in_bytes += frame as u64;
+        let frame = format.frame_10ms_bytes() as u64;
+        for rms in self.framer.push(format, &bytes) {
+            // Muted input is silence to the model (live-protocol.md §3.3).
+            let rms = if self.muted { 0.0 } else { rms };
+            self.in_bytes += frame;
             if let Some(ev) = self.vad.push_frame(rms) {
                 self.on_vad(ev);
             }
             self.advance();
         }
-        self.carry.drain(..offset);
         Ok(())
     }
 

@@ -34,12 +34,15 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::audio::AudioFormat;
-use super::config::{as_int, ClientError, Dialect, Effective, ResponseSettings, SessionConfig};
+use super::config::{
+    append_audio, as_int, only_keys, req_str, ClientError, Dialect, Effective, ResponseSettings,
+    SessionConfig,
+};
 use super::scenario::{
     server_error_fields, FaultAction, FaultSchedule, Scenario, Speech, TemplateCtx,
     FAULT_CLOSE_CODE,
 };
-use super::vad::{Vad, VadEvent};
+use super::vad::{Framer, Vad, VadEvent};
 
 /// Shortest buffer `input_audio_buffer.commit` accepts.
 const MIN_COMMIT_MS: u64 = 100;
@@ -265,7 +268,7 @@ pub struct SimSession {
     /// Bytes appended since then.
     stream_bytes: u64,
     /// Bytes not yet fed to the detector (less than one 10 ms frame).
-    carry: Vec<u8>,
+    framer: Framer,
     /// Retained buffer audio and the clock of its first byte.
     buffer: Vec<u8>,
     buffer_start_ms: u64,
@@ -311,19 +314,9 @@ fn floor_char_boundary(s: &str, mut at: usize) -> usize {
     at
 }
 
+/// Refuses a top-level key of a client event not in `allowed` (`unknown_parameter`).
 fn allow_keys(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), ClientError> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(ClientError::unknown_parameter(k)),
-        None => Ok(()),
-    }
-}
-
-fn req_str<'a>(obj: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a str, ClientError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Err(ClientError::missing(path)),
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(ClientError::invalid_type(path, "a string", other)),
-    }
+    only_keys(obj, allowed, "")
 }
 
 fn opt_str<'a>(
@@ -391,7 +384,7 @@ impl SimSession {
             input_format: eff.input,
             stream_base_ms: 0,
             stream_bytes: 0,
-            carry: Vec::new(),
+            framer: Framer::default(),
             buffer: Vec::new(),
             buffer_start_ms: 0,
             buffer_logical_start_ms: 0,
@@ -748,7 +741,7 @@ impl SimSession {
             // frame in the old format is dropped).
             self.stream_base_ms = self.vad.clock_ms();
             self.stream_bytes = 0;
-            self.carry.clear();
+            self.framer.clear();
             self.buffer.clear();
             self.buffer_start_ms = self.stream_base_ms;
             self.input_format = eff.input;
@@ -773,31 +766,14 @@ impl SimSession {
     }
 
     fn on_append(&mut self, now: Instant, obj: &Map<String, Value>) -> Result<(), ClientError> {
-        allow_keys(obj, &["type", "event_id", "audio"])?;
-        let audio = req_str(obj, "audio", "audio")?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(audio)
-            .map_err(|_| {
-                ClientError::new(
-                    Some("invalid_value"),
-                    "Invalid 'audio': expected base64-encoded audio bytes.".into(),
-                    Some("audio"),
-                )
-            })?;
-        let fmt = self.input_format;
+        let bytes = append_audio(obj)?;
         self.stream_bytes += bytes.len() as u64;
         self.buffer.extend_from_slice(&bytes);
-        self.carry.extend_from_slice(&bytes);
-        let frame = fmt.frame_10ms_bytes();
-        let mut offset = 0;
-        while self.carry.len() - offset >= frame {
-            let rms = fmt.rms(self.carry.get(offset..offset + frame).unwrap_or(&[]));
-            offset += frame;
+        for rms in self.framer.push(self.input_format, &bytes) {
             if let Some(ev) = self.vad.push_frame(rms) {
                 self.on_vad(now, ev);
             }
         }
-        self.carry.drain(..offset);
         self.trim_buffer();
         Ok(())
     }

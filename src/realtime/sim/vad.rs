@@ -65,6 +65,34 @@ enum State {
     Speaking { quiet_frames: u64 },
 }
 
+/// Appended audio cut into the detector's 10 ms frames: bytes that do not fill a frame wait for
+/// the next append.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Framer {
+    carry: Vec<u8>,
+}
+
+impl Framer {
+    /// Adds `bytes` of `format`; returns the RMS level of each 10 ms frame now complete, in
+    /// order (for [`Vad::push_frame`]).
+    pub(crate) fn push(&mut self, format: super::audio::AudioFormat, bytes: &[u8]) -> Vec<f64> {
+        self.carry.extend_from_slice(bytes);
+        let frame = format.frame_10ms_bytes();
+        let levels: Vec<f64> = self
+            .carry
+            .chunks_exact(frame)
+            .map(|f| format.rms(f))
+            .collect();
+        self.carry.drain(..levels.len() * frame);
+        levels
+    }
+
+    /// Drops a partial frame (the input buffer was cleared).
+    pub(crate) fn clear(&mut self) {
+        self.carry.clear();
+    }
+}
+
 /// The detector. See the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct Vad {
