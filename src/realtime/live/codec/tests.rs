@@ -59,7 +59,8 @@ fn start_first_then_held_events_and_continuous_appends() {
         crate::realtime::models::DEFAULT_LIVE_MODEL
     );
     assert_eq!(v["session"]["delegation"]["responses"]["model"], "gpt-5.5");
-    // Before session.started: audio is not sent, text context waits.
+    // Before session.started: audio and text context wait (a replacement session's gap audio
+    // must not be lost; bounded).
     assert!(c
         .encode_to_string(&ModelCommand::AppendAudio(vec![0xFF; 160]))
         .is_none());
@@ -79,7 +80,7 @@ fn start_first_then_held_events_and_continuous_appends() {
     let held = c.live().expect("live").take_held();
     assert_eq!(
         held.iter().map(|t| ty(t)).collect::<Vec<_>>(),
-        ["session.instructions.append"]
+        ["session.input_audio.append", "session.instructions.append"]
     );
     assert_eq!(c.live().expect("live").expires_at(), Some(1_900_000_000));
     assert_eq!(
