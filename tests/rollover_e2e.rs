@@ -202,7 +202,7 @@ fn is_speech(payload: &[u8]) -> bool {
 }
 
 /// The simulator ends the session with `session_expired` at 20 s while the caller talks, and
-/// the next session starts 1.8 s late: the call stays up; the second session gets the
+/// the next session starts 2.5 s late: the call stays up; the second session gets the
 /// instructions and the conversation so far as items before any audio; the caller hears RTP
 /// all along (the filler once the gap passed 1.5 s); the caller's audio from the gap reaches the
 /// second session; the agent does not greet again; the call's row counts one rollover.
@@ -230,11 +230,11 @@ say = "We are open Monday to Friday from eight to five."
 heard = "Do you take new patients?"
 say = "Yes, we take new patients."
 
-# The replacement session answers 1.8 s late: a real gap.
+# The replacement session answers 2.5 s late: a real gap.
 [[sessions]]
 first = 2
 count = 1
-delay_created_ms = 1800
+delay_created_ms = 2500
 "#;
     let run = Run::call(dir, scenario, "", &[], 29_000);
     let log = run.serve.proc.log_text();
@@ -297,7 +297,7 @@ delay_created_ms = 1800
         .count();
     assert_eq!(greeted, 1, "the agent greeted once");
 
-    // On the wire: the session ended, the next one came about 1.8 s later.
+    // On the wire: the session ended, the next one came about 2.5 s later.
     let expired = run.server_times("session_expired");
     assert_eq!(expired.len(), 1, "{expired:?}");
     let closed = expired[0];
@@ -308,7 +308,7 @@ delay_created_ms = 1800
         .expect("a second session.created");
     let gap = created - closed;
     eprintln!("rollover gap on the wire: {:.0} ms", gap * 1000.0);
-    assert!(gap > 1.5, "the second session was not late: {gap:.3} s");
+    assert!(gap > 2.0, "the second session was not late: {gap:.3} s");
     // The caller heard RTP all along (at most 1 s without a packet), and the filler after 1.5 s.
     let rtp = run.agent_rtp(closed - 1.0, created + 1.0);
     let times: Vec<f64> = rtp.iter().map(|(t, _)| *t).collect();

@@ -1176,3 +1176,70 @@ fn live_end_call_hangs_up_right_after_the_goodbye_was_played() {
     );
     assert!(p.tools.is_empty(), "end_call is call control");
 }
+
+#[test]
+fn live_a_dropped_session_rolls_over_with_the_history_in_session_start() {
+    let text = r#"
+greeting = "Thank you for calling Bright Smile Dental."
+[[turn]]
+heard = "What are your opening hours?"
+say = "We are open Monday to Friday."
+[[fault]]
+at_ms = 8000
+action = "close"
+"#;
+    let mut p = Pair::live(agent("Thank you for calling."), text, Netem::default());
+    p.open_delay = ms(600);
+    // The caller asks across the drop: the start of the question goes to the first session,
+    // the rest waits for the second.
+    p.speech = vec![(ms(7_600), ms(9_000))];
+    p.run_until(Duration::from_secs(20));
+    assert!(p.ended.is_none(), "{:?}", p.ended);
+    assert_eq!(p.bridge.rollovers(), 1);
+    let sent = after_switch(&p, 0);
+    let labels: Vec<&str> = sent.iter().map(|(_, l)| l.as_str()).collect();
+    let configure = labels
+        .iter()
+        .position(|l| *l == "configure")
+        .expect("configure");
+    assert!(configure >= 2, "history before session.start: {labels:?}");
+    assert!(
+        labels[..configure].iter().all(|l| *l == "seed"),
+        "{labels:?}"
+    );
+    assert!(labels[configure..].contains(&"audio"), "{labels:?}");
+    // The second session heard the caller (the gap's audio, held until session.started) and
+    // answered.
+    let turns = p.bridge.finish_transcript();
+    assert!(
+        turns
+            .iter()
+            .any(|t| t.text.contains("opening hours") && t.start_ms > 8_000),
+        "{turns:?}"
+    );
+    assert!(
+        turns.iter().any(|t| t.text.contains("Monday to Friday")),
+        "{turns:?}"
+    );
+}
+
+#[test]
+fn a_session_with_a_known_end_is_replaced_a_minute_before_it() {
+    let mut plan = model_plan("Thank you for calling.");
+    plan.rollover.session_max = None;
+    let mut p = Pair::new(CallPlan::Agent(plan), GREETING_ONLY, Netem::default());
+    // What the shell reports from GPT-Live's `session.started` `expires_at`.
+    let at = p.at(Duration::from_secs(100));
+    let now = p.now;
+    p.input(Input::SessionExpires { now, at });
+    p.run_until(Duration::from_secs(60));
+    assert!(p.ended.is_none(), "{:?}", p.ended);
+    let opened = p
+        .session_log
+        .iter()
+        .find(|(_, l)| l == "open")
+        .map(|(t, _)| t.saturating_duration_since(p.t0))
+        .expect("a planned rollover");
+    assert!(opened >= ms(40_000) && opened < ms(40_100), "{opened:?}");
+    assert_eq!(p.bridge.rollovers(), 1);
+}

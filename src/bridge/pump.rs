@@ -107,6 +107,8 @@ pub(super) async fn run(
     // Replacement sessions being opened (rollover); the one opened waits in `next`.
     let (open_tx, mut open_rx) = mpsc::channel::<Result<Session, String>>(2);
     let mut next: Option<Session> = None;
+    // The current session's `expires_at` was reported to the core.
+    let mut expiry_told = false;
     let mut buf = vec![0u8; RTP_READ_BUFFER];
     let mut rtcp_buf = vec![0u8; RTP_READ_BUFFER];
     let timer = tokio::time::sleep(Duration::ZERO);
@@ -179,6 +181,7 @@ pub(super) async fn run(
                     if let Some(n) = next.take() {
                         let old = session.replace(n);
                         close_beside(&tasks, old);
+                        expiry_told = false;
                     }
                 }
                 Output::CloseSession => close_beside(&tasks, session.take()),
@@ -234,6 +237,12 @@ pub(super) async fn run(
             ev = next_model_event(session.as_mut()) => match ev {
                 Ok(event) => {
                     bridge.handle_input(Input::Model(now(), event));
+                    if !expiry_told {
+                        if let Some(at) = session.as_mut().and_then(|s| expires_instant(s)) {
+                            expiry_told = true;
+                            bridge.handle_input(Input::SessionExpires { now: now(), at });
+                        }
+                    }
                     if let Some(latency) = bridge.take_first_audio_latency() {
                         crate::observe::model_first_audio(latency);
                     }
@@ -265,6 +274,17 @@ pub(super) async fn run(
         let _ = tokio::time::timeout(SIDE_EFFECTS_DRAIN, s.close()).await;
     }
     (end, bridge)
+}
+
+/// A GPT-Live session's `expires_at` (Unix seconds) as an instant on the call's clock.
+fn expires_instant(session: &mut Session) -> Option<std::time::Instant> {
+    let at = session.expires_at()?;
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    let left = u64::try_from(at).ok()?.saturating_sub(unix_now);
+    Some(now() + Duration::from_secs(left))
 }
 
 /// Runs a tool in the call's tracker; its output comes back as [`Done::Tool`].

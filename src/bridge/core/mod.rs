@@ -177,6 +177,14 @@ pub enum Input<'a> {
     /// The session asked for by [`Output::OpenSession`] is open (the shell holds it until
     /// [`Output::SwitchSession`]).
     SessionOpened(Instant),
+    /// The current session ends at `at` (GPT-Live `session.expires_at` from `session.started`):
+    /// the planned rollover happens before it.
+    SessionExpires {
+        /// When it was learnt.
+        now: Instant,
+        /// The session's end.
+        at: Instant,
+    },
     /// The session asked for by [`Output::OpenSession`] could not be opened.
     SessionOpenFailed {
         /// When the attempt failed.
@@ -536,6 +544,10 @@ impl Bridge {
             Input::SessionOpened(now) => {
                 self.advance(now);
                 self.session_opened(now);
+            }
+            Input::SessionExpires { now, at } => {
+                self.advance(now);
+                self.rollover.session_expires(at);
             }
             Input::SessionOpenFailed { now, error } => {
                 self.advance(now);

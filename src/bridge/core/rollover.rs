@@ -9,7 +9,8 @@
 //!   gap exceeds [`RolloverPolicy::filler_after`]), the caller's audio is kept (the last
 //!   [`MAX_GAP_FRAMES`] frames) and appended to the new session after its history, and the
 //!   outputs of tools that finish meanwhile wait for it.
-//! - **Planned.** After [`RolloverPolicy::session_max`] on one session, a second session is
+//! - **Planned.** After [`RolloverPolicy::session_max`] on one session (or a minute before the
+//!   end the session announced, [`super::Input::SessionExpires`]), a second session is
 //!   opened beside the first; at the next moment neither side speaks (no response, nothing
 //!   queued for playout, the caller not speaking, no tool running) the core switches to it
 //!   ([`Output::SwitchSession`]: the shell closes the old one).
@@ -35,6 +36,8 @@ pub const MAX_GAP_FRAMES: usize = 500;
 const MAX_TOOL_LOG: usize = 64;
 /// Most history items a new session is seeded with (the latest are kept).
 const MAX_SEED_ITEMS: usize = 120;
+/// A session with a known end (GPT-Live `expires_at`) is replaced this long before it.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 /// When a planned rollover could not open its session, the next attempt.
 const PLANNED_RETRY: Duration = Duration::from_secs(30);
 /// The line that tells a seeded session the call goes on.
@@ -105,6 +108,8 @@ pub(super) struct Rollover {
     session_started: Instant,
     /// Planned rollover not before this (after a failed planned attempt).
     planned_not_before: Option<Instant>,
+    /// The current session's announced end (GPT-Live `expires_at`).
+    expires: Option<Instant>,
     gap_audio: VecDeque<Vec<u8>>,
     pub(super) gap_dropped: u64,
     filler_played: bool,
@@ -122,6 +127,7 @@ impl Rollover {
             link: Link::Up,
             session_started: now,
             planned_not_before: None,
+            expires: None,
             gap_audio: VecDeque::new(),
             gap_dropped: 0,
             filler_played: false,
@@ -185,8 +191,18 @@ impl Rollover {
     }
 
     fn planned_due(&self) -> Option<Instant> {
-        let due = self.session_started + self.policy.session_max?;
+        let by_max = self.policy.session_max.map(|m| self.session_started + m);
+        let by_expiry = self
+            .expires
+            .map(|e| e.checked_sub(EXPIRY_MARGIN).unwrap_or(e));
+        let due = [by_max, by_expiry].into_iter().flatten().min()?;
         Some(self.planned_not_before.map_or(due, |t| t.max(due)))
+    }
+
+    /// The current session announced its end: the planned rollover comes
+    /// [`EXPIRY_MARGIN`] before it (or at `session_max`, whichever is first).
+    pub(super) fn session_expires(&mut self, at: Instant) {
+        self.expires = Some(at);
     }
 }
 
@@ -378,6 +394,7 @@ impl Bridge {
         self.rollover.link = Link::Up;
         self.rollover.session_started = now;
         self.rollover.planned_not_before = None;
+        self.rollover.expires = None;
         // Tool outputs that came during the gap are part of the seeded history.
         let held: Vec<ModelCommand> = self
             .ws_out

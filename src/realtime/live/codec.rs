@@ -126,6 +126,9 @@ pub struct LiveCodec {
     seed: Vec<HistoryMessage>,
 }
 
+/// Most caller frames (20 ms) held between `session.start` and `session.started` (10 s).
+const MAX_HELD_APPENDS: usize = 500;
+
 /// Most messages `session.start` takes in `input` (live-protocol.md §2.1).
 const MAX_HISTORY_MESSAGES: usize = 128;
 
@@ -237,7 +240,16 @@ impl LiveCodec {
             }
             ModelCommand::AppendAudio(audio) => {
                 if !self.started {
-                    self.dropped_appends += 1;
+                    // Between session.start and session.started (a session replacing another
+                    // mid-call): the caller's audio waits, bounded; before session.start it has
+                    // nowhere to go.
+                    if self.start_sent && self.held.len() < MAX_HELD_APPENDS {
+                        let mut text = String::new();
+                        super::input_audio_append(&mut text, audio);
+                        self.held.push(text);
+                    } else {
+                        self.dropped_appends += 1;
+                    }
                     return false;
                 }
                 super::input_audio_append(out, audio);

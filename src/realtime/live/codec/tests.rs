@@ -59,7 +59,8 @@ fn start_first_then_held_events_and_continuous_appends() {
         crate::realtime::models::DEFAULT_LIVE_MODEL
     );
     assert_eq!(v["session"]["delegation"]["responses"]["model"], "gpt-5.5");
-    // Before session.started: audio is not sent, text context waits.
+    // Before session.started: audio and text context wait (a replacement session's gap audio
+    // must not be lost; bounded).
     assert!(c
         .encode_to_string(&ModelCommand::AppendAudio(vec![0xFF; 160]))
         .is_none());
@@ -79,7 +80,7 @@ fn start_first_then_held_events_and_continuous_appends() {
     let held = c.live().expect("live").take_held();
     assert_eq!(
         held.iter().map(|t| ty(t)).collect::<Vec<_>>(),
-        ["session.instructions.append"]
+        ["session.input_audio.append", "session.instructions.append"]
     );
     assert_eq!(c.live().expect("live").expires_at(), Some(1_900_000_000));
     assert_eq!(
@@ -244,6 +245,37 @@ fn transcripts_are_grouped_into_turns_and_a_refused_start_ends_the_session() {
     assert_eq!(c.live().expect("live").usage_seconds(), 61.0);
 }
 
+/// The agent's turn is over once the output stream passed its last fragment by the turn gap:
+/// `AgentTranscriptDone` after that chunk's audio, once; the next fragment opens a new turn.
+#[test]
+fn an_agent_turn_ends_when_the_stream_passes_its_last_fragment_by_the_turn_gap() {
+    use base64::Engine as _;
+    let mut c = Codec::new(Dialect::Live);
+    decode(&mut c, serde_json::from_str(STARTED).expect("json"));
+    let fragment = |d: &str, s: u64| json!({"type": "session.output_transcript.delta", "event_id": "e", "delta": d, "start_ms": s, "end_ms": s + 200});
+    let chunk = json!({"type": "session.output_audio.delta",
+        "delta": base64::engine::general_purpose::STANDARD.encode([0xFFu8; 800])});
+    let mut done = Vec::new();
+    decode(&mut c, fragment("Goodbye", 0));
+    for n in 1..=12u64 {
+        for e in decode(&mut c, chunk.clone()) {
+            if let ModelEvent::AgentTranscriptDone { item_id, text } = e {
+                done.push((n * 100, item_id, text));
+            }
+        }
+    }
+    // The fragment ended at 200 ms; the stream reached 200 + 800 ms with the 10th chunk.
+    assert_eq!(
+        done,
+        [(1000, "live-agent-1".to_owned(), "Goodbye".to_owned())]
+    );
+    // Even a fragment within the gap (a late one) opens the next turn once this one ended.
+    let next = decode(&mut c, fragment("Hello", 900));
+    assert!(
+        matches!(&next[..], [ModelEvent::AgentTranscriptDelta { item_id, .. }] if item_id == "live-agent-2")
+    );
+}
+
 // ----- pair test: Bridge + simulated GPT-Live server on a virtual clock --------------------------
 
 const DRIFT_SCENARIO: &str = r#"
@@ -344,10 +376,8 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
         let mut model_events = Vec::new();
         loop {
             match bridge.poll_output() {
-                Output::SendModel(cmd) => {
-                    if codec.encode(&cmd, &mut text) {
-                        sim.handle_client_text(now, &text);
-                    }
+                Output::SendModel(cmd) if codec.encode(&cmd, &mut text) => {
+                    sim.handle_client_text(now, &text);
                 }
                 Output::SendRtp { packet, .. } => {
                     played.extend_from_slice(&packet[rtp::HEADER_BYTES..]);
