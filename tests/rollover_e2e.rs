@@ -334,6 +334,8 @@ delay_created_ms = 2500
     if let Err(e) = relayed_exactly(&appended, &gap_audio) {
         panic!("the caller's audio from the gap did not reach the new session: {e}");
     }
+    // Every client event, the seeded history included, has the service's shape (SDK models).
+    validate_events("ga", "client", &run.sim.record);
     // And the second session answered the caller.
     assert!(
         run.server
