@@ -240,3 +240,48 @@ fn with_no_model_the_caller_leaves_a_message_that_staff_can_list() {
         .expect("messages list");
     assert!(String::from_utf8_lossy(&text.stdout).contains("+15550001111"));
 }
+
+/// A caller who says nothing after the greeting: the model is asked to check in after
+/// `idle_prompt_secs`, and after `idle_hangup_secs` more the agent says goodbye and frontdesk
+/// hangs up with BYE (end reason `idle`).
+#[test]
+fn a_silent_caller_is_checked_on_and_then_hung_up_on_as_idle() {
+    let dir = TestDir::new("idle");
+    let sim = Sim::start(&dir, None);
+    let cfg = config(&dir, &[("sim", sim.url())]);
+    let plans = dialplan(&dir, "idle_prompt_secs = 3\nidle_hangup_secs = 4\n");
+    let mut serve = start(&dir, &plans, &cfg);
+    let t0 = std::time::Instant::now();
+    call(&dir, &serve, "uac_wait_for_bye.xml", free_port(), 0);
+    let took = t0.elapsed();
+    let log = plain(&serve.proc.log_text());
+    let rows = rows_after_stop(&mut serve);
+    assert_eq!(rows[0].end_reason.as_deref(), Some("idle"), "{log}");
+    // Greeting (~1 s) + 3 s + the check-in (~3 s) + 4 s + the goodbye: well over 7 s.
+    assert!(
+        took > Duration::from_secs(7),
+        "hung up after {took:?}\n{log}"
+    );
+    let instructions: Vec<String> = read_jsonl(&sim.record)
+        .into_iter()
+        .filter(|e| e["type"] == "response.create")
+        .map(|e| {
+            e["response"]["instructions"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        instructions.len(),
+        3,
+        "greeting, check-in, goodbye: {instructions:?}"
+    );
+    assert!(instructions[1].contains("still there"), "{instructions:?}");
+    assert!(instructions[2].contains("goodbye"), "{instructions:?}");
+    let check_in = log
+        .find("asking the model to check in")
+        .expect("check-in logged");
+    let goodbye = log.find("saying goodbye").expect("goodbye logged");
+    assert!(check_in < goodbye);
+}

@@ -18,7 +18,9 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::core::{Bridge, CallPlan, CallSetup, MediaParams, ModelPlan, RolloverPolicy};
+use super::core::{
+    Bridge, CallPlan, CallSetup, MediaParams, ModelFallback, ModelPlan, RolloverPolicy,
+};
 use super::end::{Cause, EndReason};
 use crate::dialplan::{
     Action, AfterMessage, AgentProfile, AudioSamples, CallInfo, DialplanHandle, MessageAudio,
@@ -156,6 +158,7 @@ impl RolloverSettings {
             session_max: self.session_max,
             filler_after: self.filler_after,
             filler: recording_bytes(&self.filler.samples, law),
+            on_failure: None,
         }
     }
 }
@@ -948,8 +951,27 @@ fn model_plan(
         dtmf: profile.dtmf.clone(),
         transfers: profile.transfers.clone(),
         max_duration: profile.max_duration,
-        rollover: ctx.rollover.policy(law),
         echo_gate: profile.echo_gate,
+        rollover: RolloverPolicy {
+            on_failure: profile
+                .on_model_failure
+                .as_ref()
+                .filter(|_| !announcement)
+                .map(|f| ModelFallback {
+                    audio: recording_bytes(&f.audio.samples, law),
+                    then: f.then.clone(),
+                }),
+            ..ctx.rollover.policy(law)
+        },
+        idle: match (announcement, profile.idle_prompt) {
+            (false, Some(prompt)) => Some(super::core::IdlePolicy {
+                prompt,
+                hangup: profile.idle_hangup,
+                caller_transcripts: caps.transcribes_caller
+                    || profile.transcription_model.is_some(),
+            }),
+            _ => None,
+        },
     }
 }
 

@@ -218,6 +218,7 @@ fn model_plan(greeting: &str) -> ModelPlan {
         max_duration: Duration::from_secs(3_600),
         rollover: Default::default(),
         echo_gate: true,
+        idle: None,
     }
 }
 
@@ -846,6 +847,37 @@ fn a_session_that_cannot_be_replaced_ends_the_call_as_model_unavailable() {
     assert_eq!(p.rtp_between(ms(8_000), ms(13_000)), 0, "played once");
 }
 
+/// The agent's `on_model_failure` after a failed rollover: its recording plays (nothing of the
+/// model after it), then the caller is transferred with REFER.
+#[test]
+fn a_failed_rollover_plays_the_agents_recording_then_transfers() {
+    let text = "greeting = \"Hello.\"\nmax_session_s = 5\n";
+    let mut plan = model_plan("Hello.");
+    plan.rollover.on_failure = Some(super::core::ModelFallback {
+        audio: vec![0x22; 16_000], // 2 s
+        then: AfterMessage::Transfer {
+            target: "sip:desk@pbx.test".into(),
+        },
+    });
+    let mut p = Pair::new(CallPlan::Agent(plan), text, Netem::default());
+    p.open_failures = 1_000;
+    p.run_until(Duration::from_secs(40));
+    let (ended_at, reason) = p.ended.clone().expect("ended");
+    assert_eq!(reason, EndReason::local(Cause::Transferred));
+    assert_eq!(p.refers.len(), 1);
+    assert_eq!(p.refers[0].1, "sip:desk@pbx.test");
+    // The model became unavailable at 13–15.3 s (see the test above); the 2 s recording was
+    // played in full before the REFER.
+    let refer_at = p.refers[0].0.saturating_duration_since(p.t0);
+    assert!(
+        refer_at >= ms(15_000) && refer_at <= ms(17_500),
+        "{refer_at:?}"
+    );
+    let played = p.rtp_between(refer_at - ms(2_000), refer_at);
+    assert!(played >= 98, "{played} recording packets");
+    assert!(ended_at >= p.refers[0].0);
+}
+
 /// The commands the core sent after the `n`th switch (0-based), up to the next session op.
 fn after_switch(p: &Pair, n: usize) -> Vec<(Instant, String)> {
     let start = p
@@ -1242,4 +1274,118 @@ fn a_session_with_a_known_end_is_replaced_a_minute_before_it() {
         .expect("a planned rollover");
     assert!(opened >= ms(40_000) && opened < ms(40_100), "{opened:?}");
     assert_eq!(p.bridge.rollovers(), 1);
+}
+
+const IDLE: &str = r#"
+greeting = "Hello, how can I help?"
+realtime_factor = 20.0
+[fallback]
+heard = "Yes, I would like an appointment."
+say = "Of course."
+"#;
+
+/// An agent with the idle rule (`prompt`, `hangup`) and caller transcripts on.
+fn idle_agent(prompt: Duration, hangup: Option<Duration>) -> CallPlan {
+    let mut plan = model_plan("Hello, how can I help?");
+    plan.settings.transcription_model = Some("gpt-4o-mini-transcribe".into());
+    plan.idle = Some(super::core::IdlePolicy {
+        prompt,
+        hangup,
+        caller_transcripts: true,
+    });
+    CallPlan::Agent(plan)
+}
+
+impl Pair {
+    /// When the core asked for a response with these per-response instructions.
+    fn responses_with(&self, instructions: &str) -> Vec<Instant> {
+        self.commands
+            .iter()
+            .filter(|(_, c)| {
+                matches!(c, ModelCommand::CreateResponse { instructions: Some(i) } if i == instructions)
+            })
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// The last RTP packet the core sent before `t`.
+    fn last_rtp_before(&self, t: Instant) -> Instant {
+        *self
+            .rtp_sent
+            .iter()
+            .rfind(|&&s| s < t)
+            .expect("audio before")
+    }
+}
+
+#[test]
+fn a_silent_caller_is_checked_on_then_hung_up_on_as_idle() {
+    use super::core::{CHECK_IN_INSTRUCTIONS, IDLE_GOODBYE_INSTRUCTIONS};
+    let mut p = Pair::new(
+        idle_agent(Duration::from_secs(5), Some(Duration::from_secs(10))),
+        IDLE,
+        Netem::default(),
+    );
+    p.run_until(Duration::from_secs(120));
+    let check_ins = p.responses_with(CHECK_IN_INSTRUCTIONS);
+    assert_eq!(check_ins.len(), 1, "one check-in");
+    // 5 s of silence after the greeting was played.
+    let quiet = check_ins[0].saturating_duration_since(p.last_rtp_before(check_ins[0]));
+    assert!(
+        (ms(4_950)..=ms(5_100)).contains(&quiet),
+        "check-in after {quiet:?} of silence"
+    );
+    let goodbyes = p.responses_with(IDLE_GOODBYE_INSTRUCTIONS);
+    assert_eq!(goodbyes.len(), 1, "one goodbye");
+    // 10 s more of silence after the check-in was spoken.
+    let quiet = goodbyes[0].saturating_duration_since(p.last_rtp_before(goodbyes[0]));
+    assert!(
+        (ms(9_950)..=ms(10_100)).contains(&quiet),
+        "goodbye after {quiet:?} of silence"
+    );
+    assert!(
+        p.rtp_sent.iter().any(|&t| t > goodbyes[0]),
+        "the goodbye is spoken"
+    );
+    let (ended_at, reason) = p.ended.clone().expect("the call ends");
+    assert_eq!(reason, EndReason::local(Cause::Idle));
+    let last = *p.rtp_sent.last().expect("audio");
+    assert!(ended_at >= last && ended_at.saturating_duration_since(last) <= ms(40));
+}
+
+#[test]
+fn a_caller_who_speaks_is_never_checked_on() {
+    use super::core::CHECK_IN_INSTRUCTIONS;
+    let mut p = Pair::new(
+        idle_agent(Duration::from_secs(5), Some(Duration::from_secs(10))),
+        IDLE,
+        Netem::default(),
+    );
+    // A word every 6 s: each answer ends well within 5 s of the next one.
+    p.speech = (0..10)
+        .map(|i| (Duration::from_secs(3 + 6 * i), ms(3_800 + 6_000 * i)))
+        .collect();
+    p.run_until(Duration::from_secs(62));
+    assert!(p.responses_with(CHECK_IN_INSTRUCTIONS).is_empty());
+    assert!(p.ended.is_none());
+}
+
+/// Noise the VAD calls speech but that never gives a transcript counts as silence: the check-in
+/// comes at most `prompt` after the noise started, and the caller is hung up on as idle.
+#[test]
+fn continuous_noise_without_words_counts_as_silence() {
+    use super::core::CHECK_IN_INSTRUCTIONS;
+    let mut p = Pair::new(
+        idle_agent(Duration::from_secs(5), Some(Duration::from_secs(10))),
+        IDLE,
+        Netem::default(),
+    );
+    p.speech = vec![(Duration::from_secs(3), Duration::from_secs(600))];
+    p.run_until(Duration::from_secs(120));
+    let check_ins = p.responses_with(CHECK_IN_INSTRUCTIONS);
+    assert_eq!(check_ins.len(), 1, "one check-in");
+    let at = check_ins[0].saturating_duration_since(p.t0);
+    assert!(at <= Duration::from_secs(9), "check-in at {at:?}");
+    let (_, reason) = p.ended.clone().expect("the call ends");
+    assert_eq!(reason, EndReason::local(Cause::Idle));
 }

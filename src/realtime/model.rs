@@ -32,6 +32,10 @@ pub struct Capabilities {
     /// The session must receive input audio continuously from its start, silence included (the
     /// core appends the jitter buffer's silence frames for a silent caller anyway).
     pub continuous_input: bool,
+    /// The caller's words always come back as transcripts ([`ModelEvent::CallerTranscript`]),
+    /// with or without a transcription model in the session settings (GPT-Live,
+    /// live-protocol.md §3.2); otherwise only when a transcription model is configured.
+    pub transcribes_caller: bool,
 }
 
 /// One event from the model session, decoded from whatever the dialect sends. Item and response

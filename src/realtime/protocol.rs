@@ -93,6 +93,7 @@ impl Dialect {
                 cancels_responses: true,
                 continuous_output: false,
                 continuous_input: false,
+                transcribes_caller: false,
             },
             // live-protocol.md §3.3, §3.4: the model stops itself; no truncate, no cancel; one
             // continuous real-time stream each way.
@@ -101,6 +102,7 @@ impl Dialect {
                 cancels_responses: false,
                 continuous_output: true,
                 continuous_input: true,
+                transcribes_caller: true,
             },
         }
     }

@@ -75,10 +75,11 @@ struct Transfer {
     deadline: Instant,
 }
 
-/// `end_call` waiting for the goodbye.
+/// A goodbye being spoken (`end_call`, or an idle caller): the call ends with `cause` once it
+/// has been played.
 #[derive(Debug, Clone)]
 struct Goodbye {
-    reason: String,
+    cause: Cause,
     responses_needed: u64,
     deadline: Instant,
 }
@@ -122,6 +123,20 @@ impl Control {
         }
     }
 
+    /// The model is gone: play the recording queued for playout, then `then` (as a recording
+    /// call does). A goodbye under way is dropped.
+    pub(super) fn play_then(&mut self, then: AfterMessage) {
+        self.after = Some(then);
+        self.recording = true;
+        self.message_done = false;
+        self.goodbye = None;
+    }
+
+    /// A transfer or a goodbye is under way (the caller is not expected to speak).
+    pub(super) fn busy(&self) -> bool {
+        self.transfer.is_some() || self.goodbye.is_some()
+    }
+
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         [
             self.max_duration.map(|(at, _)| at),
@@ -161,11 +176,13 @@ impl Bridge {
         if self.ended {
             return;
         }
+        let now = self.now;
+        self.idle_before_sleep(now);
         if let Some(g) = &self.control.goodbye {
             if self.agent_finished_speaking(g.responses_needed) {
-                info!(reason = %g.reason, "goodbye played; hanging up");
-                let reason = g.reason.clone();
-                self.end(EndReason::local(Cause::EndCall(reason)));
+                let cause = g.cause.clone();
+                info!(reason = %cause.as_str(), "goodbye played; hanging up");
+                self.end(EndReason::local(cause));
                 return;
             }
         }
@@ -198,6 +215,7 @@ impl Bridge {
 
     /// The call-control deadlines at `now`.
     pub(super) fn control_timeout(&mut self, now: Instant) {
+        self.idle_timeout(now);
         if let Some((at, max)) = self.control.max_duration {
             if now >= at {
                 info!(max = ?max, "maximum call duration reached; hanging up");
@@ -228,8 +246,8 @@ impl Bridge {
         if let Some(g) = &self.control.goodbye {
             if now >= g.deadline {
                 warn!("the goodbye did not finish in time; hanging up");
-                let reason = g.reason.clone();
-                self.end(EndReason::local(Cause::EndCall(reason)));
+                let cause = g.cause.clone();
+                self.end(EndReason::local(cause));
             }
         }
     }
@@ -441,9 +459,15 @@ impl Bridge {
             &req.call_id,
             &serde_json::json!({"ok": true, "message": "The call ends after your reply. Say a short goodbye now."}).to_string(),
         );
+        self.goodbye_then_end(Cause::EndCall(reason), needed);
+    }
+
+    /// Ends the call with `cause` once `responses_needed` responses are done and played (at most
+    /// [`END_CALL_TIMEOUT`] from now).
+    pub(super) fn goodbye_then_end(&mut self, cause: Cause, responses_needed: u64) {
         self.control.goodbye = Some(Goodbye {
-            reason,
-            responses_needed: needed,
+            cause,
+            responses_needed,
             deadline: self.now + END_CALL_TIMEOUT,
         });
     }

@@ -105,6 +105,7 @@ impl Bridge {
                 let at = self.audio_to_call_ms(now, audio_start_ms);
                 self.transcript.handle_speech_started(&item_id, at);
                 self.caller_speaking = true;
+                self.idle_vad(Some(now));
                 if self.echo_barge_in(now) && self.caps.truncates_on_barge_in {
                     self.barge_in();
                 }
@@ -117,6 +118,8 @@ impl Bridge {
                 self.transcript.handle_speech_stopped(&item_id, at);
                 self.caller_speaking = false;
                 self.speech_stopped_at = Some(now);
+                self.idle_vad(None);
+                self.idle_caller_spoke(now, false);
             }
             ModelEvent::ResponseStarted { response_id } => {
                 self.response_active = Some(response_id);
@@ -169,6 +172,9 @@ impl Bridge {
             }
             ModelEvent::CallerTranscript { item_id, text } => {
                 info!(transcript = %Pii(text.trim()), "caller said");
+                if !text.trim().is_empty() {
+                    self.idle_caller_spoke(now, true);
+                }
                 let at = self.call_ms(now);
                 self.transcript.handle_caller_text(&item_id, &text, at);
             }

@@ -33,6 +33,7 @@
 
 mod control;
 mod conversation;
+mod idle;
 mod rollover;
 #[cfg(test)]
 mod srtp_tests;
@@ -62,7 +63,8 @@ use crate::telemetry::Pii;
 use super::end::{Cause, EndReason};
 use super::transcript::Transcript;
 
-pub use rollover::{RolloverPolicy, CONTINUATION_NOTE, MAX_GAP_FRAMES};
+pub use idle::{IdlePolicy, CHECK_IN_INSTRUCTIONS, IDLE_GOODBYE_INSTRUCTIONS};
+pub use rollover::{ModelFallback, RolloverPolicy, CONTINUATION_NOTE, MAX_GAP_FRAMES};
 pub use stats::{BridgeStats, LatencyHistogram, Percentiles};
 pub use stats::{
     HISTOGRAM_COARSE_NS, HISTOGRAM_FINE_LIMIT_NS, HISTOGRAM_FINE_NS, HISTOGRAM_LIMIT_NS,
@@ -147,6 +149,8 @@ pub struct ModelPlan {
     /// Replace caller frames explained by the echo of our own audio with silence
     /// ([`EchoGate`]; the dialplan's `echo_gate`, on by default). Off, the gate only counts.
     pub echo_gate: bool,
+    /// What to do with a silent caller (`None`: nothing; announcements).
+    pub idle: Option<IdlePolicy>,
 }
 
 /// One input to the core. Every variant carries the shell's `now`.
@@ -378,6 +382,7 @@ pub struct Bridge {
     rollover: rollover::Rollover,
     // --- call control (control.rs)
     control: control::Control,
+    idle: idle::Idle,
     /// Side effects and the hang-up, in order.
     effects: VecDeque<Output>,
     /// The call is over (its [`Output::Hangup`] was queued).
@@ -411,6 +416,7 @@ impl Bridge {
                 cancels_responses: false,
                 continuous_output: false,
                 continuous_input: false,
+                transcribes_caller: false,
             },
             |m| m.caps,
         );
@@ -439,6 +445,7 @@ impl Bridge {
         let announcement = model.is_some() && after.is_some();
         let control = control::Control::new(now, model.as_ref(), after, recording.is_some());
         let negotiated_law = negotiated.law;
+        let idle = idle::Idle::new(now, model.as_ref().and_then(|m| m.idle));
         let mut bridge = Bridge {
             now,
             started: now,
@@ -493,6 +500,7 @@ impl Bridge {
                     .unwrap_or_default(),
             ),
             control,
+            idle,
             effects: VecDeque::new(),
             ended: false,
             stats: BridgeStats::default(),
@@ -646,7 +654,9 @@ impl Bridge {
             self.rtcp.poll_timeout(),
             self.rtp_timeout.map(|t| self.last_rtp + t),
             self.control.poll_timeout(),
-            self.rollover.poll_timeout(),
+            // Without a model (a recording, or after `model_unavailable`) rollover has nothing to do.
+            self.model.as_ref().and(self.rollover.poll_timeout()),
+            self.idle.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -1023,6 +1033,7 @@ mod tests {
             max_duration: Duration::from_secs(900),
             rollover: Default::default(),
             echo_gate: true,
+            idle: None,
         }
     }
 

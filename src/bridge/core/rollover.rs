@@ -40,6 +40,8 @@ const MAX_SEED_ITEMS: usize = 120;
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 /// When a planned rollover could not open its session, the next attempt.
 const PLANNED_RETRY: Duration = Duration::from_secs(30);
+/// The pacer item of the fallback recording (model items count up from 1).
+const FALLBACK_ITEM: u64 = u64::MAX;
 /// The line that tells a seeded session the call goes on.
 pub const CONTINUATION_NOTE: &str = "This phone call is already in progress: the conversation so far is above (the connection to you was renewed). Continue it from where it stopped. Do not greet the caller again and do not introduce yourself again.";
 
@@ -57,6 +59,19 @@ pub struct RolloverPolicy {
     pub filler_after: Duration,
     /// The filler ("One moment, please."): G.711 bytes in the call's law; empty: silence only.
     pub filler: Vec<u8>,
+    /// What the caller gets when no replacement session can be had (the agent's
+    /// `on_model_failure`); `None`: BYE with end reason `model-unavailable`.
+    pub on_failure: Option<ModelFallback>,
+}
+
+/// The agent's `on_model_failure` during a call: a recording, then a transfer (REFER), a
+/// hang-up or a message the caller leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFallback {
+    /// The recording: G.711 bytes in the call's law.
+    pub audio: Vec<u8>,
+    /// What follows it.
+    pub then: crate::dialplan::AfterMessage,
 }
 
 impl Default for RolloverPolicy {
@@ -66,6 +81,7 @@ impl Default for RolloverPolicy {
             session_max: Some(Duration::from_secs(3300)),
             filler_after: Duration::from_millis(1500),
             filler: Vec::new(),
+            on_failure: None,
         }
     }
 }
@@ -311,12 +327,26 @@ impl Bridge {
     }
 
     /// No model session can be had for this call (rollover failed within the reconnect
-    /// window). **The one place** that decides what an answered call does without a model:
-    /// today it hangs up with BYE, end reason `model-unavailable`; a fallback action (play a
-    /// recording, transfer, take a message) hooks in here.
-    pub(super) fn model_unavailable(&mut self, _now: Instant) {
-        warn!("the model is unavailable; ending the call");
-        self.end(EndReason::local(Cause::ModelUnavailable));
+    /// window). **The one place** that decides what an answered call does without a model: the
+    /// agent's `on_model_failure` ([`RolloverPolicy::on_failure`]: the conversation stops, its
+    /// recording plays, then the call is transferred, hung up or records a message, as a
+    /// recording call would), else BYE with end reason `model-unavailable`.
+    pub(super) fn model_unavailable(&mut self, now: Instant) {
+        let Some(fallback) = self.rollover.policy.on_failure.take() else {
+            warn!("the model is unavailable; ending the call");
+            self.end(EndReason::local(Cause::ModelUnavailable));
+            return;
+        };
+        warn!(then = ?fallback.then, "the model is unavailable; the agent's on_model_failure takes over");
+        self.note(now, "model unavailable: fallback recording");
+        self.model = None;
+        self.ws_out.clear();
+        self.tool_requests.clear();
+        self.idle = super::idle::Idle::new(now, None);
+        self.rtp_timeout = None;
+        self.pacer.flush();
+        self.pacer.push(now, FALLBACK_ITEM, &fallback.audio);
+        self.control.play_then(fallback.then);
     }
 
     /// Rollover deadlines: retries, the filler, the reconnect window, the planned rollover.

@@ -334,6 +334,7 @@ fn ten_minutes_of_server_clock_drift_stay_within_the_playout_bounds() {
             max_duration: Duration::from_secs(3600),
             rollover: Default::default(),
             echo_gate: true,
+            idle: None,
         }),
     };
     let caller: std::net::SocketAddr = "127.0.0.1:40000".parse().expect("addr");
