@@ -113,9 +113,13 @@ pub(super) async fn run(
     let mut rtcp_buf = vec![0u8; RTP_READ_BUFFER];
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
+    // The deadline the timer is armed with (`None` once it fired): an unchanged deadline is not
+    // re-armed (a timer-wheel update on every turn otherwise).
+    let mut armed: Option<std::time::Instant> = None;
+    // Commands fed to the session and not yet flushed.
+    let mut fed = false;
     let end = 'call: loop {
         // Perform everything the core wants, until it sleeps.
-        let mut fed = false;
         loop {
             match bridge.poll_output() {
                 Output::SendModel(command) => {
@@ -187,13 +191,29 @@ pub(super) async fn run(
                 Output::CloseSession => close_beside(&tasks, session.take()),
                 Output::Hangup(end) => break 'call end,
                 Output::Timeout(at) => {
-                    timer.as_mut().reset(at.into());
+                    if armed != Some(at) {
+                        timer.as_mut().reset(at.into());
+                        armed = Some(at);
+                    }
                     break;
                 }
             }
         }
         // One write for all the commands of this turn.
         if fed {
+            // A caller packet already queued (a sender's burst) goes in first, so its append
+            // shares the write. When none is, this is the read that finds the socket empty,
+            // which the next `recv_from` would make anyway.
+            if let Ok((n, from)) = sockets.rtp.try_recv_from(&mut buf) {
+                let datagram = buf.get(..n).unwrap_or_default();
+                bridge.handle_input(Input::Rtp {
+                    now: now(),
+                    from,
+                    datagram,
+                });
+                continue;
+            }
+            fed = false;
             if let Some(s) = session.as_mut() {
                 match s.flush().await {
                     Ok(()) => bridge.handle_input(Input::ModelFlushed(now())),
@@ -253,6 +273,7 @@ pub(super) async fn run(
                 }
             },
             _ = &mut timer => {
+                armed = None;
                 // Caller packets that arrived while this task was not running go first, so a
                 // stall of this task is not taken for a silent caller.
                 while let Ok((n, from)) = sockets.rtp.try_recv_from(&mut buf) {

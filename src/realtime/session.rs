@@ -54,6 +54,10 @@ pub struct Session {
     events: VecDeque<ModelEvent>,
     session_id: Option<String>,
     closed: bool,
+    /// The last read of the WebSocket pended: everything received had been consumed, so the next
+    /// read first waits for the TCP socket to become readable (a readiness check), instead of
+    /// polling the WebSocket, which zero-fills its read buffer on every poll.
+    drained: bool,
 }
 
 impl Session {
@@ -79,6 +83,7 @@ impl Session {
             events: VecDeque::new(),
             session_id: None,
             closed: false,
+            drained: false,
         };
         if target.dialect == Dialect::Live {
             info!("GPT-Live connection open; session.start follows");
@@ -192,7 +197,25 @@ impl Session {
             if self.closed {
                 return std::future::pending().await;
             }
-            match self.ws.next().await {
+            if self.drained {
+                // Cancel-safe: nothing is read here.
+                self.ws
+                    .get_ref()
+                    .get_ref()
+                    .readable()
+                    .await
+                    .map_err(|e| transport(e.into()))?;
+                self.drained = false;
+            }
+            let drained = &mut self.drained;
+            let ws = &mut self.ws;
+            let next = std::future::poll_fn(|cx| {
+                let poll = ws.poll_next_unpin(cx);
+                *drained = poll.is_pending();
+                poll
+            })
+            .await;
+            match next {
                 Some(Ok(Message::Text(text))) => {
                     if let Err(e) = self.codec.decode(&text, &mut self.events) {
                         warn!(error = %e, "unreadable Realtime event");
