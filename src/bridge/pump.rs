@@ -118,6 +118,14 @@ pub(super) async fn run(
     let mut armed: Option<std::time::Instant> = None;
     // Commands fed to the session and not yet flushed.
     let mut fed = false;
+    // Created once: a fresh `cancelled()` in every turn would join and leave the token's list.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    let mut shutting_down = false;
+    // Side effects (tools, REFERs) and session openings started and not yet reported: their
+    // channels are polled only while there are any.
+    let mut outstanding = 0usize;
+    let mut opening = 0usize;
     let end = 'call: loop {
         // Perform everything the core wants, until it sleeps.
         loop {
@@ -145,8 +153,13 @@ pub(super) async fn run(
                         }
                     }
                 }
-                Output::RunTool(req) => run_tool(&tasks, tool_ctx.as_ref(), &done_tx, req),
+                Output::RunTool(req) => {
+                    if run_tool(&tasks, tool_ctx.as_ref(), &done_tx, req) {
+                        outstanding += 1;
+                    }
+                }
                 Output::Refer { target } => {
+                    outstanding += 1;
                     let handle = handle.clone();
                     let tx = done_tx.clone();
                     tasks.spawn(
@@ -167,6 +180,7 @@ pub(super) async fn run(
                 }
                 Output::OpenSession => match &opener {
                     Some(opener) => {
+                        opening += 1;
                         let opener = opener.clone();
                         let tx = open_tx.clone();
                         tasks.spawn(
@@ -227,18 +241,27 @@ pub(super) async fn run(
         }
 
         tokio::select! {
-            _ = cancel.cancelled() => bridge.handle_input(Input::Shutdown(now())),
-            Some(opened) = open_rx.recv() => match opened {
-                Ok(s) => {
-                    close_beside(&tasks, next.replace(s));
-                    bridge.handle_input(Input::SessionOpened(now()));
+            _ = &mut cancelled, if !shutting_down => {
+                shutting_down = true;
+                bridge.handle_input(Input::Shutdown(now()));
+            }
+            Some(opened) = open_rx.recv(), if opening > 0 => {
+                opening -= 1;
+                match opened {
+                    Ok(s) => {
+                        close_beside(&tasks, next.replace(s));
+                        bridge.handle_input(Input::SessionOpened(now()));
+                    }
+                    Err(error) => bridge.handle_input(Input::SessionOpenFailed { now: now(), error }),
                 }
-                Err(error) => bridge.handle_input(Input::SessionOpenFailed { now: now(), error }),
-            },
-            Some(done) = done_rx.recv() => bridge.handle_input(match done {
-                Done::Tool { call_id, output } => Input::ToolDone { now: now(), call_id, output },
-                Done::Refer(result) => Input::ReferDone { now: now(), result },
-            }),
+            }
+            Some(done) = done_rx.recv(), if outstanding > 0 => {
+                outstanding -= 1;
+                bridge.handle_input(match done {
+                    Done::Tool { call_id, output } => Input::ToolDone { now: now(), call_id, output },
+                    Done::Refer(result) => Input::ReferDone { now: now(), result },
+                });
+            }
             ev = events.recv() => bridge.handle_input(match ev {
                 Some(ev) => Input::Sip(now(), ev),
                 None => Input::SipGone(now()),
@@ -308,15 +331,16 @@ fn expires_instant(session: &mut Session) -> Option<std::time::Instant> {
     Some(now() + Duration::from_secs(left))
 }
 
-/// Runs a tool in the call's tracker; its output comes back as [`Done::Tool`].
+/// Runs a tool in the call's tracker; its output comes back as [`Done::Tool`]. Returns whether
+/// it was started (not without a tool context).
 fn run_tool(
     tasks: &TaskTracker,
     ctx: Option<&ToolContext>,
     tx: &mpsc::Sender<Done>,
     req: ToolRequest,
-) {
+) -> bool {
     let Some(ctx) = ctx.cloned() else {
-        return;
+        return false;
     };
     let tx = tx.clone();
     tasks.spawn(
@@ -338,6 +362,7 @@ fn run_tool(
         }
         .in_current_span(),
     );
+    true
 }
 
 /// The next model event; pends forever without a session (recordings).

@@ -198,11 +198,10 @@ impl Session {
                 return std::future::pending().await;
             }
             if self.drained {
-                // Cancel-safe: nothing is read here.
-                self.ws
-                    .get_ref()
-                    .get_ref()
-                    .readable()
+                // Cancel-safe: nothing is read here. (The poll form takes the socket's one reader
+                // waker slot, which is this task's anyway, instead of joining a waiter list.)
+                let tcp = self.ws.get_ref().get_ref();
+                std::future::poll_fn(|cx| tcp.poll_read_ready(cx))
                     .await
                     .map_err(|e| transport(e.into()))?;
                 self.drained = false;
