@@ -24,7 +24,12 @@
 #   LOAD_PERF_ARGS=     extra perf record arguments, e.g. "--call-graph dwarf,16384 -F 250"
 #   LOAD_KEEP_PCAP=0    1: keep $LOAD_OUT/N/rtp.pcap (deleted once analysed otherwise)
 #   LOAD_BUILD=1        0: use target/release/frontdesk as it is
-#   LOAD_FRONTDESK=PATH another frontdesk binary (A/B comparisons; implies no build)
+#   LOAD_FRONTDESK=PATH another frontdesk binary (implies no build)
+#   LOAD_BASELINE=PATH  A/B in one run: for each N, first this binary (A), then the one under test
+#                       (B: LOAD_FRONTDESK or the release build), both against the simulator of B;
+#                       the table gets a build column and the B/A ratio of CPU per call
+#   LOAD_SYSCALLS=0     1: count frontdesk's system calls and context switches in the window
+#                       (`perf stat` on tracepoints; reported per call-second in results.jsonl)
 #   LOAD_OUT=target/load/<date>   where logs, captures and results go
 #
 # Bounded: every wait has a deadline, SIPp runs under `timeout`, and every process this script
@@ -43,6 +48,10 @@ PERF="${LOAD_PERF:-0}"
 OUT="${LOAD_OUT:-$ROOT/target/load/$(date +%Y%m%d-%H%M%S)}"
 ANALYZE=(python3 "$ROOT/benches/load_analyze.py")
 FD="${LOAD_FRONTDESK:-$ROOT/target/release/frontdesk}"
+# The simulator is always B's, so an A/B run compares frontdesk alone.
+SIM="$FD"
+BASELINE="${LOAD_BASELINE:-}"
+SYSCALLS="${LOAD_SYSCALLS:-0}"
 HZ="$(getconf CLK_TCK)"
 CORES="$(nproc)"
 
@@ -53,12 +62,13 @@ for tool in sipp espeak-ng sox python3; do
   command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
 if [ "$CAPTURE" = 1 ]; then command -v dumpcap >/dev/null || { echo "missing dumpcap (tshark); or LOAD_CAPTURE=0" >&2; exit 2; }; fi
-if [ "$PERF" = 1 ]; then command -v perf >/dev/null || { echo "missing perf (linux-perf)" >&2; exit 2; }; fi
+if [ "$PERF" = 1 ] || [ "$SYSCALLS" = 1 ]; then command -v perf >/dev/null || { echo "missing perf (linux-perf)" >&2; exit 2; }; fi
 
 if [ "${LOAD_BUILD:-1}" = 1 ] && [ -z "${LOAD_FRONTDESK:-}" ]; then
   cargo build --release --quiet
 fi
 [ -x "$FD" ] || { echo "no $FD; run cargo build --release" >&2; exit 2; }
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "no baseline binary $BASELINE" >&2; exit 2; }
 
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
@@ -146,9 +156,10 @@ allow = ["127.0.0.1/32"]
 rate_per_source = 0
 EOF
 
+# run_one N [BUILD]: one run with N calls of frontdesk $FD (BUILD: A or B of an A/B run).
 run_one() {
-  local n="$1"
-  local dir="$OUT/$n"
+  local n="$1" build="${2:-}"
+  local dir="$OUT/$n${build:+-$build}"
   mkdir -p "$dir"
   ln -sf "$AUDIO_DIR/load.ul" "$dir/load.ul"
   local ramp=$(( (n + RATE - 1) / RATE ))
@@ -157,9 +168,9 @@ run_one() {
   ports="$("${ANALYZE[@]}" ports 4 $(( 2 * n + 64 )))"
   read -r sip_port sim_port sipp_port sipp_mp rtp_low <<<"$ports"
   local rtp_high=$(( rtp_low + 2 * n + 62 ))
-  echo "== N=$n: hold ${hold}s, ramp ${ramp}s, SIP 127.0.0.1:$sip_port, sim :$sim_port, SIPp :$sipp_port media :$sipp_mp, RTP $rtp_low-$rtp_high"
+  echo "== N=$n${build:+ build $build ($FD)}: hold ${hold}s, ramp ${ramp}s, SIP 127.0.0.1:$sip_port, sim :$sim_port, SIPp :$sipp_port media :$sipp_mp, RTP $rtp_low-$rtp_high"
 
-  "$FD" sim --listen "127.0.0.1:$sim_port" --echo >"$dir/sim.log" 2>&1 &
+  "$SIM" sim --listen "127.0.0.1:$sim_port" --echo >"$dir/sim.log" 2>&1 &
   local sim_pid=$!
   PIDS+=("$sim_pid")
   "${ANALYZE[@]}" wait-tcp "127.0.0.1:$sim_port" 15
@@ -233,6 +244,12 @@ run_one() {
     # debug info (CARGO_PROFILE_RELEASE_DEBUG=1) gives call graphs.
     # shellcheck disable=SC2086
     perf record -F 999 -e cpu-clock ${LOAD_PERF_ARGS:-} -p "$fd_pid" -o "$dir/perf.data" -- sleep "$STEADY" >"$dir/perf.log" 2>&1 || true
+  elif [ "$SYSCALLS" = 1 ]; then
+    # Tracepoint counts (no hardware counters in this VM); CSV: count,,event,...
+    perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto \
+      -e syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait \
+      -e syscalls:sys_enter_futex,context-switches -p "$fd_pid" -o "$dir/syscalls.csv" -- sleep "$STEADY" \
+      >/dev/null 2>&1 || true
   else
     sleep "$STEADY"
   fi
@@ -248,6 +265,9 @@ run_one() {
     echo "stat_steal1=$(box_steal)"
     echo "rss1=$(rss_kib "$fd_pid")"
     echo "active1=$(( $(count ': call answered' "$dir/frontdesk.log") - $(count ': call ended' "$dir/frontdesk.log") ))"
+    echo "build=$build"
+    echo "binary=$FD"
+    [ ! -s "$dir/syscalls.csv" ] || awk -F, '$1 ~ /^[0-9]+$/ {sub(/^.*:/, "", $3); print "sc_" $3 "=" $1}' "$dir/syscalls.csv"
   } >>"$m"
 
   # SIPp hangs up after the hold time; wait for it (bounded by its own timeout).
@@ -282,7 +302,13 @@ run_one() {
 }
 
 for n in "${NS[@]}"; do
-  run_one "$n"
+  if [ -n "$BASELINE" ]; then
+    B="$FD"
+    FD="$BASELINE" run_one "$n" A
+    FD="$B" run_one "$n" B
+  else
+    run_one "$n"
+  fi
 done
 
 echo

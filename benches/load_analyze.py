@@ -444,6 +444,14 @@ def cmd_analyze(args):
         "rss_per_call_kib": (int(m.get("rss1", 0)) - int(m.get("rss_idle", 0))) / n,
         "sipp_rc": int(m.get("sipp_rc", -1)),
     }
+    if m.get("build"):
+        res["build"] = m["build"]
+    if m.get("binary"):
+        res["binary"] = m["binary"]
+    # LOAD_SYSCALLS=1: system calls and context switches per call-second over the window.
+    sc = {k[3:]: int(v) for k, v in m.items() if k.startswith("sc_") and v.isdigit()}
+    if sc:
+        res["syscalls_per_call_s"] = {k: round(v / window / n, 2) for k, v in sorted(sc.items())}
     if m.get("stat_busy0") and m.get("stat_total1"):
         # Busy share of all CPU time of the box (every core), in cores.
         busy = int(m["stat_busy1"]) - int(m["stat_busy0"])
@@ -529,6 +537,12 @@ def cmd_table(args):
         sys.exit("no results")
     cols = [
         ("N", lambda r: str(r["n"])),
+    ]
+    if any(r.get("build") for r in rows):
+        cols.append(("build", lambda r: r.get("build", "")))
+    if any(r.get("syscalls_per_call_s") for r in rows):
+        cols.append(("syscalls/s/call", lambda r: fmt((r.get("syscalls_per_call_s") or {}).get("sys_enter"), "{:.0f}")))
+    cols += [
         ("ok calls", lambda r: f'{r.get("sipp_successful", 0)}/{r["n"]}'),
         ("fd cores", lambda r: fmt(r["fd_cores"], "{:.3f}")),
         ("ms CPU/s/call", lambda r: fmt(r["fd_ms_cpu_per_s_per_call"])),
@@ -570,6 +584,16 @@ def cmd_table(args):
           + (str(max(r["n"] for r in good_log)) if good_log else "none"))
     print("largest N carried (all calls up at once and completed; <= 0.1 % of caller frames dropped;"
           " p99 pacing error <= 20 ms): " + (str(max(r["n"] for r in carried)) if carried else "none"))
+    # A/B runs: B's CPU per call over A's, per N (A is the row just before its B).
+    for a, b in zip(rows, rows[1:]):
+        if a.get("build") == "A" and b.get("build") == "B" and a["n"] == b["n"]:
+            print(f'N={b["n"]}: B/A ratio of CPU per call {b["fd_ms_cpu_per_s_per_call"] / a["fd_ms_cpu_per_s_per_call"]:.2f}'
+                  f' ({fmt(b["fd_ms_cpu_per_s_per_call"])} / {fmt(a["fd_ms_cpu_per_s_per_call"])} ms/s/call;'
+                  f' A = {a.get("binary", "?")}, B = {b.get("binary", "?")})')
+    for r in rows:
+        if r.get("syscalls_per_call_s"):
+            print(f'N={r["n"]}{" " + r["build"] if r.get("build") else ""}: per call-second '
+                  + ", ".join(f"{k} {v:g}" for k, v in r["syscalls_per_call_s"].items()))
     for r in rows:
         lg = r["log"]
         notes = []
