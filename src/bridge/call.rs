@@ -8,52 +8,37 @@
 //! Failures before the answer become final responses: 404 (no route), 488/400 (SDP), 503 (no RTP
 //! port, or no Realtime session within the connect timeout). After the answer, a failure ends the
 //! call with BYE. Every path releases the RTP port, closes the WebSocket and writes the call record.
+//!
+//! This file is the call's flow; `setup.rs` binds the media sockets and builds the model plan,
+//! `pump.rs` runs the answered call, `record.rs` fills and writes the call record.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::core::{
-    Bridge, CallPlan, CallSetup, MediaParams, ModelFallback, ModelPlan, RolloverPolicy,
-};
+use super::core::{CallPlan, CallSetup, MediaParams, RolloverPolicy};
 use super::end::{Cause, EndReason};
+use super::record::{finish_record, write_call_row, CallMetrics, CALL_ROW_START_TIMEOUT};
+use super::setup::{bind_media, model_plan, plan_settings, recording_bytes, MediaSockets};
 use crate::dialplan::{
     Action, AfterMessage, AgentProfile, AudioSamples, CallInfo, DialplanHandle, MessageAudio,
 };
 use crate::media::g711::Law;
 use crate::media::ports::PortPool;
-use crate::media::socket::MediaSocket;
 use crate::realtime::failover::{self, Endpoints};
-use crate::realtime::protocol::{SessionSettings, TurnDetection};
+use crate::realtime::protocol::SessionSettings;
 use crate::sdp::{self, sdes::Sdes, Negotiated};
 use crate::sip::{CallEvent, CallEvents, CallHandle, IncomingCall, PendingInvite};
-use crate::store::{CallEnd, MediaRecord, NewCall, Store};
+use crate::store::{CallEnd, NewCall, Store};
 use crate::telemetry::Pii;
-use crate::tools::{self, ToolContext};
+use crate::tools::ToolContext;
 
-/// How many RTP ports to try when the chosen one is already in use by another program.
-const PORT_BIND_ATTEMPTS: usize = 16;
 /// Longest wait for the ACK of our 2xx when we need its SDP answer (late offer): 64·T1 (RFC 3261 §13.3.1.4).
 const ACK_TIMEOUT: Duration = Duration::from_secs(32);
-/// Longest the INVITE waits for its call row (`calls`) to be inserted; when the database is
-/// slower or unreachable the call goes on and the whole row is written at the end instead.
-const CALL_ROW_START_TIMEOUT: Duration = Duration::from_secs(2);
-/// Waits between attempts to write a call's row after a failure (then the last one repeats);
-/// about 8 minutes in total before the row is given up, loudly.
-const CALL_ROW_RETRY_DELAYS: [Duration; 4] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(15),
-    Duration::from_secs(60),
-];
-/// Attempts to write a call's row before it is given up.
-const CALL_ROW_ATTEMPTS: usize = 12;
-
 /// What every call task shares.
 pub struct CallContext {
     /// The database.
@@ -152,7 +137,7 @@ impl RolloverSettings {
     }
 
     /// The core's policy for a call in `law`.
-    fn policy(&self, law: Law) -> RolloverPolicy {
+    pub(super) fn policy(&self, law: Law) -> RolloverPolicy {
         RolloverPolicy {
             reconnect_window: self.reconnect_window,
             session_max: self.session_max,
@@ -195,25 +180,6 @@ impl Outcome {
             end: EndReason::local(cause),
             sip_status: Some(status),
         }
-    }
-}
-
-/// Counts the call in `frontdesk_calls_in_progress` while it runs, and in `frontdesk_calls_total`
-/// when it ends, also when its task panics (end reason `panic`).
-struct CallMetrics {
-    end_reason: Option<String>,
-}
-
-impl CallMetrics {
-    fn start() -> CallMetrics {
-        crate::observe::call_started();
-        CallMetrics { end_reason: None }
-    }
-}
-
-impl Drop for CallMetrics {
-    fn drop(&mut self) {
-        crate::observe::call_ended(self.end_reason.as_deref().unwrap_or("panic"));
     }
 }
 
@@ -299,65 +265,6 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, cancel: Cancellation
     write_call_row(&ctx.store, &new_call, row, &record).await;
 }
 
-/// Writes the end of the call (or, when its row could not be inserted at the start, the whole
-/// row), retrying while the database is unreachable so the record is not lost; after
-/// [`CALL_ROW_ATTEMPTS`] failures it logs an error. Runs in the call's task after the media is
-/// gone, so a retry holds no RTP port or session.
-async fn write_call_row(store: &Store, call: &NewCall<'_>, row: Option<i64>, record: &CallEnd) {
-    let ended_at = Utc::now();
-    for attempt in 0..CALL_ROW_ATTEMPTS {
-        let written = match row {
-            Some(id) => store.call_ended(id, record, ended_at).await,
-            None => store.record_call(call, record, ended_at).await.map(drop),
-        };
-        match written {
-            Ok(()) => {
-                if attempt > 0 {
-                    info!(attempts = attempt + 1, "call record written after retries");
-                }
-                return;
-            }
-            Err(e) if attempt + 1 == CALL_ROW_ATTEMPTS => {
-                warn!(error = %e, attempt = attempt + 1, "cannot write the call record");
-            }
-            Err(e) => {
-                let delay = CALL_ROW_RETRY_DELAYS[attempt.min(CALL_ROW_RETRY_DELAYS.len() - 1)];
-                warn!(error = %e, attempt = attempt + 1, retry_in = ?delay, "cannot write the call record; retrying");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-    tracing::error!(
-        attempts = CALL_ROW_ATTEMPTS,
-        end_reason = %record.end_reason,
-        "CALL RECORD LOST: the database stayed unreachable; this call is missing from the calls table"
-    );
-}
-
-/// Returns the RTP port to the pool when the call is over.
-struct PortLease<'a> {
-    pool: &'a Mutex<PortPool>,
-    port: u16,
-}
-
-impl Drop for PortLease<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.release(self.port);
-        }
-    }
-}
-
-/// The sockets of one call's media: RTP on an even port, RTCP on the odd port above it (RFC 3550
-/// §11). RTCP is optional: without it (port taken) frontdesk still works, and rtcp-mux uses the
-/// RTP socket. Both apply SRTP at the boundary (`media::socket`) once keyed.
-struct MediaSockets {
-    rtp: MediaSocket,
-    rtcp: Option<MediaSocket>,
-    /// The call's SRTP policy and our key (RFC 4568), for every offer/answer of the call.
-    sdes: Sdes,
-}
-
 impl CallContext {
     /// Our media IP for a call: the one of the offer's `c=` family (`IN IP6` / `IN IP4`), else
     /// (no offer: late offer) the first.
@@ -371,53 +278,6 @@ impl CallContext {
             (Some(v6), Some(alt)) if self.media_ip.is_ipv6() != v6 && alt.is_ipv6() == v6 => alt,
             _ => self.media_ip,
         }
-    }
-}
-
-async fn bind_media(
-    ctx: &CallContext,
-    media_ip: IpAddr,
-    sdes: Sdes,
-) -> Option<(MediaSockets, PortLease<'_>)> {
-    for _ in 0..PORT_BIND_ATTEMPTS {
-        let port = ctx.ports.lock().ok()?.allocate()?;
-        let lease = PortLease {
-            pool: &ctx.ports,
-            port,
-        };
-        let socket = match bind_udp(media_ip, port).await {
-            Ok(s) => s,
-            Err(e) => {
-                debug!(port, error = %e, "RTP port busy, trying another");
-                continue;
-            }
-        };
-        let rtcp = match bind_udp(media_ip, port + 1).await {
-            Ok(s) => Some(s),
-            Err(e) => {
-                debug!(port = port + 1, error = %e, "RTCP port busy; this call sends no RTCP unless rtcp-mux");
-                None
-            }
-        };
-        let (rtp, rtcp) = (MediaSocket::new(socket), rtcp.map(MediaSocket::new));
-        return Some((MediaSockets { rtp, rtcp, sdes }, lease));
-    }
-    None
-}
-
-async fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
-    match UdpSocket::bind(SocketAddr::new(ip, port)).await {
-        Ok(s) => Ok(s),
-        // The advertised IP is not ours (e.g. a NAT's public address): listen on all interfaces.
-        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
-            let any: IpAddr = if ip.is_ipv6() {
-                IpAddr::from([0u16; 8])
-            } else {
-                IpAddr::from([0u8; 4])
-            };
-            UdpSocket::bind(SocketAddr::new(any, port)).await
-        }
-        Err(e) => Err(e),
     }
 }
 
@@ -913,182 +773,6 @@ async fn open_and_start(
     })
 }
 
-/// The session settings of a profile's call: [`session_settings`] and the tools it may call.
-fn plan_settings(
-    ctx: &CallContext,
-    profile: &AgentProfile,
-    law: Law,
-    announcement: bool,
-) -> SessionSettings {
-    let mut settings = session_settings(profile, law, announcement);
-    let allowed: Vec<String> = profile.tools.iter().map(|t| t.name().to_owned()).collect();
-    if !announcement && ctx.calendar_tools {
-        settings.tools = tools::definitions(&allowed);
-    }
-    if !announcement {
-        let targets: Vec<String> = profile.transfers.keys().cloned().collect();
-        settings
-            .tools
-            .extend(tools::call_control::definitions(&allowed, &targets));
-    }
-    settings
-}
-
-/// The model session plan of a profile: its settings and tools, its greeting and the
-/// dialplan's call-control data.
-fn model_plan(
-    ctx: &CallContext,
-    profile: &AgentProfile,
-    law: Law,
-    announcement: bool,
-    caps: crate::realtime::Capabilities,
-) -> ModelPlan {
-    let settings = plan_settings(ctx, profile, law, announcement);
-    ModelPlan {
-        caps,
-        settings,
-        greeting: profile.greeting.clone(),
-        dtmf: profile.dtmf.clone(),
-        transfers: profile.transfers.clone(),
-        max_duration: profile.max_duration,
-        echo_gate: profile.echo_gate,
-        rollover: RolloverPolicy {
-            on_failure: profile
-                .on_model_failure
-                .as_ref()
-                .filter(|_| !announcement)
-                .map(|f| ModelFallback {
-                    audio: recording_bytes(&f.audio.samples, law),
-                    then: f.then.clone(),
-                }),
-            ..ctx.rollover.policy(law)
-        },
-        idle: match (announcement, profile.idle_prompt) {
-            (false, Some(prompt)) => Some(super::core::IdlePolicy {
-                prompt,
-                hangup: profile.idle_hangup,
-                caller_transcripts: caps.transcribes_caller
-                    || profile.transcription_model.is_some(),
-            }),
-            _ => None,
-        },
-    }
-}
-
-/// Fills the call record from the core's figures at the end of the media, and logs the call's
-/// media summary.
-fn finish_record(
-    ctx: &CallContext,
-    profile: Option<&AgentProfile>,
-    end: &EndReason,
-    bridge: &mut Bridge,
-    record: &mut CallEnd,
-) {
-    let stats = bridge.stats();
-    record.packets_in = stats.inbound.received;
-    record.packets_out = stats.outbound.packets_sent;
-    let Some(profile) = profile else {
-        // A recording: no model, no media figures beyond the packet counts.
-        return;
-    };
-    crate::observe::call_media(&crate::observe::CallMedia {
-        barge_ins: stats.barge_ins,
-        truncates: stats.truncates,
-        lost: stats.inbound.lost,
-        late: stats.inbound.late,
-        concealed: stats.inbound.concealed_frames,
-        jitter_ms: stats.inbound.jitter_ms,
-        pacing_p99_ms: stats.pacing.p99_ms,
-    });
-    let usage = bridge.usage();
-    record.model = Some(profile.model.clone());
-    record.rollovers = u64::from(bridge.rollovers());
-    record.cost_usd = match ctx.prices.lookup(&profile.model) {
-        Some((_, price)) => Some(usage.cost_usd(price)),
-        None => {
-            warn!(model = %profile.model, "no price for this model in [pricing]; the call's cost is not estimated");
-            None
-        }
-    };
-    record.usage = Some(usage);
-    if ctx.store_transcripts {
-        let now = tokio::time::Instant::now().into_std();
-        bridge.note(now, &format!("call ended: {end}"));
-        record.turns = bridge.finish_transcript();
-    }
-    record.concealed_frames = stats.inbound.concealed_frames;
-    record.media = Some(MediaRecord {
-        lost: stats.inbound.lost,
-        late: stats.inbound.late,
-        duplicated: stats.inbound.duplicates,
-        reordered: stats.inbound.reordered,
-        jitter_ms: stats.inbound.jitter_ms,
-        max_depth_ms: stats.inbound.max_depth_ms,
-        remote_fraction_lost: stats.remote_report.map(|r| r.fraction_lost),
-        remote_cumulative_lost: stats.remote_report.map(|r| i64::from(r.cumulative_lost)),
-        remote_jitter_ms: stats.remote_report.map(|r| r.jitter_ms),
-        dtmf_digits: stats.dtmf_digits,
-        barge_ins: stats.barge_ins,
-        echo_gated_frames: stats.echo_gated_frames,
-        false_barge_ins: stats.false_barge_ins,
-        true_barge_ins: stats.true_barge_ins,
-    });
-    info!(
-        appends = stats.appends,
-        barge_ins = stats.barge_ins,
-        truncates = stats.truncates,
-        echo_gated_frames = stats.echo_gated_frames,
-        false_barge_ins = stats.false_barge_ins,
-        true_barge_ins = stats.true_barge_ins,
-        server_errors = stats.server_errors,
-        late = stats.inbound.late,
-        duplicates = stats.inbound.duplicates,
-        lost = stats.inbound.lost,
-        concealed = stats.inbound.concealed_frames,
-        clock_frames = stats.inbound.clock_frames,
-        reorder_window_ms = stats.inbound.max_reorder_window_ms,
-        jitter_ms = format!("{:.1}", stats.inbound.jitter_ms),
-        max_depth_ms = stats.inbound.max_depth_ms,
-        dtmf = stats.dtmf_digits,
-        packets_out = stats.outbound.packets_sent,
-        latency_frames = stats.latency.samples,
-        latency_p50_ms = format!("{:.2}", stats.latency.p50_ms),
-        latency_p99_ms = format!("{:.2}", stats.latency.p99_ms),
-        latency_max_ms = format!("{:.2}", stats.latency.max_ms),
-        pacing_p50_ms = format!("{:.2}", stats.pacing.p50_ms),
-        pacing_p99_ms = format!("{:.2}", stats.pacing.p99_ms),
-        pacing_max_ms = format!("{:.2}", stats.pacing.max_ms),
-        input_tokens = usage.input_tokens(),
-        output_tokens = usage.output_tokens(),
-        cost_usd = record
-            .cost_usd
-            .map(|c| format!("{c:.4}"))
-            .unwrap_or_default(),
-        turns = record.turns.len(),
-        "media summary"
-    );
-}
-
-/// Converts recorded message audio to the call's G.711 law.
-fn recording_bytes(samples: &AudioSamples, law: Law) -> Vec<u8> {
-    use crate::media::g711;
-    match (samples, law) {
-        (AudioSamples::Mulaw(b), Law::Mu) | (AudioSamples::Alaw(b), Law::A) => b.to_vec(),
-        (AudioSamples::Mulaw(b), Law::A) => b
-            .iter()
-            .map(|&x| g711::linear_to_alaw(g711::ulaw_to_linear(x)))
-            .collect(),
-        (AudioSamples::Alaw(b), Law::Mu) => b
-            .iter()
-            .map(|&x| g711::linear_to_ulaw(g711::alaw_to_linear(x)))
-            .collect(),
-        (AudioSamples::Linear16(s), Law::Mu) => {
-            s.iter().map(|&x| g711::linear_to_ulaw(x)).collect()
-        }
-        (AudioSamples::Linear16(s), Law::A) => s.iter().map(|&x| g711::linear_to_alaw(x)).collect(),
-    }
-}
-
 /// Waits until the dialog ends before we answered (CANCEL, or the transaction died).
 async fn wait_for_end(events: &mut CallEvents) -> Outcome {
     loop {
@@ -1144,31 +828,5 @@ async fn wait_for_ack_answer(
     tokio::select! {
         r = tokio::time::timeout(ACK_TIMEOUT, wait) => r.unwrap_or_else(|_| Err(Outcome::ended(EndReason::local(Cause::AckTimeout)))),
         _ = cancel.cancelled() => Err(Outcome::ended(EndReason::local(Cause::Shutdown))),
-    }
-}
-
-/// The Realtime session configuration of a profile. Announcements do not listen: the caller's
-/// speech neither starts nor interrupts a response.
-fn session_settings(profile: &AgentProfile, law: Law, announcement: bool) -> SessionSettings {
-    let mut instructions = profile.instructions.clone();
-    if let Some(language) = &profile.language {
-        instructions.push_str(&format!(
-            "\n\nSpeak in this language unless the caller uses another one: {language}."
-        ));
-    }
-    SessionSettings {
-        model: profile.model.clone(),
-        instructions,
-        voice: profile.voice.clone(),
-        law,
-        turn_detection: TurnDetection {
-            threshold: profile.vad.threshold,
-            prefix_padding_ms: profile.vad.prefix_padding_ms,
-            silence_duration_ms: profile.vad.silence_duration_ms,
-            create_response: !announcement,
-            interrupt_response: !announcement,
-        },
-        transcription_model: profile.transcription_model.clone(),
-        tools: Vec::new(),
     }
 }

@@ -6,8 +6,11 @@
 //! after the port allocated last, so a port just released is not reused at once (late packets of the
 //! previous call would otherwise land in the next one).
 //!
-//! A pure data structure with no I/O: the shell wraps it in a mutex, binds the port it gets, and on a
-//! bind failure keeps that port allocated (or releases it) and asks for the next.
+//! A pure data structure with no I/O: the shell wraps it in a mutex, takes a [`PortLease`]
+//! ([`PortPool::lease`]), binds the port it gets, and on a bind failure drops the lease and asks
+//! for the next. The lease returns its port when dropped, also while a panicking call task unwinds.
+
+use std::sync::{Mutex, PoisonError};
 
 use thiserror::Error;
 
@@ -100,6 +103,17 @@ impl PortPool {
         self.slot_of(port).is_some_and(|slot| self.in_use[slot])
     }
 
+    /// Allocates a port from the pool behind `pool` as a [`PortLease`], which releases it when
+    /// dropped; `None` when every port is in use. A poisoned mutex (a call task panicked while
+    /// holding it) is recovered: the pool's state is updated in single steps, never left half-done.
+    pub fn lease(pool: &Mutex<PortPool>) -> Option<PortLease<'_>> {
+        let port = pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allocate()?;
+        Some(PortLease { pool, port })
+    }
+
     fn port_of(&self, slot: usize) -> u16 {
         // slot < in_use.len() ≤ (u16::MAX − low) / 2 + 1, so this stays within u16.
         self.low + (slot as u16) * 2
@@ -109,6 +123,30 @@ impl PortPool {
         let offset = port.checked_sub(self.low)?;
         let slot = usize::from(offset / 2);
         (offset.is_multiple_of(2) && slot < self.in_use.len()).then_some(slot)
+    }
+}
+
+/// One call's RTP port (and the odd port above it), returned to its pool when dropped, also when
+/// the call's task unwinds from a panic or the pool's mutex is poisoned.
+#[derive(Debug)]
+pub struct PortLease<'a> {
+    pool: &'a Mutex<PortPool>,
+    port: u16,
+}
+
+impl PortLease<'_> {
+    /// The leased (even) RTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for PortLease<'_> {
+    fn drop(&mut self) {
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release(self.port);
     }
 }
 
@@ -190,5 +228,31 @@ mod tests {
         let mut pool = PortPool::new(65_530, 65_535).expect("valid range");
         let all: Vec<u16> = std::iter::from_fn(|| pool.allocate()).collect();
         assert_eq!(all, vec![65_530, 65_532, 65_534]);
+    }
+
+    #[test]
+    fn a_lease_returns_its_port_even_after_the_mutex_was_poisoned() {
+        let pool = Mutex::new(PortPool::new(10_000, 10_003).unwrap());
+        let lease = PortPool::lease(&pool).unwrap();
+        assert_eq!(lease.port(), 10_000);
+        // Another call's task panics while it holds the pool.
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _guard = pool.lock().unwrap();
+                panic!("a call task panics holding the port pool");
+            })
+            .join()
+            .is_err()
+        });
+        assert!(poisoned && pool.is_poisoned());
+        drop(lease);
+        let pool_state = pool.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(pool_state.available(), 2, "the port leaked");
+        drop(pool_state);
+        // New calls still get ports.
+        let a = PortPool::lease(&pool).unwrap();
+        let b = PortPool::lease(&pool).unwrap();
+        assert_ne!(a.port(), b.port());
+        assert!(PortPool::lease(&pool).is_none());
     }
 }
