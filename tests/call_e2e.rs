@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::Value;
@@ -19,29 +18,11 @@ const LISTEN_MS: u64 = 9_000;
 
 /// A dialplan with a short greeting so the test call stays short.
 fn test_dialplans(dir: &TestDir) -> PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(
-        d.join("test.toml"),
-        r#"
-[[routes]]
-name = "test-line"
-to = "*"
-agent = "tester"
-
-[agents.tester]
-voice = "alloy"
-greeting = "Bright Smile Dental, hello."
-instructions = "You are the receptionist of a test clinic."
-transcription_model = "gpt-4o-mini-transcribe"
-"#,
+    agent_dialplan(
+        dir,
+        "Bright Smile Dental, hello.",
+        "transcription_model = \"gpt-4o-mini-transcribe\"\n",
     )
-    .expect("write dialplan");
-    d
-}
-
-fn scenario() -> PathBuf {
-    Path::new(ROOT).join("tests/scenarios/e2e.toml")
 }
 
 /// The audio of every assistant item the simulator sent, in order: (item_id, bytes).
@@ -139,29 +120,11 @@ fn place_call(name: &str, sipp_scenario: &str, extra: &[&str], tcp: bool, alaw: 
     let (ul, al) = speech(&dir, "caller", CALLER_SENTENCE);
     std::fs::write(dir.join("audio.ul"), &ul).expect("write");
     std::fs::write(dir.join("audio.al"), &al).expect("write");
-    let sim = Sim::start(&dir, Some(&scenario()));
+    let sim = Sim::start_scenario(&dir, "e2e.toml");
     let dialplans = test_dialplans(&dir);
-    let url = sim.url();
-    let mut args = vec!["--realtime-url", url.as_str()];
-    args.extend_from_slice(extra);
-    let mut serve = Serve::start(&dir, &dialplans, &args);
-    let media_port = free_port();
-    let capture = Capture::start(&dir, media_port);
-    let run = run_sipp(&dir, sipp_scenario, serve.sip, media_port, LISTEN_MS, tcp);
-    let rtp_to_caller = capture.stop(media_port);
-    assert!(
-        run.success,
-        "SIPp call failed:\n{}\n---- frontdesk ----\n{}",
-        run.output,
-        serve.proc.log_text()
-    );
-    // Graceful stop: SIGTERM, exit 0, and the call row is complete.
-    let status = serve.proc.terminate(Duration::from_secs(15));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "frontdesk did not stop cleanly on SIGTERM: {status:?}\n{}",
-        serve.proc.log_text()
-    );
+    let mut serve = Serve::start_with(&dir, &dialplans, &sim.url(), extra);
+    // Graceful stop after the call: SIGTERM, exit 0, and the call row is complete.
+    let rtp_to_caller = serve.call_and_stop(&dir, sipp_scenario, LISTEN_MS, tcp);
     let client_events = read_jsonl(&sim.record);
     let server_events = read_jsonl(&sim.record_server);
     let db = serve.db.clone();

@@ -239,24 +239,7 @@ fn sqlite(db: &Path, sql: &str) {
 
 /// A dialplan that answers every number with the test agent.
 fn dialplans(dir: &TestDir) -> PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(
-        d.join("test.toml"),
-        r#"
-[[routes]]
-name = "any"
-to = "*"
-agent = "tester"
-
-[agents.tester]
-voice = "alloy"
-greeting = "Bright Smile Dental, hello."
-instructions = "You are the receptionist of a test clinic."
-"#,
-    )
-    .expect("write dialplan");
-    d
+    agent_dialplan(dir, "Bright Smile Dental, hello.", "")
 }
 
 /// A `frontdesk serve` with its own database, log and optional config file.
@@ -582,10 +565,7 @@ fn call_through_the_registrar_follows_the_route_set() {
     std::fs::write(dir.join("audio.ul"), &ul).expect("write");
     let kam = Kamailio::registrar(&dir, "MD5", &[("agent", AGENT_PASSWORD)]);
     std::fs::write(dir.join("agent.password"), AGENT_PASSWORD).expect("write");
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")),
-    );
+    let sim = Sim::start_scenario(&dir, "e2e.toml");
     let url = sim.url();
     let config = format!(
         r#"

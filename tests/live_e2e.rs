@@ -14,7 +14,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
 use frontdesk::media::g711::Law;
@@ -80,35 +79,12 @@ fn live_call(
     extra: &[&str],
     sipp: &str,
 ) -> LiveRun {
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios").join(scenario)),
-    );
+    let sim = Sim::start_scenario(&dir, scenario);
     let url = format!("ws://{}/v1/live/sessions", sim.addr);
-    let mut args = vec![
-        "--realtime-url",
-        url.as_str(),
-        "--realtime-protocol",
-        "live",
-    ];
+    let mut args = vec!["--realtime-protocol", "live"];
     args.extend_from_slice(extra);
-    let mut serve = Serve::start(&dir, dialplans, &args);
-    let media_port = free_port();
-    let capture = Capture::start(&dir, media_port);
-    let run = run_sipp(&dir, sipp, serve.sip, media_port, 9_000, false);
-    let rtp = capture.stop(media_port);
-    assert!(
-        run.success,
-        "SIPp call failed:\n{}\n---- frontdesk ----\n{}",
-        run.output,
-        serve.proc.log_text()
-    );
-    let status = serve.proc.terminate(Duration::from_secs(15));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "frontdesk did not stop cleanly: {status:?}\n{}",
-        serve.proc.log_text()
-    );
+    let mut serve = Serve::start_with(&dir, dialplans, &url, &args);
+    let rtp = serve.call_and_stop(&dir, sipp, 9_000, false);
     LiveRun {
         client: read_jsonl(&sim.record),
         server: read_jsonl(&sim.record_server),

@@ -3,29 +3,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 
 fn dialplan(dir: &TestDir) -> std::path::PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(
-        d.join("test.toml"),
-        r#"
-[[routes]]
-to = "*"
-agent = "tester"
-
-[agents.tester]
-voice = "alloy"
-greeting = "Hello."
-instructions = "You are a test receptionist."
-"#,
-    )
-    .expect("write");
-    d
+    agent_dialplan(dir, "Hello.", "")
 }
 
 /// The caller starts speaking 1.5 s into a long greeting: frontdesk stops the agent's audio within
@@ -40,10 +23,7 @@ fn barge_in_stops_playout_and_truncates_at_the_audio_heard() {
         "Sorry to interrupt, I only need your opening hours.",
     );
     std::fs::write(dir.join("audio.ul"), &ul).expect("write");
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/barge_in.toml")),
-    );
+    let sim = Sim::start_scenario(&dir, "barge_in.toml");
     let plans = dialplan(&dir);
     let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
     let media_port = free_port();

@@ -15,26 +15,7 @@ use serde_json::Value;
 const F: usize = 160;
 
 fn dialplan(dir: &TestDir, media: &str) -> PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(
-        d.join("test.toml"),
-        format!(
-            r#"
-[[routes]]
-to = "*"
-agent = "tester"
-
-[agents.tester]
-voice = "alloy"
-greeting = "Hello."
-instructions = "You are a test receptionist."
-{media}
-"#
-        ),
-    )
-    .expect("write");
-    d
+    agent_dialplan(dir, "Hello.", media)
 }
 
 /// One RTP packet the caller received.
@@ -135,10 +116,7 @@ fn without_send_silence_the_caller_receives_rtp_only_while_the_agent_speaks() {
     let (ul, _) = speech(&dir, "caller", "Hello, are you open on Saturday?");
     let audio = dir.join("audio.ul");
     std::fs::write(&audio, &ul).expect("write");
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")),
-    );
+    let sim = Sim::start_scenario(&dir, "e2e.toml");
     let plans = dialplan(&dir, "");
     let mut serve = Serve::start(
         &dir,
@@ -176,10 +154,7 @@ fn setup(name: &str, sentence: &str, media: &str) -> Setup {
     let (ul, _) = speech(&dir, "caller", sentence);
     let audio = dir.join("audio.ul");
     std::fs::write(&audio, &ul).expect("write");
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")),
-    );
+    let sim = Sim::start_scenario(&dir, "e2e.toml");
     let plans = dialplan(&dir, media);
     let serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
     Setup {

@@ -29,10 +29,7 @@ staff = "sip:staff@127.0.0.1:5999"
 
 /// A dialplan directory with one agent that may transfer (to `staff`) and end calls.
 fn dialplan(dir: &TestDir) -> PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(d.join("default.toml"), DIALPLAN).expect("write dialplan");
-    d
+    write_dialplan(dir, "default.toml", DIALPLAN)
 }
 
 fn scenario(dir: &TestDir, name: &str, text: &str) -> PathBuf {

@@ -20,24 +20,7 @@ use serde_json::Value;
 const CALLER_SENTENCE: &str = "Hello, I would like to book a cleaning for next Tuesday morning.";
 
 fn dialplans(dir: &TestDir) -> PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(
-        d.join("test.toml"),
-        r#"
-[[routes]]
-name = "test-line"
-to = "*"
-agent = "tester"
-
-[agents.tester]
-voice = "alloy"
-greeting = "Bright Smile Dental, hello."
-instructions = "You are the receptionist of a test clinic."
-"#,
-    )
-    .expect("write dialplan");
-    d
+    agent_dialplan(dir, "Bright Smile Dental, hello.", "")
 }
 
 /// A baresip user agent that dials `target` once, plays `wav` and hangs up after `secs`.
@@ -344,13 +327,8 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
         .expect("sox");
     assert!(st.success());
     assert!(ul.len() > 8000);
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/e2e.toml")),
-    );
-    let url = sim.url();
-    let mut serve_args = vec!["--realtime-url", url.as_str()];
-    serve_args.extend_from_slice(args);
+    let sim = Sim::start_scenario(&dir, "e2e.toml");
+    let mut serve_args = args.to_vec();
     let tls = transport == "tls";
     let tls_addr: std::net::SocketAddr =
         format!("127.0.0.1:{}", free_port()).parse().expect("addr");
@@ -361,7 +339,7 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
         Vec::new()
     };
     serve_args.extend(tls_args.iter().map(String::as_str));
-    let mut serve = Serve::start(&dir, &dialplans(&dir), &serve_args);
+    let mut serve = Serve::start_with(&dir, &dialplans(&dir), &sim.url(), &serve_args);
     let ca = dir.join("ca.pem");
     let (target, caller_tls) = if tls {
         let trust = format!("sip_cafile {}", ca.display());

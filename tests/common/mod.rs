@@ -228,9 +228,48 @@ impl Sim {
         }
     }
 
+    /// Starts the simulator with `tests/scenarios/{name}`.
+    pub fn start_scenario(dir: &TestDir, name: &str) -> Sim {
+        Sim::start(
+            dir,
+            Some(&Path::new(ROOT).join("tests/scenarios").join(name)),
+        )
+    }
+
     pub fn url(&self) -> String {
         format!("ws://{}/v1/realtime", self.addr)
     }
+}
+
+/// Writes `dialplans/test.toml` in `dir`: every number reaches the agent `tester` (voice alloy,
+/// `greeting`, a test clinic's instructions), with the agent's `extra` TOML lines appended;
+/// returns the directory.
+pub fn agent_dialplan(dir: &TestDir, greeting: &str, extra: &str) -> PathBuf {
+    write_dialplan(
+        dir,
+        "test.toml",
+        &format!(
+            r#"
+[[routes]]
+name = "test-line"
+to = "*"
+agent = "tester"
+
+[agents.tester]
+voice = "alloy"
+greeting = "{greeting}"
+instructions = "You are the receptionist of a test clinic."
+{extra}"#
+        ),
+    )
+}
+
+/// Writes `text` as the dialplan file `dialplans/{file}` in `dir`; returns the directory.
+pub fn write_dialplan(dir: &TestDir, file: &str, text: &str) -> PathBuf {
+    let d = dir.join("dialplans");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::write(d.join(file), text).expect("write dialplan");
+    d
 }
 
 /// A running `frontdesk serve`.
@@ -283,6 +322,49 @@ impl Serve {
 }
 
 impl Serve {
+    /// Like [`Serve::start`], with the model service at `realtime_url` (`--realtime-url`) before
+    /// the `extra` flags.
+    pub fn start_with(
+        dir: &TestDir,
+        dialplans: &Path,
+        realtime_url: &str,
+        extra: &[&str],
+    ) -> Serve {
+        let mut args = vec!["--realtime-url", realtime_url];
+        args.extend_from_slice(extra);
+        Serve::start(dir, dialplans, &args)
+    }
+
+    /// Places one SIPp call (`scenario` from tests/sipp, hold `hold_ms`, over UDP or TCP) from a
+    /// free media port while capturing it, then stops frontdesk with SIGTERM. Asserts that the
+    /// call succeeded and that frontdesk stopped cleanly (exit 0); returns the RTP frontdesk sent
+    /// to the caller.
+    pub fn call_and_stop(
+        &mut self,
+        dir: &TestDir,
+        scenario: &str,
+        hold_ms: u64,
+        tcp: bool,
+    ) -> Vec<RtpRecord> {
+        let media_port = free_port();
+        let capture = Capture::start(dir, media_port);
+        let run = run_sipp(dir, scenario, self.sip, media_port, hold_ms, tcp);
+        let rtp = capture.stop(media_port);
+        assert!(
+            run.success,
+            "SIPp call failed:\n{}\n---- frontdesk ----\n{}",
+            run.output,
+            self.proc.log_text()
+        );
+        let status = self.proc.terminate(Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "frontdesk did not stop cleanly on SIGTERM: {status:?}\n{}",
+            self.proc.log_text()
+        );
+        rtp
+    }
+
     /// Like [`Serve::start`] with the simulator at `realtime_url`, dual stack: also listens on
     /// `[::1]` (another free port, returned) with `::1` as the IPv6 media address.
     pub fn start_dual_stack(
@@ -799,16 +881,15 @@ pub fn longest_gap(times: &[f64], from: f64, to: f64) -> f64 {
 /// with the calendar tools (`deploy/calendar.example.toml`), optionally with caller
 /// transcription on; returns the directory.
 pub fn booking_dialplan(dir: &TestDir, transcription: bool) -> PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
     let transcription = if transcription {
         "transcription_model = \"gpt-4o-mini-transcribe\"\n"
     } else {
         ""
     };
-    std::fs::write(
-        d.join("clinic.toml"),
-        format!(
+    write_dialplan(
+        dir,
+        "clinic.toml",
+        &format!(
             r#"
 [[routes]]
 name = "clinic"
@@ -823,8 +904,6 @@ calendar = "bright-smile"
 {transcription}"#
         ),
     )
-    .expect("write");
-    d
 }
 
 /// Writes the caller's two turns of a booking call (`audio.ul`, `audio2.ul`, streamed by
