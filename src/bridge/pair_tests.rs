@@ -68,6 +68,9 @@ struct Effects {
     refer: (Duration, Result<u16, String>),
     /// After an accepted REFER: when the NOTIFY comes and its sipfrag status.
     notify: Option<(Duration, u16)>,
+    /// The NOTIFY comes that long after the REFER itself, not after its response (it overtakes
+    /// a response slower than that).
+    notify_overtakes: bool,
 }
 
 impl Default for Effects {
@@ -79,6 +82,7 @@ impl Default for Effects {
             ),
             refer: (ms(200), Ok(202)),
             notify: Some((ms(1_000), 200)),
+            notify_overtakes: false,
         }
     }
 }
@@ -367,8 +371,13 @@ impl Pair {
                     self.pending
                         .push((self.now + delay, Pending::Refer(result)));
                     if let (true, Some((after, status))) = (accepted, self.effects.notify) {
+                        let from = if self.effects.notify_overtakes {
+                            self.now
+                        } else {
+                            self.now + delay
+                        };
                         self.pending.push((
-                            self.now + delay + after,
+                            from + after,
                             Pending::Sip(CallEvent::ReferNotify {
                                 status,
                                 terminated: true,
@@ -824,6 +833,35 @@ fn a_transfer_that_fails_is_reported_to_the_model_and_the_call_goes_on() {
     // The model's apology is played after the failure.
     let failed_at = p.refers[0].0.saturating_duration_since(p.t0) + ms(500);
     assert!(p.rtp_between(failed_at, Duration::from_secs(15)) > 40);
+}
+
+/// The NOTIFY overtakes the REFER's 202 (they come on different channels): a failure it reports
+/// still reaches the model, and a success still ends the call.
+#[test]
+fn a_notify_that_overtakes_the_202_still_decides_the_transfer() {
+    for (status, transferred) in [(503, false), (200, true)] {
+        let mut p = Pair::new(agent(""), TRANSFER, Netem::default());
+        p.speech = vec![(Duration::from_secs(1), Duration::from_secs(2))];
+        p.effects.refer = (ms(800), Ok(202));
+        p.effects.notify = Some((ms(300), status));
+        p.effects.notify_overtakes = true;
+        p.run_until(Duration::from_secs(8));
+        assert_eq!(p.refers.len(), 1);
+        let notify_at = p.refers[0].0 + ms(300);
+        if transferred {
+            let (ended_at, reason) = p.ended.clone().expect("transferred");
+            assert_eq!(reason, EndReason::local(Cause::Transferred));
+            let took = ended_at.saturating_duration_since(notify_at);
+            assert!(took <= ms(150), "{took:?} after the NOTIFY");
+        } else {
+            assert!(p.ended.is_none(), "{:?}", p.ended);
+            let outputs = p.sim.tool_outputs();
+            assert_eq!(outputs.len(), 1, "the failure is reported once");
+            let v: serde_json::Value = serde_json::from_str(&outputs[0].output).expect("json");
+            assert_eq!(v["error"]["code"], "transfer_failed");
+            assert!(outputs[0].output.contains("503"), "{}", outputs[0].output);
+        }
+    }
 }
 
 #[test]

@@ -396,10 +396,18 @@ impl Bridge {
     }
 
     /// A NOTIFY sipfrag about our REFER: a final 2xx ends the call (`transferred`).
+    ///
+    /// The NOTIFY may overtake the REFER's 2xx (RFC 6665 §4.1.2.4; here they also come on
+    /// different channels, the dialog's events and the REFER task's result): for the model's
+    /// transfer a NOTIFY means the REFER was accepted, and a late 2xx is then ignored.
     pub(super) fn refer_notify(&mut self, now: Instant, status: u16, terminated: bool) {
         let Some(t) = &mut self.control.transfer else {
             return;
         };
+        if t.state == TransferState::AwaitingResponse && matches!(t.origin, Origin::Model { .. }) {
+            info!(target = %t.target, status, "NOTIFY before the REFER's response: taken as accepted");
+            t.state = TransferState::AwaitingNotify;
+        }
         if t.state != TransferState::AwaitingNotify {
             return;
         }
