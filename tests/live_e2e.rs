@@ -14,6 +14,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 use frontdesk::media::g711::Law;
