@@ -659,7 +659,7 @@ async fn dialog_phase(
             rtcp: socket.rtcp.as_ref(),
         },
         session,
-        profile.as_ref().map(|p| super::pump::Opener {
+        profile.as_ref().map(|p| super::effects::Opener {
             targets: reconnect_targets,
             model: p.model.clone(),
             timeout: ctx.connect_timeout,

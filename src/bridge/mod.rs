@@ -5,6 +5,7 @@
 
 pub mod call;
 pub mod core;
+mod effects;
 pub mod end;
 mod pump;
 mod record;

@@ -15,74 +15,25 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument as _};
 
-use super::core::{Bridge, CallSetup, Input, Output, ToolRequest};
+use super::core::{Bridge, CallSetup, Input, Output};
+use super::effects::{
+    close_beside, expires_instant, run_tool, Done, Opener, SIDE_EFFECTS_CAPACITY,
+    SIDE_EFFECTS_DRAIN,
+};
 use super::end::EndReason;
 use crate::media::socket::MediaSocket;
-use crate::realtime::client::RealtimeTarget;
-use crate::realtime::failover;
 use crate::realtime::{ModelEvent, Session};
 use crate::sip::{CallEvents, CallHandle};
-use crate::tools::{self, ToolContext};
+use crate::tools::ToolContext;
 
 /// Largest UDP datagram read on an RTP or RTCP socket, in bytes.
 const RTP_READ_BUFFER: usize = 2048;
-/// Capacity of a call's channel of finished side effects (tool outputs, REFER results). The
-/// model rarely has more than one or two calls outstanding; a task that finds it full waits
-/// (a result is never dropped while the call runs).
-const SIDE_EFFECTS_CAPACITY: usize = 8;
-/// How long the side-effect tasks of an ended call may still take before the call's teardown
-/// goes on without them.
-const SIDE_EFFECTS_DRAIN: Duration = Duration::from_secs(1);
-
 /// The call's media sockets.
 pub(super) struct Sockets<'a> {
     /// RTP (and RTCP with rtcp-mux).
     pub(super) rtp: &'a MediaSocket,
     /// RTCP on the odd port, when it could be bound.
     pub(super) rtcp: Option<&'a MediaSocket>,
-}
-
-/// How the call opens a replacement model session (rollover): the agent's endpoints, the one
-/// its current session is on first ([`failover::open`]), one attempt bounded by the connect
-/// timeout.
-#[derive(Clone)]
-pub(super) struct Opener {
-    /// Where sessions are opened, in order.
-    pub(super) targets: Vec<RealtimeTarget>,
-    /// The profile's model.
-    pub(super) model: String,
-    /// One attempt's bound over all endpoints (`[realtime] connect_timeout_secs`).
-    pub(super) timeout: Duration,
-}
-
-impl Opener {
-    async fn open(&self) -> Result<Session, String> {
-        match failover::open(&self.targets, &self.model, self.timeout).await {
-            Ok(opened) => {
-                info!(endpoint = %opened.endpoint, attempts = opened.attempts, "new model session open");
-                Ok(opened.session)
-            }
-            Err(failed) => Err(failed.to_string()),
-        }
-    }
-}
-
-/// Closes a session beside the call (bounded by [`SIDE_EFFECTS_DRAIN`]).
-fn close_beside(tasks: &TaskTracker, session: Option<Session>) {
-    if let Some(mut s) = session {
-        tasks.spawn(
-            async move {
-                let _ = tokio::time::timeout(SIDE_EFFECTS_DRAIN, s.close()).await;
-            }
-            .in_current_span(),
-        );
-    }
-}
-
-/// A finished side effect.
-enum Done {
-    Tool { call_id: String, output: String },
-    Refer(Result<u16, String>),
 }
 
 fn now() -> std::time::Instant {
@@ -318,51 +269,6 @@ pub(super) async fn run(
         let _ = tokio::time::timeout(SIDE_EFFECTS_DRAIN, s.close()).await;
     }
     (end, bridge)
-}
-
-/// A GPT-Live session's `expires_at` (Unix seconds) as an instant on the call's clock.
-fn expires_instant(session: &mut Session) -> Option<std::time::Instant> {
-    let at = session.expires_at()?;
-    let unix_now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    let left = u64::try_from(at).ok()?.saturating_sub(unix_now);
-    Some(now() + Duration::from_secs(left))
-}
-
-/// Runs a tool in the call's tracker; its output comes back as [`Done::Tool`]. Returns whether
-/// it was started (not without a tool context).
-fn run_tool(
-    tasks: &TaskTracker,
-    ctx: Option<&ToolContext>,
-    tx: &mpsc::Sender<Done>,
-    req: ToolRequest,
-) -> bool {
-    let Some(ctx) = ctx.cloned() else {
-        return false;
-    };
-    let tx = tx.clone();
-    tasks.spawn(
-        async move {
-            #[cfg(debug_assertions)]
-            crate::server::fault::tool_delay().await;
-            let outcome = tools::call(&ctx, &req.name, &req.arguments).await;
-            if let Some(error) = &outcome.error {
-                info!(tool = %req.name, %error, ms = outcome.duration.as_millis(), "tool failed");
-            } else {
-                info!(tool = %req.name, ms = outcome.duration.as_millis(), "tool done");
-            }
-            let _ = tx
-                .send(Done::Tool {
-                    call_id: req.call_id,
-                    output: outcome.output,
-                })
-                .await;
-        }
-        .in_current_span(),
-    );
-    true
 }
 
 /// The next model event; pends forever without a session (recordings).
