@@ -356,7 +356,7 @@ impl CallEvents {
                 DialogState::Info(_, req, handle) => {
                     let content_type = req.header_value("Content-Type");
                     let body = req.body().clone();
-                    handle.reply(StatusCode::OK).await.ok();
+                    reply_detached(handle, StatusCode::OK);
                     return Some(CallEvent::Info { content_type, body });
                 }
                 DialogState::Updated(_, req, handle) => {
@@ -365,7 +365,7 @@ impl CallEvents {
                     }
                 }
                 DialogState::Options(_, _, handle) => {
-                    handle.reply(StatusCode::OK).await.ok();
+                    reply_detached(handle, StatusCode::OK);
                 }
                 DialogState::Notify(_, req, handle) => {
                     let is_refer = req
@@ -379,10 +379,10 @@ impl CallEvents {
                                 .eq_ignore_ascii_case("refer")
                         });
                     if !is_refer {
-                        handle.reply(StatusCode::from(489)).await.ok();
+                        reply_detached(handle, StatusCode::from(489));
                         continue;
                     }
-                    handle.reply(StatusCode::OK).await.ok();
+                    reply_detached(handle, StatusCode::OK);
                     let terminated = req
                         .header_value("Subscription-State")
                         .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("terminated"));
@@ -393,7 +393,7 @@ impl CallEvents {
                 DialogState::Refer(_, _, handle)
                 | DialogState::Message(_, _, handle)
                 | DialogState::Publish(_, _, handle) => {
-                    handle.reply(StatusCode::NotImplemented).await.ok();
+                    reply_detached(handle, StatusCode::NotImplemented);
                 }
                 _ => {}
             }
@@ -633,4 +633,15 @@ impl Drop for CallEvents {
         }
         self.dialogs.remove_dialog(&self.dialog.id());
     }
+}
+
+/// Answers an in-dialog request without awaiting inside [`CallEvents::recv`]: the reply is a
+/// send on the transaction's channel, which can yield (tokio's cooperative budget), and `recv`
+/// is polled in the pump's `select!`, so an await there between taking a request off the dialog's
+/// channel and returning its event could drop the event (a REFER's NOTIFY lost, the transfer then
+/// ending as `rtp-timeout`). The reply goes out from its own short task instead.
+fn reply_detached(handle: TransactionHandle, status: StatusCode) {
+    tokio::spawn(async move {
+        handle.reply(status).await.ok();
+    });
 }
