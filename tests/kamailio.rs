@@ -259,7 +259,7 @@ impl Frontdesk {
     ) -> Frontdesk {
         let port = free_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let rtp_low = free_port();
+        let rtp_low = free_port_block(41);
         let db = dir.join(&format!("{name}.db"));
         // A `--db` in `extra` (e.g. a shared PostgreSQL) replaces the instance's own SQLite
         // file, a `--dialplans` the test dialplan, a `--rtp-ports` the 40 ports from a free one.
@@ -918,11 +918,11 @@ calendar = "bright-smile"
         "--dialplans",
         plans.to_str().expect("path"),
     ];
-    // 50 calls need more RTP ports than the other tests: 200 per instance, below the ephemeral
-    // range (32768+) that free_port() and the other tests' SIP ports come from.
-    let base = 21000 + (std::process::id() % 20) * 500;
-    let ports_a = format!("{base}-{}", base + 199);
-    let ports_b = format!("{}-{}", base + 250, base + 449);
+    // 50 calls need more RTP ports than the other tests: 200 per instance, in blocks reserved
+    // so that no other test of this binary is handed a port inside them.
+    let (low_a, low_b) = (free_port_block(200), free_port_block(200));
+    let ports_a = format!("{low_a}-{}", low_a + 199);
+    let ports_b = format!("{low_b}-{}", low_b + 199);
     let with_ports = |ports: &str| {
         let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         v.extend(["--rtp-ports".to_string(), ports.to_string()]);

@@ -39,7 +39,7 @@ impl Baresip {
         let conf = dir.join(name);
         std::fs::create_dir_all(conf.join("rec")).expect("mkdir");
         let sip_port = free_port();
-        let rtp_low = free_port();
+        let rtp_low = free_port_block(21);
         std::fs::write(
             conf.join("config"),
             format!(

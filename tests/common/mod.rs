@@ -79,18 +79,30 @@ static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 /// port needs port+2), chosen from a range that depends on the process id to keep parallel test
 /// binaries apart.
 pub fn free_port() -> u16 {
+    free_port_block(4)
+}
+
+/// The first of `n` consecutive loopback ports (even; all free for UDP, the first for TCP too),
+/// reserved in this process: no later [`free_port`] or [`free_port_block`] of the same test
+/// binary hands out a port inside the block, so a frontdesk's or a caller's RTP range never
+/// takes a port another test running in parallel is about to listen on.
+pub fn free_port_block(n: u16) -> u16 {
+    let step = n.max(4).div_ceil(4) * 4;
     let base = 21_000 + (std::process::id() % 400) as u16 * 100;
     for _ in 0..2000 {
-        let offset = NEXT_PORT.fetch_add(4, Ordering::SeqCst) % 20_000;
+        let offset = NEXT_PORT.fetch_add(step, Ordering::SeqCst) % 20_000;
         let port = 21_000 + (base - 21_000 + offset) % 40_000;
         let port = port - port % 2;
-        let ok = (0..4).all(|i| UdpSocket::bind(("127.0.0.1", port + i)).is_ok())
+        if u32::from(port) + u32::from(n) > 61_000 {
+            continue;
+        }
+        let ok = (0..n).all(|i| UdpSocket::bind(("127.0.0.1", port + i)).is_ok())
             && TcpListener::bind(("127.0.0.1", port)).is_ok();
         if ok {
             return port;
         }
     }
-    panic!("no free loopback port found");
+    panic!("no free block of {n} loopback ports found");
 }
 
 /// A child process killed on drop; its stderr goes to a log file.
@@ -294,7 +306,7 @@ impl Serve {
     ) -> Serve {
         let port = free_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let rtp_low = free_port();
+        let rtp_low = free_port_block(41);
         let db = dir.join("frontdesk.db");
         let mut cmd = Command::new(FRONTDESK);
         cmd.arg("serve")
