@@ -121,7 +121,7 @@ pub(super) async fn run(
                         .in_current_span(),
                     );
                 }
-                Output::AnswerOffer(answer) => events.answer_offer(answer).await,
+                Output::AnswerOffer(answer) => events.answer_offer(answer),
                 Output::SetSrtp(keys) => {
                     if let Err(e) =
                         crate::media::socket::set_srtp(sockets.rtp, sockets.rtcp, keys.as_ref())

@@ -232,7 +232,7 @@ impl CallEvents {
     /// [`Error::Dialog`] if the BYE (or 480) could not be sent.
     pub async fn hangup(&mut self, reason: &str) -> Result<(), Error> {
         if self.pending_offer.is_some() {
-            self.respond_offer(487, None).await;
+            self.respond_offer(487, None);
         }
         let settle = tokio::time::Instant::now() + HANGUP_SETTLE;
         loop {
@@ -277,6 +277,12 @@ impl CallEvents {
 
     /// The next event of this call, or `None` after the dialog ended (the last event returned is
     /// always `Cancelled`, `Bye`, `Terminated` or `SessionExpired`).
+    ///
+    /// Cancel-safe: the pump polls it inside its `select!`, which drops it whenever another
+    /// branch is ready first. Its only await is the wait for the next dialog state, our refresh's
+    /// response or the session timer; between taking a request off the dialog's channel and
+    /// returning its event nothing is awaited, and every reply goes out from its own task
+    /// ([`respond_detached`]), so a dropped `recv` loses no request, event or reply.
     pub async fn recv(&mut self) -> Option<CallEvent> {
         if self.done {
             return None;
@@ -284,7 +290,7 @@ impl CallEvents {
         if self.pending_offer.is_some() {
             // Nobody answered the last offer: keep the session as it is (our current SDP).
             let sdp = self.local_sdp.clone();
-            self.respond_offer(200, sdp).await;
+            self.respond_offer(200, sdp);
         }
         loop {
             let deadline = self.timer.as_ref().map(SessionTimer::poll_timeout);
@@ -356,16 +362,16 @@ impl CallEvents {
                 DialogState::Info(_, req, handle) => {
                     let content_type = req.header_value("Content-Type");
                     let body = req.body().clone();
-                    reply_detached(handle, StatusCode::OK);
+                    respond_detached(handle, StatusCode::OK, None, None);
                     return Some(CallEvent::Info { content_type, body });
                 }
                 DialogState::Updated(_, req, handle) => {
-                    if let Some(ev) = self.on_update(&req, handle).await {
+                    if let Some(ev) = self.on_update(&req, handle) {
                         return Some(ev);
                     }
                 }
                 DialogState::Options(_, _, handle) => {
-                    reply_detached(handle, StatusCode::OK);
+                    respond_detached(handle, StatusCode::OK, None, None);
                 }
                 DialogState::Notify(_, req, handle) => {
                     let is_refer = req
@@ -379,10 +385,10 @@ impl CallEvents {
                                 .eq_ignore_ascii_case("refer")
                         });
                     if !is_refer {
-                        reply_detached(handle, StatusCode::from(489));
+                        respond_detached(handle, StatusCode::from(489), None, None);
                         continue;
                     }
-                    reply_detached(handle, StatusCode::OK);
+                    respond_detached(handle, StatusCode::OK, None, None);
                     let terminated = req
                         .header_value("Subscription-State")
                         .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("terminated"));
@@ -393,7 +399,7 @@ impl CallEvents {
                 DialogState::Refer(_, _, handle)
                 | DialogState::Message(_, _, handle)
                 | DialogState::Publish(_, _, handle) => {
-                    reply_detached(handle, StatusCode::NotImplemented);
+                    respond_detached(handle, StatusCode::NotImplemented, None, None);
                 }
                 _ => {}
             }
@@ -404,8 +410,9 @@ impl CallEvents {
 
     /// A re-INVITE or UPDATE: glare (491), session-timer checks (422) and refresh, then either an
     /// [`CallEvent::Offer`] to answer, or an immediate 200 (no SDP: our current SDP as the offer
-    /// for a re-INVITE, no body for an UPDATE).
-    async fn on_update(
+    /// for a re-INVITE, no body for an UPDATE). Awaits nothing: it runs inside
+    /// [`CallEvents::recv`], and every reply goes out detached.
+    fn on_update(
         &mut self,
         req: &rsipstack::sip::Request,
         handle: TransactionHandle,
@@ -413,7 +420,7 @@ impl CallEvents {
         let is_invite = req.method == Method::Invite;
         if self.refresh.is_some() {
             info!(method = %req.method, "glare: our own refresh is outstanding; answering 491");
-            handle.reply(StatusCode::from(491)).await.ok();
+            respond_detached(handle, StatusCode::from(491), None, None);
             return None;
         }
         let pairs: Vec<(String, String)> = req
@@ -427,14 +434,12 @@ impl CallEvents {
         match session_timer::negotiate(&treq, self.min_se) {
             session_timer::Negotiation::TooSmall { min_se } => {
                 info!(method = %req.method, min_se, "session interval too small; answering 422");
-                handle
-                    .respond(
-                        StatusCode::from(422),
-                        Some(vec![Header::Other("Min-SE".into(), min_se.to_string())]),
-                        None,
-                    )
-                    .await
-                    .ok();
+                respond_detached(
+                    handle,
+                    StatusCode::from(422),
+                    Some(vec![Header::Other("Min-SE".into(), min_se.to_string())]),
+                    None,
+                );
                 return None;
             }
             negotiated => {
@@ -483,33 +488,29 @@ impl CallEvents {
                 headers.push(Header::ContentType("application/sdp".into()));
                 self.expect_ack_answer = true;
             }
-            handle
-                .respond(StatusCode::OK, Some(headers), body)
-                .await
-                .ok();
+            respond_detached(handle, StatusCode::OK, Some(headers), body);
         } else {
-            handle
-                .respond(StatusCode::OK, Some(headers), None)
-                .await
-                .ok();
+            respond_detached(handle, StatusCode::OK, Some(headers), None);
         }
         None
     }
 
     /// Answers the [`CallEvent::Offer`] just received: `Ok(answer)` with 200 and the SDP answer
     /// (which becomes our current SDP), `Err(code)` with that final status (e.g. 488); the
-    /// session is then unchanged.
-    pub async fn answer_offer(&mut self, answer: Result<Vec<u8>, u16>) {
+    /// session is then unchanged. Does not wait: the response goes out from its own task, so the
+    /// pump's media keeps flowing.
+    pub fn answer_offer(&mut self, answer: Result<Vec<u8>, u16>) {
         match answer {
             Ok(sdp) => {
                 self.local_sdp = Some(sdp.clone());
-                self.respond_offer(200, Some(sdp)).await;
+                self.respond_offer(200, Some(sdp));
             }
-            Err(code) => self.respond_offer(code, None).await,
+            Err(code) => self.respond_offer(code, None),
         }
     }
 
-    async fn respond_offer(&mut self, code: u16, sdp: Option<Vec<u8>>) {
+    /// Sends the final response to the pending offer (detached), if one is pending.
+    fn respond_offer(&mut self, code: u16, sdp: Option<Vec<u8>>) {
         let Some((handle, mut headers)) = self.pending_offer.take() else {
             return;
         };
@@ -519,10 +520,7 @@ impl CallEvents {
         if sdp.is_some() {
             headers.push(Header::ContentType("application/sdp".into()));
         }
-        handle
-            .respond(StatusCode::from(code), Some(headers), sdp)
-            .await
-            .ok();
+        respond_detached(handle, StatusCode::from(code), Some(headers), sdp);
     }
 
     /// Starts our session refresh (RFC 4028 §7.4): UPDATE without SDP when the caller allows
@@ -635,13 +633,23 @@ impl Drop for CallEvents {
     }
 }
 
-/// Answers an in-dialog request without awaiting inside [`CallEvents::recv`]: the reply is a
-/// send on the transaction's channel, which can yield (tokio's cooperative budget), and `recv`
-/// is polled in the pump's `select!`, so an await there between taking a request off the dialog's
-/// channel and returning its event could drop the event (a REFER's NOTIFY lost, the transfer then
-/// ending as `rtp-timeout`). The reply goes out from its own short task instead.
-fn reply_detached(handle: TransactionHandle, status: StatusCode) {
+/// Answers an in-dialog request (`status`, extra `headers`, `body`) without awaiting in the
+/// caller: the response is a send on the transaction's bounded channel, which can yield (a full
+/// channel, tokio's cooperative budget), and [`CallEvents::recv`] is polled in the pump's
+/// `select!`, so an await there between taking a request off the dialog's channel and returning
+/// its event could drop the event and the reply with it (a REFER's NOTIFY lost, the transfer
+/// then ending as `rtp-timeout`; a re-INVITE never answered). The response goes out from its own
+/// short task instead; a transaction already gone is ignored.
+fn respond_detached(
+    handle: TransactionHandle,
+    status: StatusCode,
+    headers: Option<Vec<Header>>,
+    body: Option<Vec<u8>>,
+) {
     tokio::spawn(async move {
-        handle.reply(status).await.ok();
+        handle.respond(status, headers, body).await.ok();
     });
 }
+
+#[cfg(test)]
+mod tests;
