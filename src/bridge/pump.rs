@@ -232,7 +232,7 @@ pub(super) async fn run(
                 Ok(event) => {
                     bridge.handle_input(Input::Model(now(), event));
                     if !expiry_told {
-                        if let Some(at) = session.as_mut().and_then(|s| expires_instant(s)) {
+                        if let Some(at) = session.as_mut().and_then(expires_instant) {
                             expiry_told = true;
                             bridge.handle_input(Input::SessionExpires { now: now(), at });
                         }

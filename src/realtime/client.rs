@@ -334,10 +334,45 @@ mod tests {
         beta: Option<String>,
     }
 
+    /// The handshake callback of [`recording_server`]: records the request's headers in `seen`
+    /// and answers with the `realtime` subprotocol when one was offered. A type rather than a
+    /// closure, as tungstenite's `Callback` signature fixes its (large) error type.
+    struct Record<'a>(&'a mut Seen);
+
+    impl tokio_tungstenite::tungstenite::handshake::server::Callback for Record<'_> {
+        fn on_request(
+            self,
+            req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+            mut resp: tokio_tungstenite::tungstenite::handshake::server::Response,
+        ) -> Result<
+            tokio_tungstenite::tungstenite::handshake::server::Response,
+            tokio_tungstenite::tungstenite::handshake::server::ErrorResponse,
+        > {
+            let header = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let seen = self.0;
+            seen.path = req.uri().to_string();
+            seen.authorization = header("authorization");
+            seen.api_key = header("api-key");
+            seen.protocols = header("sec-websocket-protocol");
+            seen.beta = header("openai-beta");
+            if seen.protocols.is_some() {
+                resp.headers_mut().insert(
+                    "sec-websocket-protocol",
+                    HeaderValue::from_static("realtime"),
+                );
+            }
+            Ok(resp)
+        }
+    }
+
     /// A one-connection WebSocket server recording the handshake headers; it answers with the
     /// `realtime` subprotocol when offered, as gateways and the real service do.
     async fn recording_server() -> (String, tokio::task::JoinHandle<Seen>) {
-        use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -345,27 +380,7 @@ mod tests {
         let handle = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
             let mut seen = Seen::default();
-            let header = |req: &Request, name: &str| {
-                req.headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let callback = |req: &Request, mut resp: Response| {
-                seen.path = req.uri().to_string();
-                seen.authorization = header(req, "authorization");
-                seen.api_key = header(req, "api-key");
-                seen.protocols = header(req, "sec-websocket-protocol");
-                seen.beta = header(req, "openai-beta");
-                if seen.protocols.is_some() {
-                    resp.headers_mut().insert(
-                        "sec-websocket-protocol",
-                        HeaderValue::from_static("realtime"),
-                    );
-                }
-                Ok(resp)
-            };
-            let ws = tokio_tungstenite::accept_hdr_async(stream, callback)
+            let ws = tokio_tungstenite::accept_hdr_async(stream, Record(&mut seen))
                 .await
                 .expect("handshake");
             drop(ws);
