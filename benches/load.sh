@@ -30,11 +30,24 @@
 #                       the table gets a build column and the B/A ratio of CPU per call
 #   LOAD_SYSCALLS=0     1: count frontdesk's system calls and context switches in the window
 #                       (`perf stat` on tracepoints; reported per call-second in results.jsonl)
+#   LOAD_IMPAIR=0       1: impair the caller's RTP towards frontdesk (only that direction, only
+#                       RTP: SIP, the WebSocket and frontdesk's RTP are untouched): each packet
+#                       5 % lost, else delayed uniform 0-60 ms (so reordered), 2 % also duplicated
+#                       (the copy with its own delay); tests/rtp_caller.py's model. An iptables
+#                       NFQUEUE rule (UDP from SIPp's media port to frontdesk's RTP range) hands
+#                       the packets to benches/impair.py, which gives the verdicts late or drops
+#                       them (this kernel has no netem or prio qdisc for `tc`). Implies
+#                       LOAD_NETNS=1. LOAD_IMPAIR_LOSS / LOAD_IMPAIR_DUP (fractions) and
+#                       LOAD_IMPAIR_JITTER_MS change the figures; the table gets an impair column.
+#   LOAD_NETNS=0        1: run everything inside a network namespace of its own (`unshare -n`,
+#                       only `lo`, brought up): no other program's ports or traffic in the way
 #   LOAD_OUT=target/load/<date>   where logs, captures and results go
 #
 # Bounded: every wait has a deadline, SIPp runs under `timeout`, and every process this script
 # starts is killed at exit (trap), by PID. Needs: sipp (sip-tester), espeak-ng, sox, dumpcap
-# (tshark; root or capture rights), python3.
+# (tshark; root or capture rights), python3; for LOAD_NETNS/LOAD_IMPAIR also root, unshare
+# (util-linux) and ip (iproute2), and for LOAD_IMPAIR iptables (Debian `iptables`, not in the
+# CI package list: only this bench uses it) with a kernel that has NFQUEUE.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -52,6 +65,9 @@ FD="${LOAD_FRONTDESK:-$ROOT/target/release/frontdesk}"
 SIM="$FD"
 BASELINE="${LOAD_BASELINE:-}"
 SYSCALLS="${LOAD_SYSCALLS:-0}"
+IMPAIR="${LOAD_IMPAIR:-0}"
+NETNS="${LOAD_NETNS:-0}"
+[ "$IMPAIR" != 1 ] || NETNS=1
 HZ="$(getconf CLK_TCK)"
 CORES="$(nproc)"
 
@@ -63,6 +79,11 @@ for tool in sipp espeak-ng sox python3; do
 done
 if [ "$CAPTURE" = 1 ]; then command -v dumpcap >/dev/null || { echo "missing dumpcap (tshark); or LOAD_CAPTURE=0" >&2; exit 2; }; fi
 if [ "$PERF" = 1 ] || [ "$SYSCALLS" = 1 ]; then command -v perf >/dev/null || { echo "missing perf (linux-perf)" >&2; exit 2; }; fi
+if [ "$NETNS" = 1 ]; then
+  [ "$(id -u)" = 0 ] || { echo "LOAD_NETNS/LOAD_IMPAIR need root (unshare -n)" >&2; exit 2; }
+  for tool in unshare ip; do command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }; done
+fi
+if [ "$IMPAIR" = 1 ]; then command -v iptables >/dev/null || { echo "missing iptables (Debian iptables) for LOAD_IMPAIR=1" >&2; exit 2; }; fi
 
 if [ "${LOAD_BUILD:-1}" = 1 ] && [ -z "${LOAD_FRONTDESK:-}" ]; then
   cargo build --release --quiet
@@ -70,10 +91,21 @@ fi
 [ -x "$FD" ] || { echo "no $FD; run cargo build --release" >&2; exit 2; }
 [ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "no baseline binary $BASELINE" >&2; exit 2; }
 
+# A network namespace of our own (built above, outside it): the script runs again inside it, where
+# only `lo` exists, and everything it starts stays there; the namespace and its firewall rules go
+# away with the last of its processes.
+if [ "$NETNS" = 1 ] && [ -z "${LOAD_IN_NETNS:-}" ]; then
+  exec unshare -n -- env LOAD_IN_NETNS=1 LOAD_BUILD=0 bash "$ROOT/benches/load.sh" "$@"
+fi
+if [ -n "${LOAD_IN_NETNS:-}" ]; then
+  ip link set lo up
+fi
+IMPAIR_ARGS=(--loss "${LOAD_IMPAIR_LOSS:-0.05}" --dup "${LOAD_IMPAIR_DUP:-0.02}" --jitter-ms "${LOAD_IMPAIR_JITTER_MS:-60}")
+
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
-echo "load: N=${NS[*]} rate=${RATE}/s steady=${STEADY}s capture=${CAPTURE} -> $OUT"
+echo "load: N=${NS[*]} rate=${RATE}/s steady=${STEADY}s capture=${CAPTURE}${LOAD_IN_NETNS:+ netns}$([ "$IMPAIR" != 1 ] || echo " impair: ${IMPAIR_ARGS[*]}") -> $OUT"
 
 # ---- processes: every PID we start is recorded and killed at exit.
 PIDS=()
@@ -187,7 +219,21 @@ run_one() {
   local rss_idle
   rss_idle="$(rss_kib "$fd_pid")"
 
-  local dump_pid="" i
+  local dump_pid="" imp_pid="" i rule=()
+  if [ "$IMPAIR" = 1 ]; then
+    # The caller's RTP (from SIPp's media port to frontdesk's RTP ports; the copies impair.py sends
+    # carry mark 1 and pass) goes through impair.py; same seed for the same N, so an A/B pair
+    # gets the same draws.
+    python3 "$ROOT/benches/impair.py" --queue 0 --sport "$sipp_mp" --dports "$rtp_low-$rtp_high" \
+      "${IMPAIR_ARGS[@]}" --seed "$n" --stats "$dir/impair.json" >"$dir/impair.log" 2>&1 &
+    imp_pid=$!
+    PIDS+=("$imp_pid")
+    for ((i = 0; i < 100; i++)); do grep -q " bound" "$dir/impair.log" && break; sleep 0.1; done
+    grep -q " bound" "$dir/impair.log" || { echo "impair.py did not start: $(cat "$dir/impair.log")" >&2; exit 1; }
+    rule=(OUTPUT -p udp -s 127.0.0.1 --sport "$sipp_mp" -d 127.0.0.1 --dport "$rtp_low:$rtp_high"
+      -m mark ! --mark 1 -j NFQUEUE --queue-num 0)
+    iptables -A "${rule[@]}"
+  fi
   if [ "$CAPTURE" = 1 ]; then
     # Headers only (64 bytes: Ethernet + IPv4 + UDP + RTP header), classic pcap for the analyzer.
     dumpcap -P -s 64 -B 64 -i lo -f "udp port $sipp_mp" -w "$dir/rtp.pcap" >"$dir/dumpcap.log" 2>&1 &
@@ -234,6 +280,7 @@ run_one() {
     echo "sim_ticks0=$(ticks "$sim_pid")"
     echo "sipp_ticks0=${sipp_real:+$(ticks "$sipp_real")}"
     echo "dump_ticks0=${dump_pid:+$(ticks "$dump_pid")}"
+    echo "imp_ticks0=${imp_pid:+$(ticks "$imp_pid")}"
     echo "stat_busy0=$(box_busy)"
     echo "stat_total0=$(box_total)"
     echo "stat_steal0=$(box_steal)"
@@ -260,6 +307,7 @@ run_one() {
     echo "sim_ticks1=$(ticks "$sim_pid")"
     echo "sipp_ticks1=${sipp_real:+$(ticks "$sipp_real")}"
     echo "dump_ticks1=${dump_pid:+$(ticks "$dump_pid")}"
+    echo "imp_ticks1=${imp_pid:+$(ticks "$imp_pid")}"
     echo "stat_busy1=$(box_busy)"
     echo "stat_total1=$(box_total)"
     echo "stat_steal1=$(box_steal)"
@@ -282,6 +330,12 @@ run_one() {
   while [ "$(count ': call ended' "$dir/frontdesk.log")" -lt "$(count ': call answered' "$dir/frontdesk.log")" ] && [ $SECONDS -lt $deadline ]; do
     sleep 0.2
   done
+  if [ -n "$imp_pid" ]; then
+    # Packets the rule queued (impair.py's "seen" must match: nothing else was impaired).
+    echo "impair_rule_packets=$(iptables -L OUTPUT -n -v -x | awk '/NFQUEUE/ {print $1; exit}')" >>"$m"
+    iptables -D "${rule[@]}"
+    stop "$imp_pid" TERM 10
+  fi
   if [ -n "$dump_pid" ]; then
     # Let the kernel retire the capture's last ring block (dumpcap drops a block that is still
     # open when it stops: the last ~0.25 s of packets, uncounted).
@@ -294,7 +348,7 @@ run_one() {
 
   "${ANALYZE[@]}" analyze --n "$n" --rate "$RATE" --hold "$hold" --metrics "$m" \
     --log "$dir/frontdesk.log" --sipp-out "$dir/sipp.out" --sipp-mp "$sipp_mp" \
-    ${dump_pid:+--pcap "$dir/rtp.pcap"} --out "$RESULTS" >/dev/null
+    ${dump_pid:+--pcap "$dir/rtp.pcap"} ${imp_pid:+--impair-stats "$dir/impair.json"} --out "$RESULTS" >/dev/null
   # The capture is large and not needed once analysed.
   [ "${LOAD_KEEP_PCAP:-0}" = 1 ] || rm -f "$dir/rtp.pcap"
   # (LOAD_KEEP_PCAP=1 keeps it, e.g. for tshark -z rtp,streams)

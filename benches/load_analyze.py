@@ -78,19 +78,18 @@ def cmd_ports(args):
     block = args.block + (args.block % 2)
     if block > 2900:
         sys.exit("RTP block too large (at most 1400 calls)")
+    # First fit in 61000-64000: on a taken port, start again just above it (an even port), so a
+    # block is found wherever 61000-64000 has room (another run of this script may hold its own
+    # block, e.g. 61000-61463 for 200 calls, for as long as it runs).
     start = 61000
-    tries = 0
-    while tries < 200:
-        tries += 1
-        rng = range(start, start + block)
-        if not any(p in used for p in rng) and all(_free(p, tcp=False) for p in rng):
+    while start + block <= 64000:
+        taken = next((p for p in range(start, start + block) if p in used or not _free(p, tcp=False)), None)
+        if taken is None:
             out.append(start)
             print(" ".join(str(p) for p in out))
             return
-        start += 2
-        if start + block > 64000:
-            break
-    sys.exit("no free block of RTP ports")
+        start = taken + 1 + (taken + 1) % 2
+    sys.exit(f"no free block of {block} RTP ports in 61000-64000 (other load runs or programs hold them)")
 
 
 def cmd_wait_sip(args):
@@ -364,7 +363,9 @@ def log_figures(log):
         vals = [num(x, k) for x in s if not math.isnan(num(x, k))]
         f[k + "_median_call"] = median(vals)
         f[k + "_worst_call"] = max(vals) if vals else None
-    for k in ("latency_max_ms", "pacing_max_ms", "max_depth_ms", "jitter_ms"):
+    for k in ("clock_frames",):
+        f[k] = int(sum(num(x, k) for x in s if not math.isnan(num(x, k))))
+    for k in ("latency_max_ms", "pacing_max_ms", "max_depth_ms", "jitter_ms", "reorder_window_ms"):
         vals = [num(x, k) for x in s if not math.isnan(num(x, k))]
         f[k] = max(vals) if vals else None
     reasons = {}
@@ -438,6 +439,7 @@ def cmd_analyze(args):
         "sim_cores": cpu("sim"),
         "sipp_cores": cpu("sipp"),
         "dumpcap_cores": cpu("dump"),
+        "impair_cores": cpu("imp"),
         "machine_busy_cores": None,
         "rss_idle_kib": int(m.get("rss_idle", 0)),
         "rss_during_kib": int(m.get("rss1", 0)),
@@ -461,7 +463,7 @@ def cmd_analyze(args):
         if m.get("stat_steal0") and m.get("stat_steal1") and total > 0:
             steal = int(m["stat_steal1"]) - int(m["stat_steal0"])
             res["steal_cores"] = steal / total * res["machine_cores"]
-        ours = sum(x or 0 for x in (fd_cores, res["sim_cores"], res["sipp_cores"], res["dumpcap_cores"]))
+        ours = sum(x or 0 for x in (fd_cores, res["sim_cores"], res["sipp_cores"], res["dumpcap_cores"], res["impair_cores"]))
         if res["machine_busy_cores"] is not None:
             # CPU used by anything else on the box during the window (other builds, tests...).
             res["other_load_cores"] = max(0.0, res["machine_busy_cores"] - ours)
@@ -484,6 +486,15 @@ def cmd_analyze(args):
         res["capture"] = cap
         if m.get("dump_stats"):
             res["capture"]["dumpcap"] = m["dump_stats"]
+    if args.impair_stats:
+        # LOAD_IMPAIR=1: what impair.py did to the caller's RTP, and how many packets the
+        # iptables rule handed it (equal to its "seen" when nothing else was queued).
+        try:
+            res["impair"] = json.load(open(args.impair_stats))
+        except (OSError, ValueError) as e:
+            res["impair"] = {"error": f"no impair.py counters: {e}"}
+        if m.get("impair_rule_packets", "").isdigit():
+            res["impair"]["rule_packets"] = int(m["impair_rule_packets"])
     lg = res["log"]
     res["zero_lost"] = (
         lg["lost"] == 0
@@ -506,11 +517,14 @@ def cmd_analyze(args):
         and lg["end_reasons"].get("remote-bye", 0) == n
     )
     # Carried: every call up at once and completed, and the media still usable: at most 0.1 % of
-    # caller frames dropped and a p99 pacing error of at most 20 ms (one packet time).
+    # caller frames dropped (not judged under impairment, whose losses are on purpose) and a p99
+    # pacing error of at most 20 ms (one packet time).
     res["carried"] = (
         res["signalling_ok"]
-        and res["dropped_frames_pct"] is not None
-        and res["dropped_frames_pct"] <= 0.1
+        and (
+            "impair" in res
+            or (res["dropped_frames_pct"] is not None and res["dropped_frames_pct"] <= 0.1)
+        )
         and pace_p99 is not None
         and pace_p99 <= 20.0
     )
@@ -540,6 +554,11 @@ def cmd_table(args):
     ]
     if any(r.get("build") for r in rows):
         cols.append(("build", lambda r: r.get("build", "")))
+    impaired = any(r.get("impair") for r in rows)
+    if impaired:
+        cols.append(("impair", lambda r: "loss {:g} % dup {:g} % jitter 0-{:g} ms".format(
+            100 * r["impair"]["loss"], 100 * r["impair"]["dup"], r["impair"]["jitter_ms"])
+            if r.get("impair", {}).get("loss") is not None else ("?" if r.get("impair") else "-")))
     if any(r.get("syscalls_per_call_s") for r in rows):
         cols.append(("syscalls/s/call", lambda r: fmt((r.get("syscalls_per_call_s") or {}).get("sys_enter"), "{:.0f}")))
     cols += [
@@ -555,6 +574,16 @@ def cmd_table(args):
         ("lat p50/p99 log", lambda r: fmt(r["log"]["latency_p50_ms"], "{:.1f}") + "/" + fmt(r["log"]["latency_p99_ms_median_call"], "{:.1f}")
             + " (" + fmt(r["log"]["latency_p99_ms_worst_call"], "{:.1f}") + ")"),
         ("lost/late/concealed", lambda r: f'{r["log"]["lost"]}/{r["log"]["late"]}/{r["log"]["concealed"]}'),
+    ]
+    if impaired:
+        cols += [
+            ("impair dropped/dup", lambda r: f'{r["impair"].get("dropped", "?")}/{r["impair"].get("duplicated", "?")}'
+                if r.get("impair") else "-"),
+            ("fd dups", lambda r: str(r["log"]["duplicates"])),
+            ("max reorder win ms", lambda r: fmt(r["log"].get("reorder_window_ms"), "{:.0f}")),
+            ("impair cores", lambda r: fmt(r.get("impair_cores"), "{:.2f}")),
+        ]
+    cols += [
         ("dropped %", lambda r: fmt(r.get("dropped_frames_pct"), "{:.3f}")),
         ("sim+sipp cores", lambda r: fmt((r["sim_cores"] or 0) + (r["sipp_cores"] or 0), "{:.2f}")),
         ("box busy", lambda r: fmt(r.get("machine_busy_cores"), "{:.2f}")),
@@ -574,7 +603,11 @@ def cmd_table(args):
     print("pace wire = capture, each packet vs its talkspurt's best-kept 20 ms schedule, steady window;")
     print("pace log / lat log = frontdesk's media summary: median of per-call p50 / median of per-call p99 (worst call);")
     print("lost/late/concealed = frontdesk's jitter-buffer counters summed over all calls; dropped % = (lost + late) / frames appended.")
-    print("cores = CPU time / window (1.0 = one core busy); box busy = all processes; other load = box busy minus frontdesk, sim, SIPp, dumpcap.")
+    if impaired:
+        print("impair = LOAD_IMPAIR (caller RTP -> frontdesk only); impair dropped/dup = packets impair.py dropped / sent twice;"
+              " fd dups = duplicates frontdesk dropped; max reorder win = largest reorder window of any call.")
+    print("cores = CPU time / window (1.0 = one core busy); box busy = all processes; other load = box busy minus frontdesk, sim, SIPp, dumpcap"
+          + (", impair.py." if impaired else "."))
     good = [r for r in rows if r["zero_lost"] and (r.get("capture", {}).get("out", {}).get("win_err_p99_ms") or 99) < 2.0]
     good_log = [r for r in rows if r["zero_lost"] and (r["log"]["pacing_p99_ms_worst_call"] or 99) < 2.0]
     carried = [r for r in rows if r["carried"]]
@@ -582,7 +615,7 @@ def cmd_table(args):
           + (str(max(r["n"] for r in good)) if good else "none"))
     print("largest N with zero lost frames and p99 pacing error < 2 ms (log, worst call): "
           + (str(max(r["n"] for r in good_log)) if good_log else "none"))
-    print("largest N carried (all calls up at once and completed; <= 0.1 % of caller frames dropped;"
+    print("largest N carried (all calls up at once and completed; <= 0.1 % of caller frames dropped, not judged when impaired;"
           " p99 pacing error <= 20 ms): " + (str(max(r["n"] for r in carried)) if carried else "none"))
     # A/B runs: B's CPU per call over A's, per N (A is the row just before its B).
     for a, b in zip(rows, rows[1:]):
@@ -597,6 +630,15 @@ def cmd_table(args):
     for r in rows:
         lg = r["log"]
         notes = []
+        imp = r.get("impair")
+        if imp:
+            if "error" in imp:
+                notes.append(imp["error"])
+            else:
+                notes.append(f'impair.py saw {imp.get("seen")} caller RTP packets (the rule queued {imp.get("rule_packets", "?")},'
+                             f' {imp.get("not_matching")} not matching), delayed {imp.get("delayed")}, dropped {imp.get("dropped")},'
+                             f' duplicated {imp.get("duplicated")}; its verdicts late p50/p99/max'
+                             f' {fmt(imp.get("verdict_late_p50_ms"))}/{fmt(imp.get("verdict_late_p99_ms"))}/{fmt(imp.get("verdict_late_max_ms"))} ms')
         if lg["problems"]:
             notes.append(f'{lg["problems"]} WARN/ERROR lines, e.g. {lg["problem_samples"][:1]}')
         if lg.get("send_failures"):
@@ -644,6 +686,7 @@ def main():
     p.add_argument("--sipp-out", required=True)
     p.add_argument("--pcap")
     p.add_argument("--sipp-mp", type=int, required=True)
+    p.add_argument("--impair-stats", help="impair.py's counters (LOAD_IMPAIR=1)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_analyze)
     p = sub.add_parser("table")
