@@ -4,26 +4,33 @@
 Takes the packets an iptables rule hands to netfilter queue QUEUE (the NFQUEUE target; the rule
 in load.sh matches only the caller's RTP towards frontdesk) and, per packet, independently:
 
-  * drops it with probability --loss (verdict NF_DROP, never seen by frontdesk);
-  * otherwise delays it by a uniform 0..--jitter-ms (the verdict NF_ACCEPT is given that late;
-    verdicts are given in due order, not arrival order, so packets overtake each other: a
-    reordering caller);
-  * and with probability --dup sends a copy too, with its own uniform delay, through a raw IP
-    socket whose packets carry firewall mark 1 (which the rule does not match, so the copy is not
-    queued again). The copy's UDP checksum is zeroed (allowed for UDP over IPv4, RFC 768).
+  * drops it with probability --loss (never seen by frontdesk);
+  * otherwise delays it by a uniform 0..--jitter-ms, so packets overtake each other (a reordering
+    caller);
+  * and with probability --dup (if not dropped) delivers it twice, each copy with its own delay.
+
+The original is dropped at once (verdict NF_DROP) and each delivery is an exact copy sent at its
+due time through a raw IP socket (same addresses and ports, UDP checksum zeroed, allowed for UDP
+over IPv4, RFC 768) whose packets carry firewall mark 1, which the rule does not match. Holding
+the original instead (a late NF_ACCEPT) would keep it charged to the sender's socket send buffer:
+SIPp sends all calls' RTP from one socket, whose 208 KiB fill at 200 calls with 30 ms held on
+average, and SIPp's sender then stalls for all calls at once.
 
 This is the model of tests/rtp_caller.py (--jitter-ms 60 --loss 0.05 --dup 0.02), applied to
 SIPp's packets on the way, because this kernel has neither the netem nor the prio qdisc. Run it
 only inside a network namespace of its own (load.sh does: `unshare -n`).
 
-At SIGTERM/SIGINT it accepts every packet it still holds and writes its counters as JSON to
---stats: packets seen, dropped, delayed, duplicated, packets that did not match --sport/--dports
-(0 when the rule is right), and how late it gave verdicts against their due time (p50/p99/max ms:
-the impairer's own scheduling error, which adds to the intended delay).
+At SIGTERM/SIGINT it sends every copy it still holds and writes its counters as JSON to --stats:
+packets seen, dropped (total and per destination port), delayed, duplicated, packets that did not
+match --sport/--dports (passed unimpaired; 0 when the rule is right), sequence numbers the sender
+itself skipped or sent out of order and its largest gap between two packets of one stream (before
+any impairment), the kernel's drops for the queue (queue full / netlink socket full: packets lost
+without being seen, on top of --loss), and how late it delivered against the due times (p50/p99/max
+ms: its own scheduling error, which adds to the intended delay).
 
 The netfilter queue protocol (nfnetlink_queue, NETLINK_NETFILTER subsystem 3) is spoken directly:
-NFQNL_MSG_CONFIG (bind, copy mode packet, queue length), NFQNL_MSG_PACKET in, NFQNL_MSG_VERDICT
-out; see linux/netfilter/nfnetlink_queue.h.
+NFQNL_MSG_CONFIG (bind, copy mode packet, queue length), NFQNL_MSG_PACKET in,
+NFQNL_MSG_VERDICT_BATCH out; see linux/netfilter/nfnetlink_queue.h.
 """
 
 import argparse
@@ -43,6 +50,7 @@ SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5
 SO_MARK = 36
 SO_RCVBUFFORCE = 33
+SO_SNDBUFFORCE = 32
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 1
 NLM_F_ACK = 4
@@ -50,6 +58,7 @@ NFNL_SUBSYS_QUEUE = 3
 NFQNL_MSG_PACKET = 0
 NFQNL_MSG_VERDICT = 1
 NFQNL_MSG_CONFIG = 2
+NFQNL_MSG_VERDICT_BATCH = 3
 NFQA_PACKET_HDR = 1
 NFQA_VERDICT_HDR = 2
 NFQA_PAYLOAD = 10
@@ -59,7 +68,6 @@ NFQA_CFG_QUEUE_MAXLEN = 3
 NFQNL_CFG_CMD_BIND = 1
 NFQNL_COPY_PACKET = 2
 NF_DROP = 0
-NF_ACCEPT = 1
 DUP_MARK = 1
 
 
@@ -139,10 +147,16 @@ def main():
     sock.setblocking(False)
     raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     raw.setsockopt(socket.SOL_SOCKET, SO_MARK, DUP_MARK)
+    raw.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, 16 << 20)
 
-    c = {"seen": 0, "dropped": 0, "delayed": 0, "duplicated": 0, "not_matching": 0, "dup_send_errors": 0}
-    verdict_late_ms = []
-    # (due, tiebreak, packet id or None, copy bytes or None)
+    c = {"seen": 0, "dropped": 0, "delayed": 0, "duplicated": 0, "not_matching": 0, "send_errors": 0,
+         "sender_seq_skipped": 0, "sender_out_of_order": 0}
+    last_seq = {}
+    last_at = {}
+    sender_gaps_ms = []
+    dropped_by_port = {}
+    late_ms = []
+    # (due, tiebreak, packet to send)
     held = []
     tie = 0
     stop = []
@@ -151,19 +165,13 @@ def main():
     print(f"impair: queue {args.queue} bound: loss {args.loss} dup {args.dup} jitter 0-{args.jitter_ms} ms", flush=True)
 
     def flush(now, everything=False):
-        out = []
         while held and (everything or held[0][0] <= now):
-            due, _, pid, copy = heapq.heappop(held)
-            verdict_late_ms.append(max(0.0, now - due) * 1000.0)
-            if pid is not None:
-                out.append(message(NFQNL_MSG_VERDICT, args.queue, [attr(NFQA_VERDICT_HDR, struct.pack(">II", NF_ACCEPT, pid))]))
-            else:
-                try:
-                    raw.sendto(copy, ("127.0.0.1", 0))
-                except OSError:
-                    c["dup_send_errors"] += 1
-        if out:
-            sock.send(b"".join(out))
+            due, _, pkt = heapq.heappop(held)
+            late_ms.append(max(0.0, now - due) * 1000.0)
+            try:
+                raw.sendto(pkt, ("127.0.0.1", 0))
+            except OSError:
+                c["send_errors"] += 1
 
     while not stop:
         timeout = max(0.0, held[0][0] - time.monotonic()) if held else 0.5
@@ -172,6 +180,7 @@ def main():
         except InterruptedError:
             continue
         now = time.monotonic()
+        last_id = None
         while ready:
             try:
                 buf = sock.recv(1 << 17)
@@ -185,39 +194,70 @@ def main():
                 a = attrs(payload)
                 if NFQA_PACKET_HDR not in a:
                     continue
-                pid = struct.unpack_from(">I", a[NFQA_PACKET_HDR])[0]
+                last_id = struct.unpack_from(">I", a[NFQA_PACKET_HDR])[0]
                 pkt = a.get(NFQA_PAYLOAD, b"")
                 c["seen"] += 1
                 ihl = (pkt[0] & 0x0F) * 4 if pkt else 0
                 ports = struct.unpack_from(">HH", pkt, ihl) if len(pkt) >= ihl + 8 and pkt[9] == 17 else None
+                copy = bytearray(pkt)
+                if ports is not None:
+                    copy[ihl + 6 : ihl + 8] = b"\0\0"
                 if ports is None or (args.sport and ports[0] != args.sport) or not lo <= ports[1] <= hi:
                     c["not_matching"] += 1
-                    sock.send(message(NFQNL_MSG_VERDICT, args.queue, [attr(NFQA_VERDICT_HDR, struct.pack(">II", NF_ACCEPT, pid))]))
+                    tie += 1
+                    heapq.heappush(held, (now, tie, bytes(copy)))
                     continue
+                if len(pkt) >= ihl + 12 and pkt[ihl + 8] >> 6 == 2:
+                    # The sender's own sequence (RTP header after the 8-byte UDP header): numbers
+                    # it never sent (frontdesk counts them as lost too) or sent out of order.
+                    seq = struct.unpack_from(">H", pkt, ihl + 10)[0]
+                    prev = last_seq.get(ports[1])
+                    if prev is not None:
+                        step = (seq - prev) & 0xFFFF
+                        if 1 < step < 0x8000:
+                            c["sender_seq_skipped"] += step - 1
+                        elif step == 0 or step >= 0x8000:
+                            c["sender_out_of_order"] += 1
+                        sender_gaps_ms.append((now - last_at[ports[1]]) * 1000.0)
+                    last_seq[ports[1]] = seq
+                    last_at[ports[1]] = now
                 if rng.random() < args.loss:
                     c["dropped"] += 1
-                    sock.send(message(NFQNL_MSG_VERDICT, args.queue, [attr(NFQA_VERDICT_HDR, struct.pack(">II", NF_DROP, pid))]))
+                    dropped_by_port[ports[1]] = dropped_by_port.get(ports[1], 0) + 1
                     continue
                 c["delayed"] += 1
-                tie += 1
-                heapq.heappush(held, (now + rng.random() * args.jitter_ms / 1000.0, tie, pid, None))
+                copies = 1
                 if rng.random() < args.dup:
                     c["duplicated"] += 1
-                    copy = bytearray(pkt)
-                    copy[ihl + 6 : ihl + 8] = b"\0\0"
+                    copies = 2
+                for _ in range(copies):
                     tie += 1
-                    heapq.heappush(held, (now + rng.random() * args.jitter_ms / 1000.0, tie, None, bytes(copy)))
+                    heapq.heappush(held, (now + rng.random() * args.jitter_ms / 1000.0, tie, bytes(copy)))
+        if last_id is not None:
+            # Every queued packet so far is dropped: its copies are in `held`.
+            sock.send(message(NFQNL_MSG_VERDICT_BATCH, args.queue, [attr(NFQA_VERDICT_HDR, struct.pack(">II", NF_DROP, last_id))]))
         flush(time.monotonic())
 
     flush(time.monotonic(), everything=True)
+    # The kernel's own drops for this queue: queue full, or the netlink socket full (user).
+    try:
+        for line in open("/proc/net/netfilter/nfnetlink_queue"):
+            f = line.split()
+            if len(f) >= 7 and f[0] == str(args.queue):
+                c["kernel_queue_dropped"], c["kernel_user_dropped"] = int(f[5]), int(f[6])
+    except OSError:
+        pass
     c.update(
         {
+            "dropped_by_port": {str(k): v for k, v in sorted(dropped_by_port.items())},
             "loss": args.loss,
             "dup": args.dup,
             "jitter_ms": args.jitter_ms,
-            "verdict_late_p50_ms": pct(verdict_late_ms, 0.5),
-            "verdict_late_p99_ms": pct(verdict_late_ms, 0.99),
-            "verdict_late_max_ms": max(verdict_late_ms) if verdict_late_ms else None,
+            "send_late_p50_ms": pct(late_ms, 0.5),
+            "send_late_p99_ms": pct(late_ms, 0.99),
+            "send_late_max_ms": max(late_ms) if late_ms else None,
+            "sender_gap_p99_ms": pct(sender_gaps_ms, 0.99),
+            "sender_gap_max_ms": max(sender_gaps_ms) if sender_gaps_ms else None,
         }
     )
     with open(args.stats, "w") as f:

@@ -149,6 +149,12 @@ box_busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 box_steal() { awk '/^cpu / {print $9}' /proc/stat; }
 # All jiffies of the whole box (busy + idle + iowait), to turn busy jiffies into a fraction.
 box_total() { awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+# rtp_drops LOW HIGH: datagrams the kernel dropped at frontdesk's RTP/RTCP sockets (ports LOW-HIGH)
+# for a full receive buffer, summed over the sockets open now (/proc/net/udp "drops").
+rtp_drops() {
+  awk -v lo="$1" -v hi="$2" 'function hex(s,  i, n) { n = 0; for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789ABCDEF", substr(s, i, 1)) - 1; return n }
+    NR > 1 {split($2, a, ":"); p = hex(a[2]); if (p >= lo && p <= hi) d += $NF} END {print d + 0}' /proc/net/udp
+}
 count() { grep -c -- "$1" "$2" 2>/dev/null || true; }
 
 # ---- the caller's audio: a sentence (no commas, so one VAD turn), then 5 s of silence in which the
@@ -284,6 +290,7 @@ run_one() {
     echo "stat_busy0=$(box_busy)"
     echo "stat_total0=$(box_total)"
     echo "stat_steal0=$(box_steal)"
+    echo "rtp_drops0=$(rtp_drops "$rtp_low" "$rtp_high")"
   } >"$m"
   if [ "$PERF" = 1 ]; then
     # cpu-clock: hardware counters are not available in this VM. The release build has no frame
@@ -311,6 +318,7 @@ run_one() {
     echo "stat_busy1=$(box_busy)"
     echo "stat_total1=$(box_total)"
     echo "stat_steal1=$(box_steal)"
+    echo "rtp_drops1=$(rtp_drops "$rtp_low" "$rtp_high")"
     echo "rss1=$(rss_kib "$fd_pid")"
     echo "active1=$(( $(count ': call answered' "$dir/frontdesk.log") - $(count ': call ended' "$dir/frontdesk.log") ))"
     echo "build=$build"

@@ -450,6 +450,9 @@ def cmd_analyze(args):
         res["build"] = m["build"]
     if m.get("binary"):
         res["binary"] = m["binary"]
+    # Caller packets the kernel dropped at frontdesk's RTP sockets (full receive buffer) in the window.
+    if m.get("rtp_drops0", "").isdigit() and m.get("rtp_drops1", "").isdigit():
+        res["rtp_socket_drops"] = int(m["rtp_drops1"]) - int(m["rtp_drops0"])
     # LOAD_SYSCALLS=1: system calls and context switches per call-second over the window.
     sc = {k[3:]: int(v) for k, v in m.items() if k.startswith("sc_") and v.isdigit()}
     if sc:
@@ -637,10 +640,16 @@ def cmd_table(args):
             else:
                 notes.append(f'impair.py saw {imp.get("seen")} caller RTP packets (the rule queued {imp.get("rule_packets", "?")},'
                              f' {imp.get("not_matching")} not matching), delayed {imp.get("delayed")}, dropped {imp.get("dropped")},'
-                             f' duplicated {imp.get("duplicated")}; its verdicts late p50/p99/max'
-                             f' {fmt(imp.get("verdict_late_p50_ms"))}/{fmt(imp.get("verdict_late_p99_ms"))}/{fmt(imp.get("verdict_late_max_ms"))} ms')
+                             f' duplicated {imp.get("duplicated")}, lost in the kernel queue {imp.get("kernel_queue_dropped", "?")}'
+                             f' + {imp.get("kernel_user_dropped", "?")} (socket full); SIPp itself skipped'
+                             f' {imp.get("sender_seq_skipped", "?")} sequence numbers and sent {imp.get("sender_out_of_order", "?")} out of order;'
+                             f' largest gap between two packets of one call as impair.py read them {fmt(imp.get("sender_gap_max_ms"))} ms (p99'
+                             f' {fmt(imp.get("sender_gap_p99_ms"))}); impair.py sent late p50/p99/max'
+                             f' {fmt(imp.get("send_late_p50_ms"))}/{fmt(imp.get("send_late_p99_ms"))}/{fmt(imp.get("send_late_max_ms"))} ms')
         if lg["problems"]:
             notes.append(f'{lg["problems"]} WARN/ERROR lines, e.g. {lg["problem_samples"][:1]}')
+        if r.get("rtp_socket_drops"):
+            notes.append(f'{r["rtp_socket_drops"]} caller packets dropped by the kernel at full frontdesk RTP sockets in the window')
         if lg.get("send_failures"):
             notes.append(f'{lg["send_failures"]} failed RTP/RTCP sends, e.g. {lg["send_failure_samples"][:1]}')
         if lg["barge_ins"] or lg["truncates"]:
