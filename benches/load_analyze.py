@@ -402,6 +402,11 @@ def sipp_counts(path):
         m = re.findall(label + r"\s*\|\s*\d+\s*\|\s*(\d+)", text)
         if m:
             res[key] = int(m[-1])
+    # SIP retransmissions (sent and received), from the last statistics screen's message lines.
+    screens = text.split("Messages  Retrans")
+    if len(screens) > 1:
+        res["retransmissions"] = sum(
+            int(x) for x in re.findall(r"(?:-{10}>|<-{10})\s+(?:E-RTD\d\s+)?\d+\s+(\d+)", screens[-1]))
     return res
 
 
@@ -648,6 +653,8 @@ def cmd_table(args):
                              f' {fmt(imp.get("send_late_p50_ms"))}/{fmt(imp.get("send_late_p99_ms"))}/{fmt(imp.get("send_late_max_ms"))} ms')
         if lg["problems"]:
             notes.append(f'{lg["problems"]} WARN/ERROR lines, e.g. {lg["problem_samples"][:1]}')
+        if r.get("sipp_retransmissions"):
+            notes.append(f'{r["sipp_retransmissions"]} SIP retransmissions')
         if r.get("rtp_socket_drops"):
             notes.append(f'{r["rtp_socket_drops"]} caller packets dropped by the kernel at full frontdesk RTP sockets in the window')
         if lg.get("send_failures"):
