@@ -21,7 +21,10 @@ Definitions (also in BENCHMARKS.md):
     minus the packet's scheduled due time), per call; aggregated as the median of the per-call
     p50s and the median / largest of the per-call p99s.
   * Added latency, log: `latency_p50_ms`/`latency_p99_ms` (caller packet arrival -> its append
-    queued for the WebSocket, playout delay of the jitter buffer included), aggregated the same way.
+    queued for the WebSocket; a frame behind a gap waits for the reorder window), aggregated the
+    same way.
+  * LOAD_IMPAIR=1 (--impair-stats): benches/impair.py's counters go into the row as "impair";
+    "carried" then does not judge dropped frames (the losses are on purpose).
 """
 
 import argparse
