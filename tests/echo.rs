@@ -114,6 +114,15 @@ fn concealed_frames(db: &Path) -> usize {
     })
 }
 
+/// `turn_detection.interrupt_response` of the session's (first) `session.update`.
+fn interrupt_response(client: &[Value]) -> Value {
+    client
+        .iter()
+        .find(|e| e["type"] == "session.update")
+        .map(|e| e["session"]["audio"]["input"]["turn_detection"]["interrupt_response"].clone())
+        .unwrap_or_default()
+}
+
 /// Counts the server events of `ty`.
 fn count(events: &[Value], ty: &str) -> usize {
     events.iter().filter(|e| e["type"] == ty).count()
@@ -184,6 +193,8 @@ fn line_echo_neither_interrupts_the_agent_nor_becomes_a_caller_turn() {
     assert_eq!(count(&server, "input_audio_buffer.speech_started"), 19);
     assert_eq!(false_barge_ins, 0);
     assert!(gated > 200, "{gated} frames gated");
+    // With the gate, frontdesk decides interruptions, not the session.
+    assert_eq!(interrupt_response(&client), false);
 }
 
 /// The same line with `echo_gate = false`: the caller's audio (its echo included) reaches the
@@ -220,7 +231,10 @@ fn without_the_echo_gate_the_echo_reaches_the_session_byte_exact_and_interrupts(
     );
     serve.proc.terminate(Duration::from_secs(15));
     let server = read_jsonl(&sim.record_server);
-    let appended = appended_audio(&read_jsonl(&sim.record));
+    let client = read_jsonl(&sim.record);
+    // Without the gate the session cancels on speech itself, as before issue 15.
+    assert_eq!(interrupt_response(&client), true);
+    let appended = appended_audio(&client);
     let (gated, false_barge_ins, _) = echo_row(&serve.db);
     eprintln!(
         "{} frames sent, {} appended; {} speech_started, {} interrupted; {false_barge_ins} false barge-ins",
@@ -272,7 +286,8 @@ fn without_the_echo_gate_the_echo_reaches_the_session_byte_exact_and_interrupts(
 
 /// On the echoing line, the caller speaks over the agent's third reply at a normal level: the
 /// simulator's VAD hears it, and on the wire the agent's audio stops within 100 ms of its
-/// `speech_started`; the call's row counts true barge-ins and no false one.
+/// `speech_started`; the call's row counts true barge-ins and no false one, and the session
+/// reported no error (frontdesk cancels only a response in progress).
 #[test]
 fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
     let dir = TestDir::new("echo-barge-in");
@@ -365,4 +380,13 @@ fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
     // true barge-in is fine, a false one is not.
     assert_eq!(false_barge_ins, 0);
     assert!(true_barge_ins >= 1);
+    // Frontdesk decided (interrupt_response = false), and it cancelled only responses that were
+    // in progress: no `response_cancel_not_active`, no other error.
+    assert_eq!(interrupt_response(&client), false);
+    let server = read_jsonl(&sim.record_server);
+    let errors: Vec<&Value> = server.iter().filter(|e| e["type"] == "error").collect();
+    assert!(
+        errors.is_empty(),
+        "the simulator reported errors: {errors:?}"
+    );
 }

@@ -12,8 +12,9 @@ fn dialplan(dir: &TestDir) -> std::path::PathBuf {
 }
 
 /// The caller starts speaking 1.5 s into a long greeting: frontdesk stops the agent's audio within
-/// 40 ms of the simulator's `speech_started`, and truncates the greeting at the audio the caller
-/// actually received (within 20 ms).
+/// 40 ms of the simulator's `speech_started`, cancels the greeting's response (the session leaves
+/// interruptions to frontdesk) and truncates the greeting at the audio the caller actually
+/// received (within 20 ms); the caller's interruption is answered.
 #[test]
 fn barge_in_stops_playout_and_truncates_at_the_audio_heard() {
     let dir = TestDir::new("barge-in");
@@ -103,6 +104,46 @@ fn barge_in_stops_playout_and_truncates_at_the_audio_heard() {
     assert!(server
         .iter()
         .any(|e| e["type"] == "conversation.item.truncated"));
+    // The agent has the echo gate (the default), so frontdesk decides interruptions: the session
+    // does not cancel on speech (interrupt_response = false); frontdesk cancelled the greeting,
+    // still being generated, with one response.cancel, before the truncate.
+    let update = client
+        .iter()
+        .find(|e| e["type"] == "session.update")
+        .expect("session.update");
+    assert_eq!(
+        update["session"]["audio"]["input"]["turn_detection"]["interrupt_response"],
+        false
+    );
+    let position = |ty: &str| client.iter().position(|e| e["type"] == ty);
+    let cancels = client
+        .iter()
+        .filter(|e| e["type"] == "response.cancel")
+        .count();
+    assert_eq!(cancels, 1, "one response.cancel");
+    assert!(position("response.cancel") < position("conversation.item.truncate"));
+    let dones: Vec<(&str, &str)> = server
+        .iter()
+        .filter(|e| e["type"] == "response.done")
+        .map(|e| {
+            (
+                e["response"]["status"].as_str().unwrap_or_default(),
+                e["response"]["status_details"]["reason"]
+                    .as_str()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dones.first(),
+        Some(&("cancelled", "client_cancelled")),
+        "{dones:?}"
+    );
+    // The caller's interruption was answered ("Sorry, please go ahead.").
+    assert!(
+        dones.get(1).is_some_and(|d| d.0 == "completed"),
+        "{dones:?}"
+    );
     assert!(
         !server.iter().any(|e| e["type"] == "error"),
         "the simulator reported an error: {:?}",

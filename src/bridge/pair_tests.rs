@@ -151,6 +151,8 @@ struct Pair {
     rtp_payloads: Vec<u8>,
     /// Every audio delta the core received, in order.
     model_audio: Vec<u8>,
+    /// Every server event but the deltas, as the simulator sent it: (arrival at the core, event).
+    server_events: Vec<(Instant, serde_json::Value)>,
     appends: Vec<Instant>,
     commands: Vec<(Instant, ModelCommand)>,
     tools: Vec<(Instant, ToolRequest)>,
@@ -202,7 +204,12 @@ fn settings() -> SessionSettings {
         instructions: "You are a receptionist.".into(),
         voice: "marin".into(),
         law: Law::Mu,
-        turn_detection: TurnDetection::default(),
+        // As `bridge/setup.rs` configures an agent with the echo gate on (the default): frontdesk
+        // decides interruptions.
+        turn_detection: TurnDetection {
+            interrupt_response: false,
+            ..TurnDetection::default()
+        },
         transcription_model: None,
         tools,
     }
@@ -301,6 +308,7 @@ impl Pair {
             rtp_sent: Vec::new(),
             rtp_payloads: Vec::new(),
             model_audio: Vec::new(),
+            server_events: Vec::new(),
             appends: Vec::new(),
             commands: Vec::new(),
             tools: Vec::new(),
@@ -525,6 +533,11 @@ impl Pair {
             while self.to_core.front().is_some_and(|(t, _)| *t <= now) {
                 match self.to_core.pop_front() {
                     Some((_, Some(text))) => {
+                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                            if !v["type"].as_str().is_some_and(|t| t.ends_with(".delta")) {
+                                self.server_events.push((now, v));
+                            }
+                        }
                         let mut events = VecDeque::new();
                         self.codec
                             .decode(&text, &mut events)
@@ -677,18 +690,24 @@ fn a_caller_turn_gets_a_spoken_answer() {
     assert!(answer > 120, "answer packets: {answer}");
 }
 
-const LONG_REPLY: &str = r#"
+/// A long answer to the caller's first turn, its audio sent `realtime_factor` times faster than
+/// real time.
+fn long_reply(realtime_factor: f64) -> String {
+    format!(
+        r#"
 greeting = "Hello."
-realtime_factor = 20.0
+realtime_factor = {realtime_factor:.1}
 [[turn]]
 say = "Let me tell you everything about our opening hours, our dentists, the parking, the insurance plans we accept, and the many services we offer to patients of every age."
 [fallback]
 say = "Sorry, go on."
-"#;
+"#
+    )
+}
 
 #[test]
 fn barge_in_truncates_at_the_audio_actually_sent_within_one_frame() {
-    let mut p = Pair::new(agent(""), LONG_REPLY, Netem::default());
+    let mut p = Pair::new(agent(""), &long_reply(20.0), Netem::default());
     // Turn 1 at 1.0–2.0 s; the long answer starts ~2.7 s; the caller barges in at 5.0 s.
     p.speech = vec![
         (Duration::from_secs(1), Duration::from_secs(2)),
@@ -718,6 +737,87 @@ fn barge_in_truncates_at_the_audio_actually_sent_within_one_frame() {
         "{right_after} packets after the barge-in ({after} in all)"
     );
     assert_eq!(p.bridge.stats().barge_ins, 1);
+}
+
+#[test]
+fn frontdesk_cancels_the_response_a_caller_interrupts_and_the_caller_is_answered() {
+    // The agent's session has interrupt_response = false (echo gate on): the simulator, like
+    // the service, lets the response run; frontdesk decides the caller's speech is a barge-in.
+    // The answer is generated barely faster than it plays: the caller speaks into a response
+    // still in progress.
+    let mut p = Pair::new(agent(""), &long_reply(1.2), Netem::default());
+    p.speech = vec![
+        (Duration::from_secs(1), Duration::from_secs(2)),
+        (Duration::from_secs(5), Duration::from_secs(6)),
+    ];
+    p.run_until(Duration::from_secs(12));
+    assert!(p.ended.is_none(), "{:?}", p.ended);
+    let events = |ty: &str| -> Vec<(Instant, serde_json::Value)> {
+        p.server_events
+            .iter()
+            .filter(|(_, e)| e["type"] == ty)
+            .cloned()
+            .collect()
+    };
+    let updated = events("session.updated");
+    assert_eq!(
+        updated[0].1["session"]["audio"]["input"]["turn_detection"]["interrupt_response"],
+        false
+    );
+    let errors = events("error");
+    assert!(errors.is_empty(), "{errors:?}");
+    // One cancel, sent when the caller's speech started, for the response being generated.
+    let started = events("input_audio_buffer.speech_started");
+    assert_eq!(started.len(), 2);
+    let cancels: Vec<Instant> = p
+        .commands
+        .iter()
+        .filter(|(_, c)| matches!(c, ModelCommand::CancelResponse))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(cancels, [started[1].0]);
+    let dones: Vec<(String, String)> = events("response.done")
+        .iter()
+        .map(|(_, e)| {
+            let r = &e["response"];
+            (
+                r["status"].as_str().unwrap_or_default().to_owned(),
+                r["status_details"]["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dones,
+        [
+            ("cancelled".to_owned(), "client_cancelled".to_owned()),
+            ("completed".to_owned(), String::new()),
+        ],
+        "the long answer cancelled by frontdesk, then the answer to the interruption"
+    );
+    // Playout stopped at the barge-in and the item was truncated at what was sent.
+    let truncates = p.truncates();
+    assert_eq!(truncates.len(), 1, "{truncates:?}");
+    let at = truncates[0].0;
+    assert_eq!(at, cancels[0]);
+    let sent_ms = p.rtp_sent.iter().filter(|&&t| t <= at).count() as u64 * 20;
+    assert!(
+        sent_ms - truncates[0].2 <= 20,
+        "{truncates:?}, sent {sent_ms} ms"
+    );
+    assert!(
+        p.rtp_between(
+            at.saturating_duration_since(p.t0) + ms(21),
+            Duration::from_secs(6)
+        ) == 0
+    );
+    assert_eq!(p.bridge.stats().true_barge_ins, 1);
+    assert_eq!(p.bridge.stats().false_barge_ins, 0);
+    // The caller's interruption is answered once its turn ends (6 s + 500 ms of silence).
+    let answer = p.rtp_between(Duration::from_millis(6_500), Duration::from_secs(12));
+    assert!(answer > 40, "answer packets: {answer}");
 }
 
 const TOOL: &str = r#"

@@ -160,7 +160,11 @@ pub(super) fn recording_bytes(samples: &AudioSamples, law: Law) -> Vec<u8> {
 }
 
 /// The Realtime session configuration of a profile. Announcements do not listen: the caller's
-/// speech neither starts nor interrupts a response.
+/// speech neither starts nor interrupts a response. With the agent's echo gate on (the default)
+/// the server does not cancel a response when its VAD hears speech (`interrupt_response: false`,
+/// realtime-protocol.md §4.2, §5.2): frontdesk decides whether it was the caller or only the echo
+/// of the agent (`bridge/core/conversation.rs`). GPT-Live sessions do not use these settings'
+/// turn detection (the model decides barge-in itself).
 fn session_settings(profile: &AgentProfile, law: Law, announcement: bool) -> SessionSettings {
     let mut instructions = profile.instructions.clone();
     if let Some(language) = &profile.language {
@@ -178,9 +182,32 @@ fn session_settings(profile: &AgentProfile, law: Law, announcement: bool) -> Ses
             prefix_padding_ms: profile.vad.prefix_padding_ms,
             silence_duration_ms: profile.vad.silence_duration_ms,
             create_response: !announcement,
-            interrupt_response: !announcement,
+            interrupt_response: !announcement && !profile.echo_gate,
         },
         transcription_model: profile.transcription_model.clone(),
         tools: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_echo_gate_makes_frontdesk_decide_interruptions() {
+        let mut profile = AgentProfile::default();
+        assert!(profile.echo_gate, "the gate is on by default");
+        let td = session_settings(&profile, Law::Mu, false).turn_detection;
+        assert!(td.create_response);
+        assert!(
+            !td.interrupt_response,
+            "frontdesk decides with the echo estimate"
+        );
+        profile.echo_gate = false;
+        let td = session_settings(&profile, Law::Mu, false).turn_detection;
+        assert!(td.interrupt_response, "without the gate the server decides");
+        // Announcements never listen.
+        let td = session_settings(&profile, Law::Mu, true).turn_detection;
+        assert!(!td.create_response && !td.interrupt_response);
     }
 }

@@ -10,8 +10,12 @@
 //!
 //! Echo (issue 15): every `speech_started` during agent audio is classified with the call's
 //! [`EchoGate`](crate::media::echo::EchoGate) estimate as a false barge-in (only the echo of our
-//! own audio was on the line) or a true one, and counted. When frontdesk decides interruptions
-//! (`interrupt_response: false`) and the gate is on, a false one does not stop the agent.
+//! own audio was on the line) or a true one, and counted. Agents with the gate on (the default)
+//! get Realtime sessions with `interrupt_response: false` (`bridge/setup.rs`), so frontdesk
+//! decides interruptions: a false one does not stop the agent (the server lets the response run,
+//! §5.2); a true one does everything the server would have done and more: playout stops at once,
+//! the played item is truncated, and the response in progress, if any, gets one `response.cancel`
+//! (its deltas still in flight are dropped until its `response.done`). GPT-Live decides itself.
 //!
 //! Function calls: each [`ModelEvent::ToolCall`] becomes an [`Output::RunTool`](super::Output)
 //! (or a call-control action, `control.rs`); its output goes back as a tool result, and a response
@@ -123,6 +127,7 @@ impl Bridge {
             }
             ModelEvent::ResponseStarted { response_id } => {
                 self.response_active = Some(response_id);
+                self.cancel_sent = None;
                 self.response_requested = false;
             }
             ModelEvent::ResponseDone {
@@ -135,6 +140,7 @@ impl Bridge {
                 }
                 if self.response_active.as_deref() == Some(response_id.as_str()) {
                     self.response_active = None;
+                    self.cancel_sent = None;
                 }
                 self.responses_done += 1;
                 debug!(%response_id, %status, "response done");
@@ -212,7 +218,7 @@ impl Bridge {
         let at = self.call_ms(now);
         self.transcript
             .handle_agent_audio(&item_id, at, audio.len());
-        if self.interrupted.iter().any(|i| *i == item_id) {
+        if self.interrupted.iter().any(|i| *i == item_id) || self.cancelling() {
             self.stats.late_deltas_dropped += 1;
             return;
         }
@@ -239,11 +245,25 @@ impl Bridge {
         self.pacer.push(now, tag, audio);
     }
 
+    /// Whether frontdesk decides interruptions: the server does not cancel a response when the
+    /// caller starts speaking (`turn_detection.interrupt_response = false`, what agents with the
+    /// echo gate on get) and the dialect can cancel one itself (Realtime `response.cancel`).
+    fn frontdesk_decides(&self) -> bool {
+        !self.interrupt_response && self.caps.cancels_responses
+    }
+
+    /// We sent `response.cancel` for the response in progress and its `response.done` has not
+    /// come yet: its audio is no longer wanted.
+    fn cancelling(&self) -> bool {
+        self.cancel_sent.is_some() && self.cancel_sent == self.response_active
+    }
+
     /// Classifies a `speech_started` with the echo gate's estimate: during agent audio it is a
     /// false barge-in when the caller's own voice is not in the last 640 ms of frames (only our
     /// echo was), else a true one (both counted). Returns whether to treat it as an
-    /// interruption: always, unless frontdesk decides interruptions (`interrupt_response:
-    /// false`, the gate enabled) and it was echo, in which case the agent keeps talking.
+    /// interruption: always, unless frontdesk decides interruptions
+    /// ([`Bridge::frontdesk_decides`], the gate enabled) and it was echo, in which case the
+    /// agent keeps talking.
     fn echo_barge_in(&mut self, now: Instant) -> bool {
         let agent_audio = self.echo.agent_active(now)
             || (self.playing.is_some() && self.pacer.queued_bytes() > 0);
@@ -255,7 +275,7 @@ impl Bridge {
             return true;
         }
         self.stats.false_barge_ins += 1;
-        let ignore = !self.interrupt_response && self.echo.enabled();
+        let ignore = self.frontdesk_decides() && self.echo.enabled();
         info!(
             ignored = ignore,
             echo_path = ?self.echo.path(),
@@ -264,11 +284,27 @@ impl Bridge {
         !ignore
     }
 
-    /// The caller started speaking: stop the agent at once and tell the server what was heard.
+    /// The caller started speaking: when frontdesk decides interruptions, cancel the response
+    /// in progress as the server would have (only one that is active: a cancel without one is
+    /// answered `response_cancel_not_active`, realtime-protocol.md §5.2, §5.9; at most once per
+    /// response); then stop the agent at once and tell the server what the caller heard
+    /// (`conversation.item.truncate` at the audio sent as RTP).
     fn barge_in(&mut self) {
-        let Some(item) = self.playing.take() else {
-            return;
-        };
+        if self.frontdesk_decides() && !self.cancelling() {
+            if let Some(response_id) = &self.response_active {
+                debug!(%response_id, "cancelling the response the caller interrupted");
+                self.cancel_sent = Some(response_id.clone());
+                self.ws_out.push_back(ModelCommand::CancelResponse);
+            }
+        }
+        if let Some(item) = self.playing.take() {
+            self.cut(item);
+        }
+    }
+
+    /// Flushes the queued model audio and truncates `item` at what was sent of it, if that was
+    /// not all of it; later deltas of the item are dropped.
+    fn cut(&mut self, item: PlayingItem) {
         let received = self.pacer.received_bytes(item.tag);
         let flushed = self.pacer.flush();
         let played = self.pacer.played_bytes(item.tag);
@@ -294,10 +330,6 @@ impl Bridge {
             audio_end_ms,
         });
         self.stats.truncates += 1;
-        if self.response_active.is_some() && !self.interrupt_response && self.caps.cancels_responses
-        {
-            self.ws_out.push_back(ModelCommand::CancelResponse);
-        }
         self.interrupted.push_back(item.id);
         if self.interrupted.len() > REMEMBERED_INTERRUPTED_ITEMS {
             self.interrupted.pop_front();

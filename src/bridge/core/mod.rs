@@ -348,6 +348,9 @@ pub struct Bridge {
     interrupt_response: bool,
     ws_out: VecDeque<ModelCommand>,
     response_active: Option<String>,
+    /// The response we sent `response.cancel` for, until its `response.done`: every audio delta
+    /// that still arrives belongs to it and is dropped.
+    cancel_sent: Option<String>,
     playing: Option<PlayingItem>,
     items: Vec<(String, u64)>,
     next_tag: u64,
@@ -472,6 +475,7 @@ impl Bridge {
             interrupt_response,
             ws_out: VecDeque::new(),
             response_active: None,
+            cancel_sent: None,
             playing: None,
             items: Vec::new(),
             next_tag: 1,
@@ -1443,10 +1447,145 @@ mod tests {
             (b.stats().false_barge_ins, b.stats().true_barge_ins),
             (1, 0)
         );
+        // The agent keeps talking: the next 200 ms of RTP are its audio.
+        let sent = caller_speaks(&mut b, 140..150, false);
+        assert_eq!(sent.len(), 10);
+        assert!(sent
+            .iter()
+            .all(|p| dbfs(p) > -60.0 || p.iter().all(|&x| x == 0xFF)));
+        assert!(sent.iter().filter(|p| dbfs(p) > -40.0).count() >= 3);
+        assert_eq!(b.stats().barge_ins, 0);
         // The server cancelling itself (interrupt_response = true) is followed, but counted false.
         let (mut b, _, _) = echo_call(true, true);
         let now = b.now;
         server(&mut b, now, speech_started());
         assert_eq!(b.stats().false_barge_ins, 1);
+    }
+
+    /// Drives the call through its 20 ms frames `frames` (frame n at `b.started` + 20n ms; an
+    /// [`echo_call`] ends after frame 139): the caller's line returns silence or, with
+    /// `speaking`, the caller's own voice (a loud 400 Hz tone, about -10 dBFS, far above any
+    /// echo). Returns the RTP payloads the core sent meanwhile.
+    fn caller_speaks(b: &mut Bridge, frames: std::ops::Range<u64>, speaking: bool) -> Vec<Vec<u8>> {
+        let t0 = b.started;
+        let from: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let mut sent = Vec::new();
+        let mut pkt = Vec::new();
+        let drain = |b: &mut Bridge, sent: &mut Vec<Vec<u8>>| loop {
+            match b.poll_output() {
+                Output::SendRtp { packet, .. } => sent.push(packet[12..].to_vec()),
+                Output::Timeout(_) => break,
+                _ => {}
+            }
+        };
+        for n in frames {
+            let now = t0 + Duration::from_millis(20 * n);
+            b.handle_input(Input::Timeout(now));
+            drain(b, &mut sent);
+            let voice: Vec<u8> = (0..160u64)
+                .map(|i| {
+                    let t = (n * 160 + i) as f64 / 8_000.0;
+                    let v = if speaking {
+                        10_000.0 * (2.0 * std::f64::consts::PI * 400.0 * t).sin()
+                    } else {
+                        0.0
+                    };
+                    crate::media::g711::linear_to_ulaw(v as i16)
+                })
+                .collect();
+            crate::media::rtp::write_packet(
+                &mut pkt,
+                0,
+                false,
+                n as u16,
+                n as u32 * 160,
+                9,
+                &voice,
+            );
+            b.handle_input(Input::Rtp {
+                now: now + Duration::from_millis(3),
+                from,
+                datagram: &pkt,
+            });
+            drain(b, &mut sent);
+        }
+        sent
+    }
+
+    #[test]
+    fn a_true_barge_in_when_frontdesk_decides_cancels_the_response_and_truncates_at_the_audio_sent()
+    {
+        // interrupt_response = false, the agent mid-reply on an echoing line; the caller speaks.
+        let (mut b, _, _) = echo_call(true, false);
+        caller_speaks(&mut b, 140..148, true);
+        let sent_ms = b.pacer.played_bytes(1) / crate::media::g711::BYTES_PER_MS;
+        assert!(sent_ms > 2_800, "{sent_ms} ms sent");
+        let now = b.now;
+        server(&mut b, now, speech_started());
+        assert_eq!(
+            (b.stats().false_barge_ins, b.stats().true_barge_ins),
+            (0, 1)
+        );
+        // What the server would have done (cancel), then the truncate at the audio sent.
+        let ev = drain_ws(&mut b);
+        assert_eq!(
+            types(&ev),
+            ["response.cancel", "conversation.item.truncate"]
+        );
+        assert_eq!(ev[1]["item_id"], "item_a");
+        assert_eq!(ev[1]["audio_end_ms"], sent_ms);
+        assert_eq!(b.stats().barge_ins, 1);
+        // Playout stopped at once: the caller's line hears nothing more of the agent.
+        let after = caller_speaks(&mut b, 148..153, true);
+        assert!(
+            after.is_empty(),
+            "{} packets after the barge-in",
+            after.len()
+        );
+        // A second speech_started before the response is done sends no second cancel, and audio
+        // still in flight for the cancelled response (any item) is dropped.
+        let now = b.now;
+        server(&mut b, now, speech_started());
+        server(&mut b, now, delta("item_a", 1_600));
+        server(&mut b, now, delta("item_b", 1_600));
+        assert!(drain_ws(&mut b).is_empty());
+        assert!(caller_speaks(&mut b, 153..158, false).is_empty());
+        assert_eq!(b.stats().late_deltas_dropped, 2);
+        // Once the cancelled response is done, the next one is heard.
+        server(&mut b, now, done("resp_1"));
+        server(&mut b, now, created("resp_2"));
+        server(&mut b, now, delta("item_c", 1_600));
+        assert!(!caller_speaks(&mut b, 158..163, false).is_empty());
+    }
+
+    #[test]
+    fn when_frontdesk_decides_a_response_is_cancelled_only_while_it_is_active() {
+        let t0 = Instant::now();
+        let mut plan = agent_plan(Dialect::Ga);
+        plan.settings.turn_detection.interrupt_response = false;
+        let mut b = Bridge::new(t0, setup(CallPlan::Agent(plan.clone())));
+        while b.poll_ws().is_some() {}
+        // The response is done, its audio still queued: flush and truncate, no cancel (it would
+        // be answered `response_cancel_not_active`).
+        server(&mut b, t0, created("resp_1"));
+        server(&mut b, t0, delta("item_a", 8_000));
+        server(&mut b, t0, done("resp_1"));
+        caller_speaks(&mut b, 0..10, true);
+        let now = b.now;
+        server(&mut b, now, speech_started());
+        assert_eq!(types(&drain_ws(&mut b)), ["conversation.item.truncate"]);
+        assert!(b.poll_rtp(now + Duration::from_millis(100)).is_none());
+        // A response in progress with no audio yet: the caller speaking cancels it.
+        let mut b = Bridge::new(t0, setup(CallPlan::Agent(plan)));
+        while b.poll_ws().is_some() {}
+        server(&mut b, t0, created("resp_1"));
+        caller_speaks(&mut b, 0..10, true);
+        let now = b.now;
+        server(&mut b, now, speech_started());
+        assert_eq!(types(&drain_ws(&mut b)), ["response.cancel"]);
+        // No response in progress: nothing to cancel, nothing to truncate.
+        server(&mut b, now, done("resp_1"));
+        server(&mut b, now, speech_started());
+        assert!(drain_ws(&mut b).is_empty());
     }
 }

@@ -498,6 +498,83 @@ fn barge_in_cancels_with_turn_detected() {
     assert!(h.s.active.is_none());
 }
 
+/// `interrupt_response: false` (realtime-protocol.md §4.2, §5.2; SDK `ServerVad` docstrings): VAD
+/// events still come and the caller's turn is committed, but speech does not cancel the response
+/// in progress, and a turn that ends while it is still active gets no response of its own ("may
+/// fail to create a response if the model is already responding"); once the client cancelled
+/// it, the turn's end creates the next response as usual.
+#[test]
+fn without_interrupt_response_speech_cancels_nothing_and_the_client_decides() {
+    let long = "realtime_factor = 1.0\n[[turn]]\nsay = \"This is a rather long answer that the caller will talk over before it ends, twice.\"\n";
+    let mut h = H::new(Dialect::Ga, long);
+    h.send(json!({"type": "session.update", "session": {
+        "type": "realtime", "output_modalities": ["audio"],
+        "audio": {"input": {"format": {"type": "audio/pcmu"},
+                            "turn_detection": {"type": "server_vad", "threshold": 0.5,
+                                "prefix_padding_ms": 300, "silence_duration_ms": 500,
+                                "create_response": true, "interrupt_response": false}},
+                  "output": {"format": {"type": "audio/pcmu"}, "voice": "marin"}}}}));
+    h.caller_turn(600);
+    h.take();
+    assert!(h.s.active.is_some(), "response streaming");
+    // Speech over the response: speech_started, speech_stopped and the commit, nothing else.
+    h.append(&tone(300));
+    h.append(&silence(600));
+    let ev = h.take();
+    let kinds: Vec<&str> = ev
+        .iter()
+        .map(ty)
+        .filter(|t| !t.ends_with(".delta"))
+        .collect();
+    assert!(
+        kinds.contains(&"input_audio_buffer.speech_started"),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"input_audio_buffer.committed"), "{kinds:?}");
+    assert!(!kinds.contains(&"response.done"), "cancelled: {kinds:?}");
+    assert!(!kinds.contains(&"response.created"), "{kinds:?}");
+    assert!(!kinds.contains(&"error"), "{kinds:?}");
+    assert!(h.s.active.is_some(), "the response runs on");
+    h.finish_response();
+    let ev = h.take();
+    assert_eq!(
+        find(&ev, "response.done")["response"]["status"],
+        "completed"
+    );
+    h.advance(2_000);
+    assert!(
+        h.s.active.is_none(),
+        "no response for the turn that ended during one"
+    );
+    // The client decides: it cancels at speech_started; the turn's end then gets a response.
+    h.send(json!({"type": "response.create"}));
+    h.advance(300);
+    h.take();
+    h.append(&tone(300));
+    let ev = h.take();
+    assert!(ev
+        .iter()
+        .any(|e| ty(e) == "input_audio_buffer.speech_started"));
+    assert!(!ev.iter().any(|e| ty(e) == "response.done"));
+    h.send(json!({"type": "response.cancel"}));
+    let ev = h.take();
+    assert_eq!(
+        find(&ev, "response.done")["response"]["status_details"]["reason"],
+        "client_cancelled"
+    );
+    h.append(&silence(600));
+    let ev = h.take();
+    let committed = ev
+        .iter()
+        .position(|e| ty(e) == "input_audio_buffer.committed")
+        .expect("committed");
+    let created = ev
+        .iter()
+        .position(|e| ty(e) == "response.created")
+        .expect("the turn's response");
+    assert!(committed < created);
+}
+
 #[test]
 fn truncate_within_beyond_and_invalid_items() {
     let mut h = H::new(
