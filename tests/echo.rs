@@ -284,10 +284,11 @@ fn without_the_echo_gate_the_echo_reaches_the_session_byte_exact_and_interrupts(
     assert!(false_barge_ins > 0, "the gate did not classify the echo");
 }
 
-/// On the echoing line, the caller speaks over the agent's third reply at a normal level: the
-/// simulator's VAD hears it, and on the wire the agent's audio stops within 100 ms of its
-/// `speech_started`; the call's row counts true barge-ins and no false one, and the session
-/// reported no error (frontdesk cancels only a response in progress).
+/// On the echoing line, the caller speaks over the agent's third reply (still being generated) at
+/// a normal level: the simulator's VAD hears it, and on the wire the agent's audio stops within
+/// 100 ms of its `speech_started`; frontdesk cancels the reply itself; the call's row counts true
+/// barge-ins and no false one, and the session reported no error (frontdesk cancels only a
+/// response in progress).
 #[test]
 fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
     let dir = TestDir::new("echo-barge-in");
@@ -303,7 +304,7 @@ fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
     std::fs::write(&barge_file, &barge).expect("write");
     let sim = Sim::start(
         &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/echo.toml")),
+        Some(&Path::new(ROOT).join("tests/scenarios/echo_barge_in.toml")),
     );
     let plans = dialplan(&dir, "");
     let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
@@ -380,10 +381,26 @@ fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
     // true barge-in is fine, a false one is not.
     assert_eq!(false_barge_ins, 0);
     assert!(true_barge_ins >= 1);
-    // Frontdesk decided (interrupt_response = false), and it cancelled only responses that were
-    // in progress: no `response_cancel_not_active`, no other error.
+    // Frontdesk decided (interrupt_response = false): it cancelled the reply the caller spoke
+    // over, still being generated, itself (the session cancels nothing on speech), and only
+    // responses that were in progress: no `response_cancel_not_active`, no other error.
     assert_eq!(interrupt_response(&client), false);
     let server = read_jsonl(&sim.record_server);
+    let reasons: Vec<&str> = server
+        .iter()
+        .filter(|e| e["type"] == "response.done" && e["response"]["status"] == "cancelled")
+        .map(|e| {
+            e["response"]["status_details"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+        })
+        .collect();
+    eprintln!(
+        "{} response.cancel sent; cancelled responses: {reasons:?}",
+        count(&client, "response.cancel")
+    );
+    assert!(count(&client, "response.cancel") >= 1);
+    assert!(!reasons.is_empty() && reasons.iter().all(|r| *r == "client_cancelled"));
     let errors: Vec<&Value> = server.iter().filter(|e| e["type"] == "error").collect();
     assert!(
         errors.is_empty(),
