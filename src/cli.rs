@@ -306,19 +306,58 @@ pub enum AppointmentsCommand {
 pub enum MessagesCommand {
     /// List messages, newest first: time (UTC), caller, length, agent and the WAV file.
     List {
-        /// Only messages since then: 7d, 12h, 30m, 2026-12-01, "2026-12-01 08:00" (UTC) or RFC 3339.
-        #[arg(long, value_name = "WHEN")]
-        since: Option<String>,
-        /// At most this many messages.
-        #[arg(long, value_name = "N", default_value_t = 50)]
-        limit: u32,
-        /// Print JSON (an array of objects) instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// The database (`--db`, `--db-password-file`).
+        /// `--since`, `--limit`, `--json` and the database.
         #[command(flatten)]
-        db: DbArgs,
+        list: ListArgs,
     },
+}
+
+/// The flags of a staff listing, newest first (`calls list`, `messages list`).
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only those since then: 7d, 12h, 30m, 2026-12-01, "2026-12-01 08:00" (UTC) or RFC 3339.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// At most this many rows.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u32,
+    /// Print JSON (an array of objects) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The database (`--db`, `--db-password-file`).
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+impl ListArgs {
+    /// `--since` as an instant, relative forms counted back from `now`.
+    ///
+    /// # Errors
+    /// A message naming the accepted forms ([`crate::tools::calls::parse_since`]).
+    pub fn since(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        self.since
+            .as_deref()
+            .map(|s| crate::tools::calls::parse_since(s, now))
+            .transpose()
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// Prints `rows` as JSON with `--json`, else as the text `table` makes of them.
+    fn print<T: serde::Serialize>(
+        &self,
+        rows: &[T],
+        table: fn(&[T]) -> String,
+    ) -> anyhow::Result<ExitCode> {
+        if self.json {
+            print_json(&rows)?;
+        } else {
+            print!("{}", table(rows));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// `frontdesk calls` subcommands.
@@ -326,21 +365,12 @@ pub enum MessagesCommand {
 pub enum CallsCommand {
     /// List calls, newest first: time (UTC), caller, route, outcome, duration, bookings, cost.
     List {
-        /// Only calls since then: 7d, 12h, 30m, 2026-12-01, "2026-12-01 08:00" (UTC) or RFC 3339.
-        #[arg(long, value_name = "WHEN")]
-        since: Option<String>,
         /// Only calls whose caller number contains this text.
         #[arg(long, value_name = "NUMBER")]
         caller: Option<String>,
-        /// At most this many calls.
-        #[arg(long, value_name = "N", default_value_t = 50)]
-        limit: u32,
-        /// Print JSON (an array of objects) instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// The database (`--db`, `--db-password-file`).
+        /// `--since`, `--limit`, `--json` and the database.
         #[command(flatten)]
-        db: DbArgs,
+        list: ListArgs,
     },
     /// Show one call: the transcript as a conversation, tool calls with arguments and results,
     /// end reason, media quality, usage and cost.
@@ -785,27 +815,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Calls { command } => run_calls(command).await,
         Command::Messages {
-            command:
-                MessagesCommand::List {
-                    since,
-                    limit,
-                    json: as_json,
-                    db,
-                },
+            command: MessagesCommand::List { list },
         } => {
-            let since = since
-                .as_deref()
-                .map(|s| crate::tools::calls::parse_since(s, chrono::Utc::now()))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let store = crate::store::Store::open(db.target()?).await?;
-            let rows = store.list_messages(since, limit).await?;
-            if as_json {
-                print_json(&rows)?;
-            } else {
-                print!("{}", crate::store::messages::list_text(&rows));
-            }
-            Ok(ExitCode::SUCCESS)
+            let since = list.since(chrono::Utc::now())?;
+            let store = crate::store::Store::open(list.db.target()?).await?;
+            let rows = store.list_messages(since, list.limit).await?;
+            list.print(&rows, crate::store::messages::list_text)
         }
         Command::Dialplan {
             command: DialplanCommand::Check { dir },
@@ -838,32 +853,17 @@ async fn run_calls(command: CallsCommand) -> anyhow::Result<ExitCode> {
     use crate::tools::calls;
     let now = chrono::Utc::now();
     match command {
-        CallsCommand::List {
-            since,
-            caller,
-            limit,
-            json: as_json,
-            db,
-        } => {
-            let since = since
-                .as_deref()
-                .map(|s| calls::parse_since(s, now))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let store = crate::store::Store::open(db.target()?).await?;
+        CallsCommand::List { caller, list } => {
+            let since = list.since(now)?;
+            let store = crate::store::Store::open(list.db.target()?).await?;
             let rows = store
                 .list_calls(&crate::store::history::CallFilter {
                     since,
                     caller,
-                    limit,
+                    limit: list.limit,
                 })
                 .await?;
-            if as_json {
-                print_json(&rows)?;
-            } else {
-                print!("{}", calls::list_text(&rows));
-            }
-            Ok(ExitCode::SUCCESS)
+            list.print(&rows, calls::list_text)
         }
         CallsCommand::Show {
             call_id,

@@ -7,34 +7,58 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
-fn dialplan(dir: &TestDir, extra: &str) -> PathBuf {
-    let d = dir.join("dialplans");
-    std::fs::create_dir_all(&d).expect("mkdir");
-    std::fs::write(
-        d.join("test.toml"),
-        format!(
-            r#"
-[[routes]]
-to = "*"
-agent = "tester"
+/// An echoing line: `frontdesk sim` with `tests/scenarios/{scenario}`, frontdesk on it (the agent
+/// `tester` with greeting "Hello." and the agent's `extra` TOML lines), and the caller's "Okay."
+/// as a µ-law file. Fields drop in order: frontdesk, the simulator, then the directory.
+struct Line {
+    serve: Serve,
+    sim: Sim,
+    /// Path of the caller's utterance (raw µ-law, 8 kHz).
+    utterance: String,
+    dir: TestDir,
+}
 
-[agents.tester]
-voice = "alloy"
-greeting = "Hello."
-instructions = "You are a test receptionist."
-{extra}
-"#
-        ),
-    )
-    .expect("write");
-    d
+impl Line {
+    fn start(name: &str, scenario: &str, extra: &str) -> Line {
+        let dir = TestDir::new(name);
+        let (ul, _) = speech(&dir, "okay", "Okay.");
+        let utterance = dir.join("okay.ul");
+        std::fs::write(&utterance, &ul).expect("write");
+        let sim = Sim::start_scenario(&dir, scenario);
+        let plans = agent_dialplan(&dir, "Hello.", extra);
+        let serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
+        Line {
+            serve,
+            sim,
+            utterance: utterance.to_string_lossy().into_owned(),
+            dir,
+        }
+    }
+
+    /// Runs `tests/echo_caller.py` against this line, which returns the agent's audio `erl_db`
+    /// dB down and `delay_ms` late; the caller says the utterance `turns` times; `args` are
+    /// further flags of the caller.
+    fn call(&self, erl_db: &str, delay_ms: &str, turns: &str, args: &[&str]) -> EchoRun {
+        let mut all = vec![
+            "--erl-db",
+            erl_db,
+            "--delay-ms",
+            delay_ms,
+            "--utterance",
+            &self.utterance,
+            "--turns",
+            turns,
+        ];
+        all.extend_from_slice(args);
+        echo_caller(&self.dir, self.serve.sip, &all)
+    }
 }
 
 /// What the echo caller did and heard.
@@ -142,35 +166,12 @@ fn interrupted(events: &[Value]) -> usize {
 /// session's caller turns are exactly the caller's 19 utterances, none made of echo.
 #[test]
 fn line_echo_neither_interrupts_the_agent_nor_becomes_a_caller_turn() {
-    let dir = TestDir::new("echo-gated");
-    let (ul, _) = speech(&dir, "okay", "Okay.");
-    let utterance = dir.join("okay.ul");
-    std::fs::write(&utterance, &ul).expect("write");
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/echo.toml")),
-    );
-    let plans = dialplan(&dir, "");
-    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
-    let utterance = utterance.to_string_lossy().into_owned();
-    let run = echo_caller(
-        &dir,
-        serve.sip,
-        &[
-            "--erl-db",
-            "12",
-            "--delay-ms",
-            "200",
-            "--utterance",
-            &utterance,
-            "--turns",
-            "19",
-        ],
-    );
-    serve.proc.terminate(Duration::from_secs(15));
-    let server = read_jsonl(&sim.record_server);
-    let client = read_jsonl(&sim.record);
-    let (gated, false_barge_ins, true_barge_ins) = echo_row(&serve.db);
+    let mut line = Line::start("echo-gated", "echo.toml", "");
+    let run = line.call("12", "200", "19", &[]);
+    line.serve.proc.terminate(Duration::from_secs(15));
+    let server = read_jsonl(&line.sim.record_server);
+    let client = read_jsonl(&line.sim.record);
+    let (gated, false_barge_ins, true_barge_ins) = echo_row(&line.serve.db);
     eprintln!(
         "{} replies heard, {} utterances; {} speech_started, {} committed, {} interrupted; \
          row: {gated} gated frames, {false_barge_ins} false and {true_barge_ins} true barge-ins",
@@ -202,40 +203,15 @@ fn line_echo_neither_interrupts_the_agent_nor_becomes_a_caller_turn() {
 /// would fail): replies are interrupted by the agent's own voice.
 #[test]
 fn without_the_echo_gate_the_echo_reaches_the_session_byte_exact_and_interrupts() {
-    let dir = TestDir::new("echo-off");
-    let (ul, _) = speech(&dir, "okay", "Okay.");
-    let utterance = dir.join("okay.ul");
-    std::fs::write(&utterance, &ul).expect("write");
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/echo.toml")),
-    );
-    let plans = dialplan(&dir, "echo_gate = false");
-    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
-    let utterance = utterance.to_string_lossy().into_owned();
-    let run = echo_caller(
-        &dir,
-        serve.sip,
-        &[
-            "--erl-db",
-            "12",
-            "--delay-ms",
-            "200",
-            "--utterance",
-            &utterance,
-            "--turns",
-            "3",
-            "--max-s",
-            "40",
-        ],
-    );
-    serve.proc.terminate(Duration::from_secs(15));
-    let server = read_jsonl(&sim.record_server);
-    let client = read_jsonl(&sim.record);
+    let mut line = Line::start("echo-off", "echo.toml", "echo_gate = false");
+    let run = line.call("12", "200", "3", &["--max-s", "40"]);
+    line.serve.proc.terminate(Duration::from_secs(15));
+    let server = read_jsonl(&line.sim.record_server);
+    let client = read_jsonl(&line.sim.record);
     // Without the gate the session cancels on speech itself, as before issue 15.
     assert_eq!(interrupt_response(&client), true);
     let appended = appended_audio(&client);
-    let (gated, false_barge_ins, _) = echo_row(&serve.db);
+    let (gated, false_barge_ins, _) = echo_row(&line.serve.db);
     eprintln!(
         "{} frames sent, {} appended; {} speech_started, {} interrupted; {false_barge_ins} false barge-ins",
         run.sent.len(),
@@ -265,7 +241,7 @@ fn without_the_echo_gate_the_echo_reaches_the_session_byte_exact_and_interrupts(
             replaced += 1;
         }
     }
-    let concealed = concealed_frames(&serve.db);
+    let concealed = concealed_frames(&line.serve.db);
     eprintln!("{replaced} frames concealed as late or lost (the row: {concealed})");
     assert!(
         replaced <= concealed,
@@ -291,47 +267,30 @@ fn without_the_echo_gate_the_echo_reaches_the_session_byte_exact_and_interrupts(
 /// response in progress).
 #[test]
 fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
-    let dir = TestDir::new("echo-barge-in");
-    let (ul, _) = speech(&dir, "okay", "Okay.");
-    let utterance = dir.join("okay.ul");
-    std::fs::write(&utterance, &ul).expect("write");
+    let mut line = Line::start("echo-barge-in", "echo_barge_in.toml", "");
     let (barge, _) = speech(
-        &dir,
+        &line.dir,
         "barge",
         "Sorry to interrupt, I only need your opening hours.",
     );
-    let barge_file = dir.join("barge.ul");
+    let barge_file = line.dir.join("barge.ul");
     std::fs::write(&barge_file, &barge).expect("write");
-    let sim = Sim::start(
-        &dir,
-        Some(&Path::new(ROOT).join("tests/scenarios/echo_barge_in.toml")),
-    );
-    let plans = dialplan(&dir, "");
-    let mut serve = Serve::start(&dir, &plans, &["--realtime-url", &sim.url()]);
     let rtp_port = free_port();
-    let sim_port = sim.addr.port();
+    let sim_port = line.sim.addr.port();
     let capture = Capture::start_filter(
-        &dir,
+        &line.dir,
         "echo-barge-in",
         &format!("udp dst port {rtp_port} or tcp src port {sim_port}"),
     );
-    let utterance = utterance.to_string_lossy().into_owned();
     let barge_file = barge_file.to_string_lossy().into_owned();
     let port_arg = rtp_port.to_string();
-    let run = echo_caller(
-        &dir,
-        serve.sip,
+    let run = line.call(
+        "14",
+        "150",
+        "2",
         &[
             "--rtp-port",
             &port_arg,
-            "--erl-db",
-            "14",
-            "--delay-ms",
-            "150",
-            "--utterance",
-            &utterance,
-            "--turns",
-            "2",
             "--barge-in-reply",
             "3",
             "--barge-audio",
@@ -341,9 +300,9 @@ fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
         ],
     );
     let pcap = capture.finish();
-    serve.proc.terminate(Duration::from_secs(15));
-    let client = read_jsonl(&sim.record);
-    let (_, false_barge_ins, true_barge_ins) = echo_row(&serve.db);
+    line.serve.proc.terminate(Duration::from_secs(15));
+    let client = read_jsonl(&line.sim.record);
+    let (_, false_barge_ins, true_barge_ins) = echo_row(&line.serve.db);
     let barge_at = run.epoch
         + run
             .spoke
@@ -385,7 +344,7 @@ fn a_caller_speaking_over_the_agent_on_an_echoing_line_still_barges_in() {
     // over, still being generated, itself (the session cancels nothing on speech), and only
     // responses that were in progress: no `response_cancel_not_active`, no other error.
     assert_eq!(interrupt_response(&client), false);
-    let server = read_jsonl(&sim.record_server);
+    let server = read_jsonl(&line.sim.record_server);
     let reasons: Vec<&str> = server
         .iter()
         .filter(|e| e["type"] == "response.done" && e["response"]["status"] == "cancelled")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A caller on a line with echo, for frontdesk's echo tests (standard library only).
 
-It places one call over UDP like tests/rtp_caller.py (whose SIP helpers it uses) and sends one
+It places one call over UDP like tests/rtp_caller.py (tests/sip_caller.py) and sends one
 20 ms PCMU packet every 20 ms for the whole call. Each packet carries the line's echo: the audio
 frontdesk sent us, as the phone played it (by RTP timestamp, from the first packet's arrival),
 --delay-ms later and --erl-db quieter (linear gain, re-encoded as µ-law), plus the caller's own
@@ -22,16 +22,13 @@ import argparse
 import json
 import math
 import os
-import re
-import socket
 import struct
 import sys
 import threading
 import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rtp_caller import sip_request, wait_final  # noqa: E402
+from sip_caller import Call, receive_rtp  # noqa: E402
 
 FRAME = 160
 
@@ -84,30 +81,9 @@ def main():
     utterance = [DECODE[b] for b in open(args.utterance, "rb").read()] if args.utterance else []
     barge = [DECODE[b] for b in open(args.barge_audio, "rb").read()] if args.barge_audio else []
 
-    host, port = args.sip.rsplit(":", 1)
-    server = (host, int(port))
-    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sip.bind(("127.0.0.1", 0))
-    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rtp.bind(("127.0.0.1", args.rtp_port))
-    local = f"127.0.0.1:{sip.getsockname()[1]}"
-    rtp_port = rtp.getsockname()[1]
-    call_id = uuid.uuid4().hex + "@echo-caller"
-    from_tag = uuid.uuid4().hex[:10]
-    uri = f"sip:{args.to}@{args.sip}"
-    sdp = (
-        "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-    ).encode()
-    sip.sendto(sip_request("INVITE", uri, call_id, 1, from_tag, f"<{uri}>", local, sdp), server)
-    status, headers, answer = wait_final(sip, "INVITE", 15)
-    if status != 200:
-        raise SystemExit(f"INVITE answered {status}")
-    to_hdr = headers["to"]
-    contact = re.search(r"<([^>]+)>", headers.get("contact", f"<{uri}>")).group(1)
-    sip.sendto(sip_request("ACK", contact, call_id, 1, from_tag, to_hdr, local), server)
-    text = answer.decode(errors="replace")
-    remote = (re.search(r"c=IN IP4 (\S+)", text).group(1), int(re.search(r"m=audio (\d+)", text).group(1)))
+    call = Call(args.sip, args.to, rtp_port=args.rtp_port, name="echo-caller")
+    rtp = call.rtp
+    remote = call.remote
 
     t0 = time.monotonic()
     epoch = time.time()
@@ -115,37 +91,27 @@ def main():
     played = {}  # frame index on the phone's playout timeline -> linear samples
     playout = {}  # ts0, start
     received = []
-    stop = threading.Event()
 
-    def receive():
-        rtp.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                data, _ = rtp.recvfrom(2048)
-            except socket.timeout:
-                continue
-            now = time.monotonic() - t0
-            if len(data) < 12 or data[0] >> 6 != 2:
-                continue
-            cc = data[0] & 0x0F
-            marker = bool(data[1] & 0x80)
-            pt = data[1] & 0x7F
-            seq, ts = struct.unpack("!HI", data[2:8])
-            payload = data[12 + 4 * cc:]
-            silent = all(b in (0xFF, 0x7F) for b in payload)
-            with lock:
-                received.append({"at": now, "seq": seq, "ts": ts, "marker": marker, "pt": pt, "silent": silent})
-                if pt != 0 or len(payload) != FRAME:
-                    continue
-                if not playout:
-                    # The phone starts playing 20 ms after the first packet.
-                    playout["ts0"] = ts
-                    playout["start"] = now + 0.020
-                index = ((ts - playout["ts0"]) & 0xFFFFFFFF) // FRAME
-                played[index] = [DECODE[b] for b in payload]
+    def on_packet(data, arrival):
+        now = arrival - t0
+        cc = data[0] & 0x0F
+        marker = bool(data[1] & 0x80)
+        pt = data[1] & 0x7F
+        seq, ts = struct.unpack("!HI", data[2:8])
+        payload = data[12 + 4 * cc:]
+        silent = all(b in (0xFF, 0x7F) for b in payload)
+        with lock:
+            received.append({"at": now, "seq": seq, "ts": ts, "marker": marker, "pt": pt, "silent": silent})
+            if pt != 0 or len(payload) != FRAME:
+                return
+            if not playout:
+                # The phone starts playing 20 ms after the first packet.
+                playout["ts0"] = ts
+                playout["start"] = now + 0.020
+            index = ((ts - playout["ts0"]) & 0xFFFFFFFF) // FRAME
+            played[index] = [DECODE[b] for b in payload]
 
-    rx = threading.Thread(target=receive, daemon=True)
-    rx.start()
+    stop_receiving = receive_rtp(rtp, on_packet)
 
     sent = []
     replies = []  # [start, end]
@@ -229,11 +195,9 @@ def main():
         if now > args.max_s:
             break
 
-    stop.set()
-    rx.join()
-    sip.sendto(sip_request("BYE", contact, call_id, 2, from_tag, to_hdr, local), server)
+    stop_receiving()
     try:
-        wait_final(sip, "BYE", 5)
+        call.bye(5)
     except SystemExit:
         pass
     with open(args.out, "w") as f:

@@ -31,24 +31,6 @@ fn frontdesk(args: &[&str]) -> (bool, String) {
     )
 }
 
-/// The log without its colour escapes (`ESC [ … m`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_booking_call_leaves_its_transcript_usage_and_cost_and_no_pii_in_the_log() {
     let dir = TestDir::new("history");

@@ -330,23 +330,6 @@ impl Frontdesk {
     }
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// A SIPp caller (scenario from tests/sipp) calling `service` at `target` (the proxy).
 fn sipp(
     dir: &TestDir,
@@ -889,24 +872,15 @@ say = "Goodbye."
         ),
     )
     .expect("write scenario");
-    let plans = dir.join("clinic-plans");
-    std::fs::create_dir_all(&plans).expect("mkdir");
-    std::fs::write(
-        plans.join("clinic.toml"),
-        r#"
-[[routes]]
-name = "clinic"
-to = "*"
-agent = "receptionist"
-
-[agents.receptionist]
-voice = "alloy"
+    let plans = clinic_dialplan(
+        &dir,
+        "clinic-plans",
+        r#"voice = "alloy"
 greeting = "Bright Smile Dental, hello."
 instructions = "You are the receptionist of Bright Smile Dental."
 calendar = "bright-smile"
 "#,
-    )
-    .expect("write dialplan");
+    );
     let calendar = Path::new(ROOT).join("deploy/calendar.example.toml");
     let extra = [
         "--db",

@@ -261,43 +261,21 @@ fn live_pcma_call() {
 fn a_refused_session_start_is_a_503_before_the_answer() {
     let dir = TestDir::new("live-refused");
     let sim = Sim::start(&dir, None);
-    let plans = dir.join("dialplans");
-    std::fs::create_dir_all(&plans).expect("mkdir");
-    std::fs::write(
-        plans.join("clinic.toml"),
-        r#"
-[[routes]]
-name = "clinic"
-to = "*"
-agent = "receptionist"
-
-[agents.receptionist]
-model = "gpt-realtime-mini"
+    let plans = clinic_dialplan(
+        &dir,
+        "dialplans",
+        r#"model = "gpt-realtime-mini"
 greeting = "Thank you for calling."
 instructions = "You are the receptionist."
 "#,
-    )
-    .expect("write");
+    );
     let url = format!("ws://{}/v1/live/sessions", sim.addr);
     let mut serve = Serve::start(
         &dir,
         &plans,
         &["--realtime-url", &url, "--realtime-protocol", "live"],
     );
-    let run = run_sipp(
-        &dir,
-        "invite_expect_503.xml",
-        serve.sip,
-        free_port(),
-        0,
-        false,
-    );
-    let log = serve.proc.log_text();
-    assert!(
-        run.success,
-        "no 503:\n{}\n---- frontdesk ----\n{log}",
-        run.output
-    );
+    let (_, log) = sipp_expect(&dir, &serve, "invite_expect_503.xml", "a 503");
     assert!(
         log.contains("model_not_found") || log.contains("does not exist"),
         "{log}"

@@ -57,24 +57,6 @@ fn black_hole() -> (std::net::TcpListener, String) {
     (l, url)
 }
 
-/// Log text without the terminal colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn start(dir: &TestDir, plans: &Path, config: &Path) -> Serve {
     let config = config.to_string_lossy().into_owned();
     Serve::start(dir, plans, &["--config", &config])
@@ -123,7 +105,7 @@ fn a_refused_or_hanging_endpoint_fails_over_and_the_invite_is_answered_within_5_
     );
     let mut serve = start(&dir, &dialplan(&dir, ""), &cfg);
     call(&dir, &serve, "uac_hangup.xml", free_port(), 1500);
-    let log = plain(&serve.proc.log_text());
+    let log = strip_ansi(&serve.proc.log_text());
     let rows = rows_after_stop(&mut serve);
     assert_eq!(rows[0].sip_status, Some(200), "{log}");
     let secs = answer_secs(&rows[0]);
@@ -254,7 +236,7 @@ fn a_silent_caller_is_checked_on_and_then_hung_up_on_as_idle() {
     let t0 = std::time::Instant::now();
     call(&dir, &serve, "uac_wait_for_bye.xml", free_port(), 0);
     let took = t0.elapsed();
-    let log = plain(&serve.proc.log_text());
+    let log = strip_ansi(&serve.proc.log_text());
     let rows = rows_after_stop(&mut serve);
     assert_eq!(rows[0].end_reason.as_deref(), Some("idle"), "{log}");
     // Greeting (~1 s) + 3 s + the check-in (~3 s) + 4 s + the goodbye: well over 7 s.

@@ -179,24 +179,6 @@ fn seeded_messages(events: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `line` without its terminal colour codes (`ESC [ … m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn is_speech(payload: &[u8]) -> bool {
     payload.iter().any(|&b| b != payload[0])
 }

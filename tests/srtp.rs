@@ -536,24 +536,6 @@ fn srtp_call(name: &str, args: &[&str], mediaenc: &str, proto: &str, transport: 
     }
 }
 
-/// `text` without ANSI colour sequences (tracing colours its fields).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[test]
 fn plain_rtp_offer_to_a_require_trunk_gets_488() {
     let dir = TestDir::new("srtp-require-488");
@@ -584,20 +566,7 @@ srtp = "require"
             "ws://127.0.0.1:9/v1/realtime",
         ],
     );
-    let run = run_sipp(
-        &dir,
-        "invite_plain_expect_488.xml",
-        serve.sip,
-        free_port(),
-        0,
-        false,
-    );
-    let log = serve.proc.log_text();
-    assert!(
-        run.success,
-        "SIPp did not get 488:\n{}\n---- frontdesk ----\n{log}",
-        run.output
-    );
+    let (run, log) = sipp_expect(&dir, &serve, "invite_plain_expect_488.xml", "488");
     assert!(
         run.output.contains("SRTP is required"),
         "the 488 does not say why:\n{}",

@@ -1,6 +1,7 @@
 //! Shared harness of the end-to-end tests: starts `frontdesk serve` and `frontdesk sim` as real
 //! processes on loopback ports, runs SIPp scenarios against them, captures RTP with dumpcap/tshark
 //! and makes speech audio with espeak-ng and sox. Every process is killed when its guard drops.
+// Each test binary compiles this module and uses only a part of it.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -205,6 +206,25 @@ pub fn wait_for_tcp(addr: SocketAddr, within: Duration) {
     panic!("nothing listens on {addr} after {within:?}");
 }
 
+/// `text` (a log) without its ANSI escape sequences (`ESC [ … letter`: tracing colours its
+/// fields).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A running simulator.
 pub struct Sim {
     pub proc: Proc,
@@ -278,10 +298,36 @@ instructions = "You are the receptionist of a test clinic."
 
 /// Writes `text` as the dialplan file `dialplans/{file}` in `dir`; returns the directory.
 pub fn write_dialplan(dir: &TestDir, file: &str, text: &str) -> PathBuf {
-    let d = dir.join("dialplans");
+    write_dialplan_in(dir, "dialplans", file, text)
+}
+
+/// Writes `text` as the dialplan file `{folder}/{file}` in `dir`; returns the folder.
+pub fn write_dialplan_in(dir: &TestDir, folder: &str, file: &str, text: &str) -> PathBuf {
+    let d = dir.join(folder);
     std::fs::create_dir_all(&d).expect("mkdir");
     std::fs::write(d.join(file), text).expect("write dialplan");
     d
+}
+
+/// Writes the dialplan of a one-agent clinic as `{folder}/clinic.toml` in `dir`: every number
+/// (route `clinic`) reaches the agent `receptionist`, whose settings are the TOML lines `agent`;
+/// returns the folder.
+pub fn clinic_dialplan(dir: &TestDir, folder: &str, agent: &str) -> PathBuf {
+    write_dialplan_in(
+        dir,
+        folder,
+        "clinic.toml",
+        &format!(
+            r#"
+[[routes]]
+name = "clinic"
+to = "*"
+agent = "receptionist"
+
+[agents.receptionist]
+{agent}"#
+        ),
+    )
 }
 
 /// A running `frontdesk serve`.
@@ -418,6 +464,21 @@ pub fn run_sipp(
         .output()
         .expect("run sipp");
     sipp_result(dir, scenario, out)
+}
+
+/// Runs the SIPp scenario `scenario` once against `serve` over UDP, without media or hold time (a
+/// call that is refused, an OPTIONS), and asserts that it passed: otherwise the test fails with
+/// `what` (what the scenario expects, e.g. "a 503"), SIPp's output and frontdesk's log. Returns
+/// the run and frontdesk's log as it was then.
+pub fn sipp_expect(dir: &TestDir, serve: &Serve, scenario: &str, what: &str) -> (SippRun, String) {
+    let run = run_sipp(dir, scenario, serve.sip, free_port(), 0, false);
+    let log = serve.proc.log_text();
+    assert!(
+        run.success,
+        "SIPp did not get {what}:\n{}\n---- frontdesk ----\n{log}",
+        run.output
+    );
+    (run, log)
 }
 
 /// Builds the SIPp command of [`run_sipp`] without running it (for tests that act during the call).
@@ -898,18 +959,11 @@ pub fn booking_dialplan(dir: &TestDir, transcription: bool) -> PathBuf {
     } else {
         ""
     };
-    write_dialplan(
+    clinic_dialplan(
         dir,
-        "clinic.toml",
+        "dialplans",
         &format!(
-            r#"
-[[routes]]
-name = "clinic"
-to = "*"
-agent = "receptionist"
-
-[agents.receptionist]
-voice = "marin"
+            r#"voice = "marin"
 greeting = "Thank you for calling Bright Smile Dental."
 instructions = "You are the receptionist of Bright Smile Dental. Use the tools to book appointments."
 calendar = "bright-smile"
