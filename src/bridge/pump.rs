@@ -1,6 +1,6 @@
 //! The media phase of a call's task: a pump between the sockets and the call's core.
 //!
-//! One `select!` reads whichever is ready — the RTP and RTCP sockets, the model session, the
+//! One biased `select!` (caller RTP first) reads whichever is ready — the RTP and RTCP sockets, the model session, the
 //! dialog's SIP events, finished side effects, the core's one timer, shutdown — turns it into one
 //! [`Input`], and then performs the core's [`Output`]s until [`Output::Timeout`]. It makes no
 //! decision of its own. Side effects that take time (tool calls, REFER) run as tasks in the
@@ -28,6 +28,9 @@ use crate::tools::ToolContext;
 
 /// Largest UDP datagram read on an RTP or RTCP socket, in bytes.
 const RTP_READ_BUFFER: usize = 2048;
+/// One turn in this many that the RTP socket would win is a round without it, so that the other
+/// sources are polled even while caller packets never stop coming (a flood).
+const RTP_FAIRNESS_EVERY: u32 = 16;
 /// The call's media sockets.
 pub(super) struct Sockets<'a> {
     /// RTP (and RTCP with rtcp-mux).
@@ -77,6 +80,8 @@ pub(super) async fn run(
     // channels are polled only while there are any.
     let mut outstanding = 0usize;
     let mut opening = 0usize;
+    // Turns won by the RTP socket (see the `select!`); starts at 1 so the first round reads RTP.
+    let mut rtp_wins: u32 = 1;
     let end = 'call: loop {
         // Perform everything the core wants, until it sleeps.
         loop {
@@ -191,43 +196,22 @@ pub(super) async fn run(
             }
         }
 
+        // Biased, in order of how often each source is the one that woke the task: a wake-up
+        // by a caller packet (the common case, 50 per second) polls nothing else. So that a
+        // caller flooding the RTP port cannot starve the other sources, every
+        // `RTP_FAIRNESS_EVERY`-th turn won by RTP is followed by a round without it.
+        let rtp_first = rtp_wins % RTP_FAIRNESS_EVERY != 0;
         tokio::select! {
-            _ = &mut cancelled, if !shutting_down => {
-                shutting_down = true;
-                bridge.handle_input(Input::Shutdown(now()));
-            }
-            Some(opened) = open_rx.recv(), if opening > 0 => {
-                opening -= 1;
-                match opened {
-                    Ok(s) => {
-                        close_beside(&tasks, next.replace(s));
-                        bridge.handle_input(Input::SessionOpened(now()));
+            biased;
+            r = sockets.rtp.recv_from(&mut buf), if rtp_first => {
+                rtp_wins = rtp_wins.wrapping_add(1);
+                match r {
+                    Ok((n, from)) => {
+                        bridge.handle_input(Input::Rtp { now: now(), from, datagram: &buf[..n] })
                     }
-                    Err(error) => bridge.handle_input(Input::SessionOpenFailed { now: now(), error }),
+                    Err(e) => debug!(error = %e, "RTP receive error"),
                 }
             }
-            Some(done) = done_rx.recv(), if outstanding > 0 => {
-                outstanding -= 1;
-                bridge.handle_input(match done {
-                    Done::Tool { call_id, output } => Input::ToolDone { now: now(), call_id, output },
-                    Done::Refer(result) => Input::ReferDone { now: now(), result },
-                });
-            }
-            ev = events.recv() => bridge.handle_input(match ev {
-                Some(ev) => Input::Sip(now(), ev),
-                None => Input::SipGone(now()),
-            }),
-            r = recv_opt(sockets.rtcp, &mut rtcp_buf) => {
-                if let Ok((n, _)) = r {
-                    bridge.handle_input(Input::Rtcp { now: now(), datagram: &rtcp_buf[..n] });
-                }
-            }
-            r = sockets.rtp.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    bridge.handle_input(Input::Rtp { now: now(), from, datagram: &buf[..n] })
-                }
-                Err(e) => debug!(error = %e, "RTP receive error"),
-            },
             ev = next_model_event(session.as_mut()) => match ev {
                 Ok(event) => {
                     bridge.handle_input(Input::Model(now(), event));
@@ -254,6 +238,40 @@ pub(super) async fn run(
                     bridge.handle_input(Input::Rtp { now: now(), from, datagram: &buf[..n] });
                 }
                 bridge.handle_input(Input::Timeout(now()));
+            }
+            ev = events.recv() => bridge.handle_input(match ev {
+                Some(ev) => Input::Sip(now(), ev),
+                None => Input::SipGone(now()),
+            }),
+            r = recv_opt(sockets.rtcp, &mut rtcp_buf) => {
+                if let Ok((n, _)) = r {
+                    bridge.handle_input(Input::Rtcp { now: now(), datagram: &rtcp_buf[..n] });
+                }
+            }
+            Some(done) = done_rx.recv(), if outstanding > 0 => {
+                outstanding -= 1;
+                bridge.handle_input(match done {
+                    Done::Tool { call_id, output } => Input::ToolDone { now: now(), call_id, output },
+                    Done::Refer(result) => Input::ReferDone { now: now(), result },
+                });
+            }
+            Some(opened) = open_rx.recv(), if opening > 0 => {
+                opening -= 1;
+                match opened {
+                    Ok(s) => {
+                        close_beside(&tasks, next.replace(s));
+                        bridge.handle_input(Input::SessionOpened(now()));
+                    }
+                    Err(error) => bridge.handle_input(Input::SessionOpenFailed { now: now(), error }),
+                }
+            }
+            _ = &mut cancelled, if !shutting_down => {
+                shutting_down = true;
+                bridge.handle_input(Input::Shutdown(now()));
+            }
+            // The fairness round found nothing else ready: RTP goes first again.
+            () = std::future::ready(()), if !rtp_first => {
+                rtp_wins = rtp_wins.wrapping_add(1);
             }
         }
     };

@@ -11,13 +11,21 @@
 //!
 //! The SRTP state sits behind a `std::sync::Mutex` so that the methods take `&self` like
 //! `UdpSocket`'s; the lock is taken for one packet's transform and never held across an await.
+//!
+//! Reads are batched two at a time (`recvmmsg(2)`, nonblocking): when the kernel hands over only
+//! one datagram, the socket is known to be empty at that moment and its readiness is cleared
+//! there, so the next receive waits for the socket's next readiness event instead of making a
+//! `recvfrom` that finds it empty (one system call per packet instead of two). A second datagram
+//! is kept and returned by the next receive.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd as _;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
-use tokio::io::ReadBuf;
+use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::{debug, info};
 
@@ -28,6 +36,21 @@ use super::srtp::{self, SrtpKeys, SrtpSession, SrtpStats};
 pub struct MediaSocket {
     socket: UdpSocket,
     srtp: Mutex<Option<Secured>>,
+    /// The second datagram of the last batch read, not yet returned (see the module docs).
+    stash: Mutex<Stash>,
+}
+
+/// Largest datagram kept from a batch read, in bytes (larger ones are truncated, as a
+/// `recv_from` into a buffer of this size would).
+const STASH_BYTES: usize = 2048;
+
+/// The second slot of a batch read: its buffer (allocated at the first batch read) and the
+/// datagram in it, if one is waiting.
+#[derive(Debug, Default)]
+struct Stash {
+    buf: Option<Box<[u8]>>,
+    /// Length and source of the datagram waiting in `buf`.
+    held: Option<(usize, SocketAddr)>,
 }
 
 /// The SRTP state of a socket: the keys it was built from (to tell a rekey from a repeat) and
@@ -46,6 +69,7 @@ impl MediaSocket {
         MediaSocket {
             socket,
             srtp: Mutex::new(None),
+            stash: Mutex::new(Stash::default()),
         }
     }
 
@@ -151,25 +175,89 @@ impl MediaSocket {
         buf: &mut [u8],
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
         loop {
-            let mut read = ReadBuf::new(buf);
-            let from = ready!(self.socket.poll_recv_from(cx, &mut read))?;
-            let n = read.filled().len();
-            if let Some(n) = self.open(buf, n, from) {
-                return Poll::Ready(Ok((n, from)));
+            match self.read_one(buf) {
+                Ok((n, from)) => {
+                    if let Some(n) = self.open(buf, n, from) {
+                        return Poll::Ready(Ok((n, from)));
+                    }
+                }
+                // Empty: wait for the next readiness event (registers the task's waker).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.socket.poll_recv_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
 
-    /// As `UdpSocket::try_recv_from`, skipping datagrams that fail SRTP.
+    /// Receives a datagram if one is queued, without waiting: `WouldBlock` when none is (like
+    /// `UdpSocket::try_recv_from`, and without a system call once a batch read found the socket
+    /// empty). Same SRTP handling as [`MediaSocket::recv_from`].
     ///
     /// # Errors
-    /// The socket's, `WouldBlock` when nothing (more) is queued.
+    /// `WouldBlock` when nothing is queued; the socket's errors otherwise.
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         loop {
-            let (n, from) = self.socket.try_recv_from(buf)?;
+            let (n, from) = self.read_one(buf)?;
             if let Some(n) = self.open(buf, n, from) {
                 return Ok((n, from));
             }
+        }
+    }
+
+    /// One datagram into `buf`: the one kept from the last batch read, else a batch read of up to
+    /// two. Returns its length (truncated to `buf`) and source; `WouldBlock` when the socket is
+    /// empty (its readiness is then cleared).
+    fn read_one(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let mut stash = self.stash_state();
+        let Stash { buf: slot, held } = &mut *stash;
+        if let (Some((n, from)), Some(kept)) = (held.take(), slot.as_deref()) {
+            let n = n.min(buf.len()).min(kept.len());
+            buf.get_mut(..n)
+                .unwrap_or_default()
+                .copy_from_slice(kept.get(..n).unwrap_or_default());
+            return Ok((n, from));
+        }
+        let second = slot.get_or_insert_with(|| vec![0u8; STASH_BYTES].into_boxed_slice());
+        let fd = self.socket.as_raw_fd();
+        let mut first = None;
+        // `try_io` clears the readiness when the closure returns `WouldBlock`: it does when the
+        // kernel had fewer datagrams than slots (so the socket is empty now), even if it had one.
+        let read = self.socket.try_io(Interest::READABLE, || {
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(2, None);
+            let slices = [
+                [IoSliceMut::new(&mut *buf)],
+                [IoSliceMut::new(&mut *second)],
+            ];
+            let results = recvmmsg(
+                fd,
+                &mut headers,
+                slices.iter(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(io::Error::from)?;
+            let mut count = 0;
+            for r in results {
+                let from = r.address.as_ref().and_then(socket_addr);
+                match (count, from) {
+                    (0, Some(from)) => first = Some((r.bytes, from)),
+                    (_, Some(from)) => *held = Some((r.bytes, from)),
+                    _ => {}
+                }
+                count += 1;
+            }
+            if count < 2 {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        });
+        match (first, read) {
+            (Some((n, from)), _) => Ok((n.min(buf.len()), from)),
+            // The first datagram had no IP source address; a second one is returned next.
+            (None, Ok(())) => Err(io::ErrorKind::WouldBlock.into()),
+            (None, Err(e)) => Err(e),
         }
     }
 
@@ -198,11 +286,26 @@ impl MediaSocket {
         }
     }
 
+    fn stash_state(&self) -> MutexGuard<'_, Stash> {
+        self.stash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn state(&self) -> MutexGuard<'_, Option<Secured>> {
         self.srtp
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The source address of a received datagram (IPv4 or IPv6; `None` for any other family).
+fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// Keys (or un-keys) a call's RTP socket and its RTCP socket together ([`MediaSocket::set_srtp`])
@@ -328,5 +431,56 @@ mod tests {
         // Back to plain.
         b.set_srtp(None).unwrap();
         assert_eq!(b.srtp_stats(), SrtpStats::default());
+    }
+
+    #[tokio::test]
+    async fn batched_reads_return_every_datagram_in_order_then_wait_for_the_next() {
+        let (a, b) = pair().await;
+        let b_addr = b.local_addr().unwrap();
+        let a_addr = a.local_addr().unwrap();
+        // Five queued at once: read two at a time, the second kept for the next receive.
+        for seq in 1..=5 {
+            a.send_to(&packet(seq), b_addr).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut buf = vec![0u8; 2048];
+        for seq in 1..=5 {
+            let (n, from) = if seq % 2 == 0 {
+                b.try_recv_from(&mut buf).unwrap()
+            } else {
+                b.recv_from(&mut buf).await.unwrap()
+            };
+            assert_eq!(
+                (&buf[..n], from),
+                (&packet(seq)[..], a_addr),
+                "datagram {seq}"
+            );
+        }
+        assert_eq!(
+            b.try_recv_from(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        // The readiness was cleared by a short batch: a new datagram still wakes the receiver.
+        let recv = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let (n, _) = b.recv_from(&mut buf).await.unwrap();
+            buf.truncate(n);
+            buf
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        a.send_to(&packet(6), b_addr).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), recv)
+            .await
+            .expect("the receiver was woken")
+            .unwrap();
+        assert_eq!(got, packet(6));
+        // A small buffer truncates, as recv_from does.
+        let (c, d) = pair().await;
+        c.send_to(&packet(7), d.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut small = [0u8; 12];
+        let (n, _) = d.recv_from(&mut small).await.unwrap();
+        assert_eq!(&small[..n], &packet(7)[..12]);
     }
 }
