@@ -200,7 +200,7 @@ pub(super) async fn run(
         // by a caller packet (the common case, 50 per second) polls nothing else. So that a
         // caller flooding the RTP port cannot starve the other sources, every
         // `RTP_FAIRNESS_EVERY`-th turn won by RTP is followed by a round without it.
-        let rtp_first = rtp_wins % RTP_FAIRNESS_EVERY != 0;
+        let rtp_first = !rtp_wins.is_multiple_of(RTP_FAIRNESS_EVERY);
         tokio::select! {
             biased;
             r = sockets.rtp.recv_from(&mut buf), if rtp_first => {
