@@ -5,7 +5,7 @@
 //! [`ModelEvent::SpeechStarted`] the queued model audio is dropped at once (at most the frame
 //! already handed out is still sent), the interrupted assistant item is truncated at the
 //! milliseconds actually sent as RTP (never more than was received, and no truncate when nothing
-//! was cut), late deltas of that item are discarded, and a cancel is sent only when a response is
+//! was cut; an item of a response we cancel while it is being generated counts as cut), late deltas of that item are discarded, and a cancel is sent only when a response is
 //! in progress and the server will not cancel it itself (`interrupt_response: false`).
 //!
 //! Echo (issue 15): every `speech_started` during agent audio is classified with the call's
@@ -241,6 +241,7 @@ impl Bridge {
             id: item_id,
             tag,
             content_index,
+            response: self.response_active.clone(),
         });
         self.pacer.push(now, tag, audio);
     }
@@ -303,12 +304,15 @@ impl Bridge {
     }
 
     /// Flushes the queued model audio and truncates `item` at what was sent of it, if that was
-    /// not all of it; later deltas of the item are dropped.
+    /// not all of it, or if we just cancelled the response still generating it (the server holds
+    /// audio of it, in flight to us or not, that the caller never heard); later deltas of the
+    /// item are dropped.
     fn cut(&mut self, item: PlayingItem) {
         let received = self.pacer.received_bytes(item.tag);
         let flushed = self.pacer.flush();
         let played = self.pacer.played_bytes(item.tag);
-        let was_cut = played < received;
+        let generating = item.response.is_some() && item.response == self.cancel_sent;
+        let was_cut = played < received || (generating && played > 0);
         if !was_cut {
             // The item had been played completely: nothing to truncate.
             return;

@@ -286,6 +286,8 @@ struct PlayingItem {
     id: String,
     tag: u64,
     content_index: u32,
+    /// The response in progress when its latest delta came.
+    response: Option<String>,
 }
 
 /// A turn of the agent's speech in a continuous output stream (GPT-Live): when it began and, once
@@ -1558,13 +1560,50 @@ mod tests {
         assert!(!caller_speaks(&mut b, 158..163, false).is_empty());
     }
 
+    /// A GA agent call whose session leaves interruptions to frontdesk (`interrupt_response:
+    /// false`, the echo gate on), its session configuration already taken.
+    fn deciding_bridge(t0: Instant) -> Bridge {
+        let mut plan = agent_plan(Dialect::Ga);
+        plan.settings.turn_detection.interrupt_response = false;
+        let mut b = Bridge::new(t0, setup(CallPlan::Agent(plan)));
+        while b.poll_ws().is_some() {}
+        b
+    }
+
+    #[test]
+    fn a_cancelled_item_is_truncated_at_what_was_sent_even_when_all_that_came_was_sent() {
+        // The response is generating no faster than it plays: all 40 ms received were sent, but
+        // the server holds more of the item (generated before the cancel) the caller never heard.
+        let t0 = Instant::now();
+        let mut b = deciding_bridge(t0);
+        server(&mut b, t0, created("resp_1"));
+        server(&mut b, t0, delta("item_a", 320));
+        caller_speaks(&mut b, 0..10, true);
+        assert_eq!(b.pacer.queued_bytes(), 0);
+        let now = b.now;
+        server(&mut b, now, speech_started());
+        let ev = drain_ws(&mut b);
+        assert_eq!(
+            types(&ev),
+            ["response.cancel", "conversation.item.truncate"]
+        );
+        assert_eq!(ev[1]["audio_end_ms"], 40);
+        // Once its response is done, an item played completely is not truncated (a no-op
+        // truncate only costs the model its transcript).
+        let mut b = deciding_bridge(t0);
+        server(&mut b, t0, created("resp_1"));
+        server(&mut b, t0, delta("item_a", 320));
+        server(&mut b, t0, done("resp_1"));
+        caller_speaks(&mut b, 0..10, true);
+        let now = b.now;
+        server(&mut b, now, speech_started());
+        assert!(drain_ws(&mut b).is_empty());
+    }
+
     #[test]
     fn when_frontdesk_decides_a_response_is_cancelled_only_while_it_is_active() {
         let t0 = Instant::now();
-        let mut plan = agent_plan(Dialect::Ga);
-        plan.settings.turn_detection.interrupt_response = false;
-        let mut b = Bridge::new(t0, setup(CallPlan::Agent(plan.clone())));
-        while b.poll_ws().is_some() {}
+        let mut b = deciding_bridge(t0);
         // The response is done, its audio still queued: flush and truncate, no cancel (it would
         // be answered `response_cancel_not_active`).
         server(&mut b, t0, created("resp_1"));
@@ -1576,8 +1615,7 @@ mod tests {
         assert_eq!(types(&drain_ws(&mut b)), ["conversation.item.truncate"]);
         assert!(b.poll_rtp(now + Duration::from_millis(100)).is_none());
         // A response in progress with no audio yet: the caller speaking cancels it.
-        let mut b = Bridge::new(t0, setup(CallPlan::Agent(plan)));
-        while b.poll_ws().is_some() {}
+        let mut b = deciding_bridge(t0);
         server(&mut b, t0, created("resp_1"));
         caller_speaks(&mut b, 0..10, true);
         let now = b.now;
