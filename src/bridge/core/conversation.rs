@@ -33,7 +33,9 @@ use crate::realtime::protocol::SessionSettings;
 use crate::telemetry::Pii;
 
 use super::super::transcript::Turn;
-use super::{Bridge, PlayingItem, SpokenTurn, ToolRequest, REMEMBERED_INTERRUPTED_ITEMS};
+use super::{
+    Bridge, PlayingItem, SpokenTurn, ToolRequest, CANCEL_RACE_WINDOW, REMEMBERED_INTERRUPTED_ITEMS,
+};
 
 impl Bridge {
     /// Queues the session configuration and, if `greeting` is not empty, a response that speaks it.
@@ -111,7 +113,7 @@ impl Bridge {
                 self.caller_speaking = true;
                 self.idle_vad(Some(now));
                 if self.echo_barge_in(now) && self.caps.truncates_on_barge_in {
-                    self.barge_in();
+                    self.barge_in(now);
                 }
             }
             ModelEvent::SpeechStopped {
@@ -167,6 +169,16 @@ impl Bridge {
                 message,
                 response_in_progress,
             }) => {
+                if code.as_deref() == Some("response_cancel_not_active")
+                    && self
+                        .last_cancel_at
+                        .is_some_and(|at| now.saturating_duration_since(at) < CANCEL_RACE_WINDOW)
+                {
+                    // Our `response.cancel` crossed the response's own `response.done`: the
+                    // response ended either way (realtime-protocol.md §5.2). Not a server error.
+                    debug!(%message, "response.cancel arrived after the response was done");
+                    return;
+                }
                 self.stats.server_errors += 1;
                 if response_in_progress && self.response_requested {
                     // Our response request lost a race with one the server started; ask again
@@ -290,11 +302,12 @@ impl Bridge {
     /// answered `response_cancel_not_active`, realtime-protocol.md §5.2, §5.9; at most once per
     /// response); then stop the agent at once and tell the server what the caller heard
     /// (`conversation.item.truncate` at the audio sent as RTP).
-    fn barge_in(&mut self) {
+    fn barge_in(&mut self, now: Instant) {
         if self.frontdesk_decides() && !self.cancelling() {
             if let Some(response_id) = &self.response_active {
                 debug!(%response_id, "cancelling the response the caller interrupted");
                 self.cancel_sent = Some(response_id.clone());
+                self.last_cancel_at = Some(now);
                 self.ws_out.push_back(ModelCommand::CancelResponse);
             }
         }

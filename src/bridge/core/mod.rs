@@ -73,6 +73,10 @@ pub use stats::{
 /// How early our next RTP packet may leave when a caller packet woke the shell anyway (10 ms).
 pub const RTP_AHEAD: Duration = Duration::from_millis(10);
 
+/// How long after our `response.cancel` a `response_cancel_not_active` error is taken for the
+/// race with the response's own `response.done` (5 s: far above a round trip to the service).
+const CANCEL_RACE_WINDOW: Duration = Duration::from_secs(5);
+
 /// How many interrupted item ids are remembered to discard their late deltas.
 const REMEMBERED_INTERRUPTED_ITEMS: usize = 8;
 
@@ -353,6 +357,9 @@ pub struct Bridge {
     /// The response we sent `response.cancel` for, until its `response.done`: every audio delta
     /// that still arrives belongs to it and is dropped.
     cancel_sent: Option<String>,
+    /// When we last sent `response.cancel`: a `response_cancel_not_active` error shortly after it
+    /// is the benign race with the response's own end, not a server error.
+    last_cancel_at: Option<Instant>,
     playing: Option<PlayingItem>,
     items: Vec<(String, u64)>,
     next_tag: u64,
@@ -478,6 +485,7 @@ impl Bridge {
             ws_out: VecDeque::new(),
             response_active: None,
             cancel_sent: None,
+            last_cancel_at: None,
             playing: None,
             items: Vec::new(),
             next_tag: 1,
@@ -1512,6 +1520,34 @@ mod tests {
             drain(b, &mut sent);
         }
         sent
+    }
+
+    #[test]
+    fn a_cancel_that_crosses_the_response_done_is_not_a_server_error() {
+        let cancel_not_active = || ServerEvent::Error {
+            kind: "invalid_request_error".into(),
+            code: Some("response_cancel_not_active".into()),
+            message: "Cancellation failed: no active response found".into(),
+            param: None,
+            event_id: None,
+        };
+        // Without a cancel of ours, the error is the server's and is counted.
+        let (mut b, _, _) = echo_call(true, false);
+        let now = b.now;
+        server(&mut b, now, cancel_not_active());
+        assert_eq!(b.stats().server_errors, 1);
+        // The caller interrupts; our cancel and the response's own end cross on the wire.
+        let (mut b, _, _) = echo_call(true, false);
+        caller_speaks(&mut b, 140..148, true);
+        let now = b.now;
+        server(&mut b, now, speech_started());
+        assert_eq!(types(&drain_ws(&mut b))[0], "response.cancel");
+        server(&mut b, now, done("resp_1"));
+        server(&mut b, now + Duration::from_millis(40), cancel_not_active());
+        assert_eq!(b.stats().server_errors, 0, "the race is benign");
+        // Long after the cancel the same error is the server's again.
+        server(&mut b, now + Duration::from_secs(60), cancel_not_active());
+        assert_eq!(b.stats().server_errors, 1);
     }
 
     #[test]
