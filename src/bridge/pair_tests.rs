@@ -968,7 +968,7 @@ fn a_notify_that_overtakes_the_202_still_decides_the_transfer() {
 fn a_session_that_cannot_be_replaced_ends_the_call_as_model_unavailable() {
     let text = "greeting = \"Hello.\"\nmax_session_s = 5\n";
     let mut plan = model_plan("Hello.");
-    plan.rollover.filler = vec![0x11; 8_000]; // 1 s
+    plan.rollover.filler = vec![0x11; 8_000].into(); // 1 s
     let mut p = Pair::new(CallPlan::Agent(plan), text, Netem::default());
     p.open_failures = 1_000;
     p.run_until(Duration::from_secs(30));

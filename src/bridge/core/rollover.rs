@@ -57,8 +57,9 @@ pub struct RolloverPolicy {
     /// Without a session for this long, the filler is played once (`filler_after_ms`, default
     /// 1500 ms).
     pub filler_after: Duration,
-    /// The filler ("One moment, please."): G.711 bytes in the call's law; empty: silence only.
-    pub filler: Vec<u8>,
+    /// The filler ("One moment, please."): G.711 bytes in the call's law, shared by the calls;
+    /// empty: silence only.
+    pub filler: std::sync::Arc<[u8]>,
     /// What the caller gets when no replacement session can be had (the agent's
     /// `on_model_failure`); `None`: BYE with end reason `model-unavailable`.
     pub on_failure: Option<ModelFallback>,
@@ -80,7 +81,7 @@ impl Default for RolloverPolicy {
             reconnect_window: Duration::from_secs(10),
             session_max: Some(Duration::from_secs(3300)),
             filler_after: Duration::from_millis(1500),
-            filler: Vec::new(),
+            filler: Vec::new().into(),
             on_failure: None,
         }
     }
