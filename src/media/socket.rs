@@ -224,6 +224,9 @@ impl MediaSocket {
         // `try_io` clears the readiness when the closure returns `WouldBlock`: it does when the
         // kernel had fewer datagrams than slots (so the socket is empty now), even if it had one.
         let read = self.socket.try_io(Interest::READABLE, || {
+            // Fresh headers for every read (two small allocations): nix 0.26 does not reset each
+            // slot's `msg_namelen` between calls, so reused headers would truncate an IPv6
+            // source after an IPv4 one.
             let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(2, None);
             let slices = [
                 [IoSliceMut::new(&mut *buf)],
